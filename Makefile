@@ -1,0 +1,32 @@
+# Two commands for a fresh machine:
+#   make serve   install and run the rendezvous server on the embedded in-memory store
+#   make test    install and run the whole test suite (Node and Synapse peers install themselves)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install serve test lint typecheck clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/rendezvous serve $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check rendezvous qrlink_client tests bench
+	$(BIN)/mypy
+
+typecheck: lint
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,166 @@
+"""The one interface every session backend implements.
+
+The HTTP layer translates requests into calls on a :class:`SessionStore` and holds no protocol state of its own.
+The store knows nothing of ETags or sequence tokens: a session has an integer ``version`` that starts at 1 and grows
+by one on every successful write, and each generation's routes render it in their own way.
+
+Every backend (memory, Redis) passes the same contract suite in ``tests/store``.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import secrets
+from dataclasses import dataclass
+
+#: Characters allowed by the Matrix "opaque identifier" grammar (RFC 3986 unreserved).
+OPAQUE_ID_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+#: Opaque identifiers are at most 255 bytes: the Gen-2 QR code and AAD carry them behind a one-byte length.
+OPAQUE_ID_MAX_LENGTH = 255
+
+
+def new_session_id() -> str:
+    """A fresh session id: 192 random bits in the opaque identifier grammar (URL-safe base64, 32 characters)."""
+    return secrets.token_urlsafe(24)
+
+
+def is_opaque_id(value: str) -> bool:
+    """Whether ``value`` is a non-empty identifier of the opaque identifier grammar."""
+    return 0 < len(value) <= OPAQUE_ID_MAX_LENGTH and all(c in OPAQUE_ID_ALPHABET for c in value)
+
+
+class Generation(enum.IntEnum):
+    """Which rendezvous API created a session. The two share nothing: a session is only visible to its own."""
+
+    GEN1 = 1  # MSC4108 (2024): text/plain bodies, ETag
+    GEN2 = 2  # MSC4388: JSON bodies, sequence_token, txnId
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A snapshot of one session, as the store held it at one instant."""
+
+    id: str
+    generation: Generation
+    data: bytes
+    #: 1 at creation, one more after every successful write (never reused within a session).
+    version: int
+    #: Unix time in ms of the creation or of the last successful write.
+    last_modified_ms: int
+    #: Unix time in ms at which the session expires; fixed at creation, writes do not extend it.
+    expires_at_ms: int
+    #: Lifetime left when the snapshot was taken, by the store's own clock (clients get this, not a date).
+    expires_in_ms: int
+
+    def __repr__(self) -> str:
+        # Payloads are end-to-end encrypted but still never belong in logs; ids are capabilities.
+        return (
+            f"Session(id={self.id[:4]}…, generation={self.generation.name}, version={self.version}, "
+            f"data=<{len(self.data)} bytes>, expires_in_ms={self.expires_in_ms})"
+        )
+
+
+class WriteOutcome(enum.Enum):
+    """What a compare-and-swap write did."""
+
+    WRITTEN = "written"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The answer to :meth:`SessionStore.write`.
+
+    ``version`` is the version the response must report: the new version after a write, or the version that was
+    current when a write conflicted. On a replay (``replayed=True``) both come from the txnId record, so a retried
+    request gets exactly the answer the first attempt got, even if the session moved on since.
+    ``session`` is always the session as it is now.
+    """
+
+    outcome: WriteOutcome
+    version: int
+    session: Session
+    replayed: bool = False
+
+
+class StoreError(Exception):
+    """Base class of the store's errors."""
+
+
+class SessionNotFound(StoreError):
+    """The session does not exist: never created, deleted, or expired."""
+
+
+class StoreFull(StoreError):
+    """Creating one more session would exceed the configured maximum of live sessions."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached; the operation did not happen. Retry later."""
+
+
+class SessionStore(abc.ABC):
+    """Short-lived sessions, each a single mutable slot, shared by every process that serves them.
+
+    Writes are atomic per session. An expired session is gone for every operation, exactly as if deleted.
+    """
+
+    @abc.abstractmethod
+    async def create(
+        self, generation: Generation, data: bytes, *, ttl_ms: int, max_sessions: int | None = None
+    ) -> Session:
+        """Create a session holding ``data`` at version 1 that expires ``ttl_ms`` from now.
+
+        Raises :class:`StoreFull` if ``max_sessions`` live sessions already exist.
+        """
+
+    @abc.abstractmethod
+    async def get(self, session_id: str) -> Session | None:
+        """The current snapshot of a live session, or ``None``."""
+
+    @abc.abstractmethod
+    async def write(
+        self, session_id: str, data: bytes, *, expected_version: int, txn_id: str | None = None
+    ) -> WriteResult:
+        """Replace the data if the current version is ``expected_version`` (compare-and-swap).
+
+        With a ``txn_id`` already recorded for this session, nothing is compared or written: the recorded outcome is
+        returned with ``replayed=True``. Otherwise the outcome, conflict included, is recorded against ``txn_id`` for
+        the rest of the session's life. Raises :class:`SessionNotFound`.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, session_id: str) -> bool:
+        """Delete a session and its txnId records. ``False`` if there was no live session."""
+
+    @abc.abstractmethod
+    async def count(self) -> int:
+        """The number of live sessions."""
+
+    @abc.abstractmethod
+    async def rate_limit(self, key: str, *, rate_per_s: float, burst: int) -> int:
+        """Take one token from the bucket ``key`` (refilled at ``rate_per_s``, holding at most ``burst``).
+
+        Returns 0 if the request may go ahead, otherwise how many ms until a token will be available.
+        """
+
+    @abc.abstractmethod
+    async def wait_for_change(self, session_id: str, after_version: int, timeout_s: float) -> Session | None:
+        """Wait until the session's version differs from ``after_version``, at most ``timeout_s`` seconds.
+
+        Returns the new snapshot, the unchanged one at the deadline, or ``None`` if the session is gone.
+        A cancelled waiter leaves nothing behind.
+        """
+
+    @abc.abstractmethod
+    def waiter_count(self) -> int:
+        """How many :meth:`wait_for_change` calls are parked in this process right now."""
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` if the backend cannot serve requests now."""
+        return None
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+        return None

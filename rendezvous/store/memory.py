@@ -1,0 +1,207 @@
+"""The embedded store: everything in this process's memory.
+
+The default backend for a single server process. Each operation runs without yielding to the event loop between its
+read and its write, which is what makes compare-and-swap atomic here. Expired sessions are removed lazily (a read
+treats them as gone) and swept from a deadline heap whenever sessions are created or counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Callable
+
+from .base import (
+    Generation,
+    Session,
+    SessionNotFound,
+    SessionStore,
+    StoreFull,
+    WriteOutcome,
+    WriteResult,
+    new_session_id,
+)
+
+
+class _Entry:
+    __slots__ = ("data", "deadline", "expires_at_ms", "generation", "last_modified_ms", "txns", "version")
+
+    def __init__(self, generation: Generation, data: bytes, deadline: float, now_ms: int, ttl_ms: int) -> None:
+        self.generation = generation
+        self.data = data
+        self.version = 1
+        self.deadline = deadline
+        self.last_modified_ms = now_ms
+        self.expires_at_ms = now_ms + ttl_ms
+        # Created on the first txnId write only: most Gen-1 sessions never need it.
+        self.txns: dict[str, tuple[WriteOutcome, int]] | None = None
+
+
+class _Bucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, tokens: float, updated: float) -> None:
+        self.tokens = tokens
+        self.updated = updated
+
+
+class MemoryStore(SessionStore):
+    """In-process :class:`SessionStore`. Not shared between processes: use the Redis store for several workers."""
+
+    #: Rate-limit buckets are swept of idle (full again) entries once there are more than this many.
+    _BUCKET_SWEEP_THRESHOLD = 10_000
+
+    def __init__(
+        self,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._monotonic = monotonic
+        self._wall_clock = wall_clock
+        self._sessions: dict[str, _Entry] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._buckets: dict[str, _Bucket] = {}
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._waiter_count = 0
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _live(self, session_id: str) -> _Entry | None:
+        entry = self._sessions.get(session_id)
+        if entry is not None and entry.deadline <= self._monotonic():
+            self._drop(session_id)
+            return None
+        return entry
+
+    def _drop(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+        self._wake(session_id)
+
+    def _wake(self, session_id: str) -> None:
+        for future in self._waiters.pop(session_id, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def _sweep_expired(self) -> None:
+        now = self._monotonic()
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, session_id = heapq.heappop(heap)
+            entry = self._sessions.get(session_id)
+            if entry is not None and entry.deadline == deadline:
+                self._drop(session_id)
+
+    def _snapshot(self, session_id: str, entry: _Entry) -> Session:
+        return Session(
+            id=session_id,
+            generation=entry.generation,
+            data=entry.data,
+            version=entry.version,
+            last_modified_ms=entry.last_modified_ms,
+            expires_at_ms=entry.expires_at_ms,
+            expires_in_ms=max(0, int((entry.deadline - self._monotonic()) * 1000)),
+        )
+
+    # -- SessionStore ----------------------------------------------------------------------------------------
+
+    async def create(
+        self, generation: Generation, data: bytes, *, ttl_ms: int, max_sessions: int | None = None
+    ) -> Session:
+        self._sweep_expired()
+        if max_sessions is not None and len(self._sessions) >= max_sessions:
+            raise StoreFull
+        session_id = new_session_id()
+        while session_id in self._sessions:  # 192 random bits: never in practice, but cheap to rule out
+            session_id = new_session_id()
+        deadline = self._monotonic() + ttl_ms / 1000
+        entry = _Entry(generation, data, deadline, int(self._wall_clock() * 1000), ttl_ms)
+        self._sessions[session_id] = entry
+        heapq.heappush(self._deadlines, (deadline, session_id))
+        return self._snapshot(session_id, entry)
+
+    async def get(self, session_id: str) -> Session | None:
+        entry = self._live(session_id)
+        return None if entry is None else self._snapshot(session_id, entry)
+
+    async def write(
+        self, session_id: str, data: bytes, *, expected_version: int, txn_id: str | None = None
+    ) -> WriteResult:
+        entry = self._live(session_id)
+        if entry is None:
+            raise SessionNotFound
+        if txn_id is not None and entry.txns is not None and txn_id in entry.txns:
+            outcome, version = entry.txns[txn_id]
+            return WriteResult(outcome, version, self._snapshot(session_id, entry), replayed=True)
+        if entry.version == expected_version:
+            entry.data = data
+            entry.version += 1
+            entry.last_modified_ms = int(self._wall_clock() * 1000)
+            outcome = WriteOutcome.WRITTEN
+            self._wake(session_id)
+        else:
+            outcome = WriteOutcome.CONFLICT
+        if txn_id is not None:
+            if entry.txns is None:
+                entry.txns = {}
+            entry.txns[txn_id] = (outcome, entry.version)
+        return WriteResult(outcome, entry.version, self._snapshot(session_id, entry))
+
+    async def delete(self, session_id: str) -> bool:
+        if self._live(session_id) is None:
+            return False
+        self._drop(session_id)
+        return True
+
+    async def count(self) -> int:
+        self._sweep_expired()
+        return len(self._sessions)
+
+    async def rate_limit(self, key: str, *, rate_per_s: float, burst: int) -> int:
+        now = self._monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._BUCKET_SWEEP_THRESHOLD:
+                self._sweep_buckets(now, rate_per_s, burst)
+            bucket = self._buckets[key] = _Bucket(float(burst), now)
+        else:
+            bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate_per_s)
+            bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0
+        return max(1, int((1.0 - bucket.tokens) / rate_per_s * 1000) + 1)
+
+    def _sweep_buckets(self, now: float, rate_per_s: float, burst: int) -> None:
+        # A bucket that has refilled completely holds no information: dropping it changes no answer.
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * rate_per_s >= burst]
+        for key in full:
+            del self._buckets[key]
+
+    async def wait_for_change(self, session_id: str, after_version: int, timeout_s: float) -> Session | None:
+        entry = self._live(session_id)
+        if entry is None:
+            return None
+        if entry.version != after_version or timeout_s <= 0:
+            return self._snapshot(session_id, entry)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(session_id, set())
+        waiters.add(future)
+        self._waiter_count += 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                await future
+        except TimeoutError:
+            pass
+        finally:
+            self._waiter_count -= 1
+            remaining = self._waiters.get(session_id)
+            if remaining is not None:
+                remaining.discard(future)
+                if not remaining:
+                    del self._waiters[session_id]
+        return await self.get(session_id)
+
+    def waiter_count(self) -> int:
+        return self._waiter_count
