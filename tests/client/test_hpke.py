@@ -1,0 +1,415 @@
+"""Gen-2 HPKE channel: RFC 9180 A.2.1, the MSC4388 vectors in both label profiles, AAD binding and errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from qrlink_client._b64 import b64decode, b64encode
+from qrlink_client.channel import (
+    ChannelStateError,
+    DecryptionError,
+    HandshakeError,
+    HpkeChannel,
+    HpkeProfile,
+    InvalidAadField,
+    InvalidKey,
+    MessageDecodeError,
+    MissingSequenceToken,
+    NonContributoryKey,
+    SecureChannel,
+    build_aad,
+)
+from qrlink_client.channel import _hpke_primitives as primitives
+from qrlink_client.channel._x25519 import KeyPair
+from qrlink_client.channel.hpke import INFO, response_key_material
+
+from ._channels import BASE_URL, RENDEZVOUS_ID, hpke_pair
+from ._vectors import qr_login
+
+A21 = qr_login()["rfc9180_a_2_1"]
+V = qr_login()["gen2_hpke"]
+G_SECRET = bytes.fromhex(V["G_secret"])
+S_SECRET = bytes.fromhex(V["S_secret"])
+TOKENS = V["tokens"]
+PROFILES = [HpkeProfile.MSC, HpkeProfile.VODOZEMAC]
+
+
+def _h(value: str) -> bytes:
+    return bytes.fromhex(value)
+
+
+# --- RFC 9180 A.2.1 -----------------------------------------------------------------------------------------
+
+
+def test_rfc9180_a21_encap_gives_shared_secret_and_enc() -> None:
+    shared_secret, enc = primitives.encap(_h(A21["pkRm"]), KeyPair(_h(A21["skEm"])))
+    assert (shared_secret.hex(), enc.hex()) == (A21["shared_secret"], A21["pkEm"])
+
+
+def test_rfc9180_a21_decap_gives_shared_secret() -> None:
+    assert primitives.decap(_h(A21["pkEm"]), KeyPair(_h(A21["skRm"]))).hex() == A21["shared_secret"]
+
+
+def test_rfc9180_a21_key_schedule() -> None:
+    schedule = primitives.key_schedule_base(_h(A21["shared_secret"]), _h(A21["info"]))
+    assert (schedule.key.hex(), schedule.base_nonce.hex(), schedule.exporter_secret.hex()) == (
+        A21["key"],
+        A21["base_nonce"],
+        A21["exporter_secret"],
+    )
+
+
+def test_rfc9180_a21_sender_seals_each_sequence_number() -> None:
+    _, sender = primitives.setup_base_sender(_h(A21["pkRm"]), _h(A21["info"]), KeyPair(_h(A21["skEm"])))
+    for vector in A21["encryptions"]:
+        assert sender.seal(_h(vector["aad"]), _h(vector["pt"])).hex() == vector["ct"]
+
+
+def test_rfc9180_a21_recipient_opens_each_sequence_number() -> None:
+    recipient = primitives.setup_base_recipient(_h(A21["pkEm"]), KeyPair(_h(A21["skRm"])), _h(A21["info"]))
+    for vector in A21["encryptions"]:
+        assert recipient.open(_h(vector["aad"]), _h(vector["ct"])).hex() == vector["pt"]
+
+
+@pytest.mark.parametrize(
+    ("context", "exported"),
+    [
+        ("", "4bbd6243b8bb54cec311fac9df81841b6fd61f56538a775e7c80a9f40160606e"),
+        ("00", "8c1df14732580e5501b00f82b10a1647b40713191b7c1240ac80e2b68808ba69"),
+        ("54657374436f6e74657874", "5acb09211139c43b3090489a9da433e8a30ee7188ba8b0a9a1ccf0c229283e53"),
+    ],
+)
+def test_rfc9180_a21_exported_values(context: str, exported: str) -> None:
+    # RFC 9180 A.2.1.1 exported values, L = 32 (not in the vectors file; from the RFC text).
+    recipient = primitives.setup_base_recipient(_h(A21["pkEm"]), KeyPair(_h(A21["skRm"])), _h(A21["info"]))
+    assert recipient.export(_h(context), 32).hex() == exported
+
+
+def test_failed_open_does_not_advance_the_sequence_number() -> None:
+    recipient = primitives.setup_base_recipient(_h(A21["pkEm"]), KeyPair(_h(A21["skRm"])), _h(A21["info"]))
+    first = A21["encryptions"][0]
+    with pytest.raises(DecryptionError):
+        recipient.open(b"other aad", _h(first["ct"]))
+    assert recipient.sequence == 0
+    assert recipient.open(_h(first["aad"]), _h(first["ct"])).hex() == first["pt"]
+
+
+# --- MSC4388 channel vectors --------------------------------------------------------------------------------
+
+
+def _profile(profile: HpkeProfile) -> dict[str, Any]:
+    data: dict[str, Any] = V[f"profile_{profile.value}"]
+    return data
+
+
+def _vector_channels(profile: HpkeProfile) -> tuple[HpkeChannel, HpkeChannel]:
+    return (
+        HpkeChannel.generator(V["base_url_text"], V["rendezvous_id_text"], G_SECRET, profile),
+        HpkeChannel.scanner(V["base_url_text"], V["rendezvous_id_text"], S_SECRET, profile),
+    )
+
+
+def _handshake(profile: HpkeProfile) -> tuple[HpkeChannel, HpkeChannel]:
+    generator, scanner = _vector_channels(profile)
+    p = _profile(profile)
+    generator.accept_initiate(
+        scanner.initiate(generator.public_key, sequence_token=TOKENS["after_POST"]),
+        sequence_token=TOKENS["after_POST"],
+    )
+    ok = generator.ok_message(
+        sequence_token=TOKENS["after_S_PUT_initiate"], response_nonce=_h(p["response_nonce"])
+    )
+    scanner.accept_ok(ok, sequence_token=TOKENS["after_S_PUT_initiate"])
+    return generator, scanner
+
+
+def test_public_keys_match_vector() -> None:
+    generator, scanner = _vector_channels(HpkeProfile.MSC)
+    assert (b64encode(generator.public_key), b64encode(scanner.public_key)) == (
+        V["G_public_b64"],
+        V["S_public_b64"],
+    )
+
+
+def test_aad_matches_vector() -> None:
+    assert (
+        build_aad(V["base_url_text"], V["rendezvous_id_text"], "SEQ1").hex()
+        == _profile(HpkeProfile.MSC)["aad_SEQ1"]
+    )
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_main_context_key_schedule_matches_vector(profile: HpkeProfile) -> None:
+    p = _profile(profile)
+    shared_secret = primitives.decap(b64decode(V["S_public_b64"]), KeyPair(G_SECRET))
+    schedule = primitives.key_schedule_base(shared_secret, INFO)
+    assert (schedule.key.hex(), schedule.base_nonce.hex(), schedule.exporter_secret.hex()) == (
+        p["hpke_key"],
+        p["hpke_base_nonce"],
+        p["hpke_exporter_secret"],
+    )
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_response_key_and_nonce_match_vector(profile: HpkeProfile) -> None:
+    p = _profile(profile)
+    schedule = primitives.key_schedule_base(
+        primitives.decap(b64decode(V["S_public_b64"]), KeyPair(G_SECRET)), INFO
+    )
+    secret = schedule.context().export(p["response_export_label_text"].encode(), 32)
+    key, nonce = response_key_material(secret, b64decode(V["S_public_b64"]), _h(p["response_nonce"]))
+    assert (key.hex(), nonce.hex()) == (p["response_key"], p["response_base_nonce"])
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_labels_match_vector(profile: HpkeProfile) -> None:
+    p = _profile(profile)
+    assert profile.response_label().decode() == p["response_export_label_text"]
+    context = profile.check_code_context(b64decode(V["G_public_b64"]), b64decode(V["S_public_b64"]))
+    assert context.hex() == p["check_code_context"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_login_initiate_matches_vector(profile: HpkeProfile) -> None:
+    generator, scanner = _vector_channels(profile)
+    message = scanner.initiate(generator.public_key, sequence_token=TOKENS["after_POST"])
+    assert message == _profile(profile)["login_initiate_b64"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_accept_initiate_returns_scanner_key_as_enc(profile: HpkeProfile) -> None:
+    generator, _ = _vector_channels(profile)
+    enc = generator.accept_initiate(
+        _profile(profile)["login_initiate_b64"], sequence_token=TOKENS["after_POST"]
+    )
+    assert b64encode(enc) == V["S_public_b64"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_login_ok_matches_vector(profile: HpkeProfile) -> None:
+    p = _profile(profile)
+    generator, _ = _vector_channels(profile)
+    generator.accept_initiate(p["login_initiate_b64"], sequence_token=TOKENS["after_POST"])
+    ok = generator.ok_message(
+        sequence_token=TOKENS["after_S_PUT_initiate"], response_nonce=_h(p["response_nonce"])
+    )
+    assert ok == p["login_ok_b64"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_check_code_matches_vector_on_both_sides(profile: HpkeProfile) -> None:
+    p = _profile(profile)
+    generator, scanner = _handshake(profile)
+    assert generator.check_code.digits == scanner.check_code.digits == p["check_code_text"]
+    assert generator.check_code.raw.hex() == p["check_bytes"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_later_messages_match_vector_in_both_directions(profile: HpkeProfile) -> None:
+    p = _profile(profile)
+    generator, scanner = _handshake(profile)
+    g_msg, s_msg = p["G_message_1"], p["S_message_1"]
+    g_wire = generator.encrypt(g_msg["plaintext_text"].encode(), sequence_token=g_msg["aad_token_text"])
+    s_wire = scanner.encrypt(s_msg["plaintext_text"].encode(), sequence_token=s_msg["aad_token_text"])
+    assert (g_wire, s_wire) == (g_msg["wire_b64"], s_msg["wire_b64"])
+    assert scanner.decrypt(g_wire, sequence_token=g_msg["aad_token_text"]) == g_msg["plaintext_text"].encode()
+    assert (
+        generator.decrypt(s_wire, sequence_token=s_msg["aad_token_text"]) == s_msg["plaintext_text"].encode()
+    )
+
+
+def test_channels_satisfy_the_secure_channel_interface() -> None:
+    channel: SecureChannel = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID)
+    assert channel.public_key == channel.public_key
+
+
+# --- AAD binding --------------------------------------------------------------------------------------------
+
+
+def test_message_opened_with_another_token_is_rejected() -> None:
+    generator, scanner = hpke_pair()
+    message = scanner.encrypt(b"hi", sequence_token="T3")
+    with pytest.raises(DecryptionError):
+        generator.decrypt(message, sequence_token="T4")
+
+
+def test_wrong_token_does_not_consume_the_sequence_number() -> None:
+    generator, scanner = hpke_pair()
+    message = scanner.encrypt(b"hi", sequence_token="T3")
+    with pytest.raises(DecryptionError):
+        generator.decrypt(message, sequence_token="T4")
+    assert generator.decrypt(message, sequence_token="T3") == b"hi"
+
+
+def test_base_url_slash_difference_breaks_the_handshake() -> None:
+    # The AAD carries the base URL exactly as in the QR code; "…org" and "…org/" are different rendezvous.
+    generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID)
+    scanner = HpkeChannel.scanner(BASE_URL + "/", RENDEZVOUS_ID)
+    with pytest.raises(DecryptionError):
+        generator.accept_initiate(
+            scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
+        )
+
+
+def test_other_rendezvous_id_breaks_the_handshake() -> None:
+    generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID)
+    scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID + "x")
+    with pytest.raises(DecryptionError):
+        generator.accept_initiate(
+            scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
+        )
+
+
+def test_profile_mismatch_fails_at_login_ok() -> None:
+    generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.MSC)
+    scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.VODOZEMAC)
+    generator.accept_initiate(
+        scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
+    )
+    with pytest.raises(DecryptionError):
+        scanner.accept_ok(generator.ok_message(sequence_token="T2"), sequence_token="T2")
+
+
+@pytest.mark.parametrize(
+    "operation", ["initiate", "accept_initiate", "ok_message", "accept_ok", "encrypt", "decrypt"]
+)
+def test_missing_sequence_token_is_named_error(operation: str) -> None:
+    generator, scanner = (
+        HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID),
+        HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID),
+    )
+    with pytest.raises(MissingSequenceToken):
+        if operation == "initiate":
+            scanner.initiate(generator.public_key)
+        initiate = scanner.initiate(generator.public_key, sequence_token="T1")
+        if operation == "accept_initiate":
+            generator.accept_initiate(initiate)
+        generator.accept_initiate(initiate, sequence_token="T1")
+        if operation == "ok_message":
+            generator.ok_message()
+        ok = generator.ok_message(sequence_token="T2")
+        if operation == "accept_ok":
+            scanner.accept_ok(ok)
+        scanner.accept_ok(ok, sequence_token="T2")
+        if operation == "encrypt":
+            scanner.encrypt(b"x")
+        generator.decrypt(scanner.encrypt(b"x", sequence_token="T3"))
+
+
+def test_sequence_token_over_255_bytes_is_invalid_aad_field() -> None:
+    generator, _ = hpke_pair()
+    with pytest.raises(InvalidAadField):
+        generator.encrypt(b"x", sequence_token="t" * 256)
+
+
+def test_base_url_over_255_bytes_is_invalid_aad_field() -> None:
+    with pytest.raises(InvalidAadField):
+        HpkeChannel.generator("https://h/" + "p" * 250, RENDEZVOUS_ID)
+
+
+# --- handshake rules and ordering ---------------------------------------------------------------------------
+
+
+def test_wrong_initiate_plaintext_is_handshake_error() -> None:
+    generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID)
+    enc, sender = primitives.setup_base_sender(generator.public_key, INFO, KeyPair())
+    forged = b64encode(
+        enc + sender.seal(build_aad(BASE_URL, RENDEZVOUS_ID, "T1"), b"MATRIX_QR_CODE_LOGIN_INITIATX")
+    )
+    with pytest.raises(HandshakeError):
+        generator.accept_initiate(forged, sequence_token="T1")
+
+
+def test_initiate_to_low_order_key_is_non_contributory() -> None:
+    with pytest.raises(NonContributoryKey):
+        HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID).initiate(bytes(32), sequence_token="T1")
+
+
+def test_initiate_message_with_low_order_enc_is_non_contributory() -> None:
+    with pytest.raises(NonContributoryKey):
+        HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID).accept_initiate(
+            b64encode(bytes(80)), sequence_token="T1"
+        )
+
+
+def test_replayed_message_is_rejected() -> None:
+    generator, scanner = hpke_pair()
+    message = generator.encrypt(b"one", sequence_token="T3")
+    scanner.decrypt(message, sequence_token="T3")
+    with pytest.raises(DecryptionError):
+        scanner.decrypt(message, sequence_token="T3")
+
+
+def test_out_of_order_message_is_rejected_then_in_order_delivery_works() -> None:
+    generator, scanner = hpke_pair()
+    first = scanner.encrypt(b"one", sequence_token="T3")
+    second = scanner.encrypt(b"two", sequence_token="T3")
+    with pytest.raises(DecryptionError):
+        generator.decrypt(second, sequence_token="T3")
+    assert generator.decrypt(first, sequence_token="T3") == b"one"
+    assert generator.decrypt(second, sequence_token="T3") == b"two"
+
+
+def test_tampered_message_is_rejected() -> None:
+    generator, scanner = hpke_pair()
+    raw = bytearray(b64decode(scanner.encrypt(b"payload", sequence_token="T3")))
+    raw[-1] ^= 0x80
+    with pytest.raises(DecryptionError):
+        generator.decrypt(b64encode(bytes(raw)), sequence_token="T3")
+
+
+@pytest.mark.parametrize(
+    "message", ["", b64encode(bytes(47)), "*" * 80], ids=["empty", "short", "bad base64"]
+)
+def test_malformed_initiate_is_message_decode_error(message: str) -> None:
+    with pytest.raises(MessageDecodeError):
+        HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID).accept_initiate(message, sequence_token="T1")
+
+
+def test_short_login_ok_is_message_decode_error() -> None:
+    scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID)
+    scanner.initiate(KeyPair().public_key, sequence_token="T1")
+    with pytest.raises(MessageDecodeError):
+        scanner.accept_ok(b64encode(bytes(47)), sequence_token="T2")
+
+
+def test_response_nonce_of_wrong_length_is_invalid_key() -> None:
+    generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID)
+    scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID)
+    generator.accept_initiate(
+        scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
+    )
+    with pytest.raises(InvalidKey):
+        generator.ok_message(sequence_token="T2", response_nonce=bytes(16))
+
+
+def test_response_context_refuses_to_export() -> None:
+    context = primitives.Context(bytes(32), bytes(12), exporter_secret=None)
+    with pytest.raises(ChannelStateError):
+        context.export(b"anything", 32)
+
+
+def test_scanner_check_code_is_unavailable_before_login_ok() -> None:
+    scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID)
+    scanner.initiate(KeyPair().public_key, sequence_token="T1")
+    with pytest.raises(ChannelStateError):
+        _ = scanner.check_code
+
+
+def test_decrypt_before_established_is_state_error() -> None:
+    with pytest.raises(ChannelStateError):
+        HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID).decrypt("AAAA", sequence_token="T1")
+
+
+# --- secrecy ------------------------------------------------------------------------------------------------
+
+
+def test_repr_shows_no_secret_material() -> None:
+    generator, scanner = _handshake(HpkeProfile.MSC)
+    text = repr(generator) + repr(scanner) + repr(generator._send) + repr(generator._key_pair)
+    secrets = [G_SECRET, S_SECRET] + [_h(_profile(HpkeProfile.MSC)[k]) for k in ("hpke_key", "response_key")]
+    for secret in secrets:
+        assert secret.hex() not in text
+        assert b64encode(secret) not in text
