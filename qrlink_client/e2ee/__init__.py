@@ -1,0 +1,97 @@
+"""End-to-end-encryption pieces of sign in with QR code.
+
+The existing device gathers the user's secrets (:class:`SecretsSource`: :class:`StaticSecrets` or
+:class:`SecretStorageSecrets`) into a :class:`SecretsBundle`, the content of ``m.login.secrets``. The new
+device checks the bundle against the homeserver and publishes its :class:`OlmDevice` keys signed by the
+self-signing key (:func:`publish_new_device`). :func:`bootstrap_user` sets up a fresh user the way an existing
+client would.
+
+Needs the ``e2ee`` extra (vodozemac).
+"""
+
+from .backup import MEGOLM_BACKUP_ALGORITHM, BackupKey, backup_auth_data, check_backup_key
+from .bootstrap import BootstrapResult, bootstrap_user, publish_new_device, secret_storage_account_data
+from .canonical_json import canonical_json
+from .cross_signing import CROSS_SIGNING_KEY_NAMES, CrossSigningKeys, check_cross_signing_keys
+from .device import DEVICE_ALGORITHMS, OlmDevice
+from .errors import (
+    CanonicalJsonError,
+    E2eeError,
+    HomeserverError,
+    InvalidKeyMaterial,
+    InvalidRecoveryKey,
+    InvalidSecretsBundle,
+    InvalidSignature,
+    MalformedSecretStorageData,
+    RecoveryKeyFormatError,
+    RecoveryKeyParityError,
+    RecoveryKeyPrefixError,
+    SecretMacMismatch,
+    SecretNotFound,
+    SecretsMismatch,
+    SecretStorageError,
+    SignatureUploadFailed,
+    UnsupportedSecretStorageAlgorithm,
+    UserInteractiveAuthRequired,
+    WrongRecoveryKey,
+)
+from .homeserver import E2eeHomeserver
+from .recovery_key import decode_recovery_key, encode_recovery_key
+from .secret_storage import SECRET_STORAGE_ALGORITHM, EncryptedSecret, SecretStorageKey
+from .secrets_bundle import SECRETS_MESSAGE_TYPE, BackupSecret, SecretsBundle
+from .signing import Ed25519SigningKey, Signer, sign_json, signable_bytes, verify_json
+from .sources import AccountDataReader, SecretsSource, SecretStorageSecrets, StaticSecrets
+
+__all__ = [
+    "CROSS_SIGNING_KEY_NAMES",
+    "DEVICE_ALGORITHMS",
+    "MEGOLM_BACKUP_ALGORITHM",
+    "SECRETS_MESSAGE_TYPE",
+    "SECRET_STORAGE_ALGORITHM",
+    "AccountDataReader",
+    "BackupKey",
+    "BackupSecret",
+    "BootstrapResult",
+    "CanonicalJsonError",
+    "CrossSigningKeys",
+    "E2eeError",
+    "E2eeHomeserver",
+    "Ed25519SigningKey",
+    "EncryptedSecret",
+    "HomeserverError",
+    "InvalidKeyMaterial",
+    "InvalidRecoveryKey",
+    "InvalidSecretsBundle",
+    "InvalidSignature",
+    "MalformedSecretStorageData",
+    "OlmDevice",
+    "RecoveryKeyFormatError",
+    "RecoveryKeyParityError",
+    "RecoveryKeyPrefixError",
+    "SecretMacMismatch",
+    "SecretNotFound",
+    "SecretStorageError",
+    "SecretStorageKey",
+    "SecretStorageSecrets",
+    "SecretsBundle",
+    "SecretsMismatch",
+    "SecretsSource",
+    "SignatureUploadFailed",
+    "Signer",
+    "StaticSecrets",
+    "UnsupportedSecretStorageAlgorithm",
+    "UserInteractiveAuthRequired",
+    "WrongRecoveryKey",
+    "backup_auth_data",
+    "bootstrap_user",
+    "canonical_json",
+    "check_backup_key",
+    "check_cross_signing_keys",
+    "decode_recovery_key",
+    "encode_recovery_key",
+    "publish_new_device",
+    "secret_storage_account_data",
+    "sign_json",
+    "signable_bytes",
+    "verify_json",
+]
