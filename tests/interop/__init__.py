@@ -1,0 +1,1 @@
+"""Tests against real third-party peers: Synapse, matrix-js-sdk, matrix-sdk-crypto-wasm."""
