@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck clean
+.PHONY: install peers serve test lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/rendezvous serve $(ARGS)
 
-test: $(STAMP)
+# The Node packages (matrix-js-sdk, matrix-sdk-crypto-wasm) and Synapse's own virtualenv the tests run against.
+peers: $(STAMP)
+	$(BIN)/python -m tests.peers
+
+test: $(STAMP) peers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

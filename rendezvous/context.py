@@ -1,0 +1,44 @@
+"""What every route needs: settings, the store, the proxy resolver, rate limits and the token verifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .auth import TokenVerifier
+from .config import Settings
+from .http import MatrixError, Request
+from .proxy import ProxyResolver
+from .store import SessionStore
+
+
+@dataclass(slots=True)
+class ServerContext:
+    """Shared, read-only state of one running app."""
+
+    settings: Settings
+    store: SessionStore
+    proxies: ProxyResolver
+    #: Only when the Gen-2 create policy is ``authenticated``.
+    verifier: TokenVerifier | None = None
+
+    @property
+    def ttl_ms(self) -> int:
+        """Session lifetime, the same for both generations."""
+        return self.settings.ttl_seconds * 1000
+
+    async def limit_create(self, request: Request) -> None:
+        """Take a token from the client's create bucket, or raise 429."""
+        rate = self.settings.create_rate_per_second
+        if rate > 0:
+            await self._take(f"create:{self.proxies.client_ip(request)}", rate, self.settings.create_burst)
+
+    async def limit_session(self, request: Request) -> None:
+        """Take a token from the client's read/write bucket, or raise 429."""
+        rate = self.settings.session_rate_per_second
+        if rate > 0:
+            await self._take(f"session:{self.proxies.client_ip(request)}", rate, self.settings.session_burst)
+
+    async def _take(self, key: str, rate: float, burst: int) -> None:
+        retry_after_ms = await self.store.rate_limit(key, rate_per_s=rate, burst=burst)
+        if retry_after_ms > 0:
+            raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms)

@@ -1,0 +1,193 @@
+"""Gen-1 rendezvous (MSC4108, 2024 text): text/plain payloads, strong ETags, If-Match / If-None-Match.
+
+Every shipping Element client speaks this generation. What they insist on (PROTOCOL.md §1.1, INTEROP.md):
+
+* ``Content-Type`` of a 200 is exactly ``text/plain`` (js-sdk compares with ``!==``; a charset breaks it);
+* every 200 and 304, and the 201 of the POST, carries ``ETag``, ``Expires`` and ``Last-Modified``;
+* a PUT returns the new ``ETag``; the ETag changes on every write, even for an identical body.
+
+The ETag is ``"<tag>-<version>"``: ``tag`` is 8 characters derived from the session id (so ETags of different
+sessions never coincide) and ``version`` is the store's per-session write counter.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+
+from .context import ServerContext
+from .http import (
+    APPLICATION_JSON,
+    COMMON_HEADERS,
+    TEXT_PLAIN,
+    Headers,
+    MatrixError,
+    Request,
+    Response,
+    http_date,
+    json_bytes,
+    media_type,
+)
+from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome, is_opaque_id
+
+PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+
+# RFC 9110 entity-tag: optional W/, then a quoted run of etagc characters. Anything else is malformed.
+_ENTITY_TAG_RE = re.compile(rb'(W/)?"[\x21\x23-\x7e\x80-\xff]*"')
+_OUR_ETAG_RE = re.compile(rb'"([A-Za-z0-9_-]{8})-([1-9][0-9]{0,17})"')
+
+
+def etag_tag(session_id: str) -> bytes:
+    """The per-session component of the ETags: 48 bits of a hash of the id (the id itself is a capability)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(session_id.encode()).digest()[:6])
+
+
+def etag(session_id: str, version: int) -> bytes:
+    """The strong, quoted ETag of ``version`` of a session."""
+    return b'"%s-%d"' % (etag_tag(session_id), version)
+
+
+def _dates(session: Session) -> Headers:
+    return [
+        (b"expires", http_date(session.expires_at_ms // 1000)),
+        (b"last-modified", http_date(session.last_modified_ms // 1000)),
+    ]
+
+
+def _session_headers(session: Session, version: int, content_type: bytes = TEXT_PLAIN) -> Headers:
+    return [
+        (b"content-type", content_type),
+        (b"etag", etag(session.id, version)),
+        *_dates(session),
+        *COMMON_HEADERS,
+    ]
+
+
+def _not_found() -> MatrixError:
+    return MatrixError(404, "M_NOT_FOUND", "Rendezvous session not found")
+
+
+def _check_text_plain(request: Request) -> None:
+    kind = media_type(request.header(b"content-type"))
+    if kind is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Content-Type header is required")
+    # Parameters (e.g. a browser's ";charset=UTF-8") are tolerated; the media type itself must be text/plain.
+    if kind != TEXT_PLAIN:
+        raise MatrixError(400, "M_INVALID_PARAM", "Content-Type must be text/plain")
+
+
+#: Stands for a weak ETag in If-Match: never a version, and worth its own error message.
+_WEAK = -1
+
+
+def _expected_version(session_id: str, if_match: bytes | None) -> int:
+    """The version an If-Match names: 0 (never a version) for another ETag, ``_WEAK`` for ``W/"…"``."""
+    if if_match is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "If-Match header is required")
+    value = if_match.strip()
+    if _ENTITY_TAG_RE.fullmatch(value) is None:
+        raise MatrixError(400, "M_INVALID_PARAM", "If-Match must be a single ETag as received")
+    if value.startswith(b"W/"):
+        # A weak ETag never matches under If-Match's strong comparison. Seeing one almost always means a proxy
+        # compressed a response and weakened its ETag (synapse #18155, #18178): say so in the 412.
+        return _WEAK
+    ours = _OUR_ETAG_RE.fullmatch(value)
+    if ours is None or ours.group(1) != etag_tag(session_id):
+        return 0
+    return int(ours.group(2))
+
+
+def _concurrent_write(message: str, headers: Headers | None = None) -> MatrixError:
+    return MatrixError(
+        412,
+        "M_UNKNOWN",
+        message,
+        extra={"org.matrix.msc4108.errcode": "M_CONCURRENT_WRITE"},
+        headers=headers,
+    )
+
+
+def _if_none_match_hits(header: bytes, current: bytes) -> bool:
+    # If-None-Match uses the weak comparison: W/ is ignored. Unparseable members simply do not match.
+    for member in header.split(b","):
+        member = member.strip()
+        if member == b"*" or member.removeprefix(b"W/") == current:
+            return True
+    return False
+
+
+class Gen1Api:
+    """The Gen-1 routes: create on the collection, then GET / PUT / DELETE on the session URL."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self._context = context
+        self._store = context.store
+
+    async def create(self, request: Request) -> Response:
+        """``POST …/rendezvous``: text/plain body (may be empty) → 201 ``{"url"}``. Unauthenticated."""
+        context = self._context
+        await context.limit_create(request)
+        _check_text_plain(request)
+        data = await request.read_body(context.settings.max_payload_bytes)
+        base = context.settings.public_base_url or context.proxies.origin(request)
+        try:
+            session = await self._store.create(
+                Generation.GEN1, data, ttl_ms=context.ttl_ms, max_sessions=context.settings.max_sessions
+            )
+        except StoreFull:
+            raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many rendezvous sessions in progress") from None
+        body = json_bytes({"url": f"{base}{PATH}/{session.id}"})
+        return Response(201, _session_headers(session, session.version, APPLICATION_JSON), body)
+
+    async def get(self, request: Request, session_id: str) -> Response:
+        """``GET <session URL>``: 200 with the payload, or 304 when If-None-Match names the current ETag."""
+        await self._context.limit_session(request)
+        session = await self._store.get(session_id) if is_opaque_id(session_id) else None
+        if session is None or session.generation is not Generation.GEN1:
+            raise _not_found()
+        headers = _session_headers(session, session.version)
+        if_none_match = request.header(b"if-none-match")
+        if if_none_match is not None and _if_none_match_hits(if_none_match, headers[1][1]):
+            return Response(304, headers)
+        return Response(200, headers, session.data)
+
+    async def put(self, request: Request, session_id: str) -> Response:
+        """``PUT <session URL>`` with ``If-Match``: 202 + new ETag, or 412 when the ETag is not current."""
+        context = self._context
+        await context.limit_session(request)
+        if not is_opaque_id(session_id):
+            raise _not_found()
+        _check_text_plain(request)
+        expected = _expected_version(session_id, request.header(b"if-match"))
+        data = await request.read_body(context.settings.max_payload_bytes)
+        current = await self._store.get(session_id)
+        if current is None or current.generation is not Generation.GEN1:
+            raise _not_found()
+        if expected != current.version:
+            message = "ETag does not match"
+            if expected == _WEAK:
+                message = "Weak ETags never match; is a proxy compressing rendezvous responses?"
+            raise _concurrent_write(message, _dates(current))
+        try:
+            result = await self._store.write(session_id, data, expected_version=expected)
+        except SessionNotFound:
+            raise _not_found() from None
+        if result.outcome is WriteOutcome.CONFLICT:
+            # No ETag here on purpose: js-sdk adopts the ETag of any PUT answer, and adopting the current one
+            # would make it skip the very payload that caused the conflict.
+            raise _concurrent_write("ETag does not match", _dates(result.session))
+        return Response(202, _session_headers(result.session, result.version))
+
+    async def delete(self, request: Request, session_id: str) -> Response:
+        """``DELETE <session URL>``: 204, then every operation on it is 404."""
+        await self._context.limit_session(request)
+        session = await self._store.get(session_id) if is_opaque_id(session_id) else None
+        if session is None or session.generation is not Generation.GEN1:
+            raise _not_found()
+        if not await self._store.delete(session_id):
+            raise _not_found()
+        now = http_date(int(time.time()))
+        headers: Headers = [(b"content-type", TEXT_PLAIN), (b"expires", now), (b"last-modified", now)]
+        return Response(204, [*headers, *COMMON_HEADERS])
