@@ -27,7 +27,7 @@ test: $(STAMP) peers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rendezvous qrlink_client tests bench
+	$(BIN)/ruff check rendezvous qrlink_client devstack tests bench
 	$(BIN)/mypy
 
 typecheck: lint

@@ -1,0 +1,260 @@
+"""The whole development stack: OAuth server + real Synapse + our rendezvous server, on free local ports.
+
+Start order follows the dependencies: the OAuth server first (Synapse fetches its metadata and introspects
+against it), then Synapse, then the rendezvous server. Stop order is the reverse. Every part binds to
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from devstack._process import ManagedProcess, StartupError, child_environment, free_port, wait_for_http
+from devstack.oauth import DeviceTokens, OAuthService, OAuthSettings, build_oauth_service
+from devstack.serving import ServerThread, bound_socket
+from devstack.synapse import SynapseProcess, ensure_synapse, homeserver_config
+
+T = TypeVar("T")
+
+
+def rendezvous_available() -> bool:
+    """Whether this checkout has ``python -m rendezvous serve``."""
+    return importlib.util.find_spec("rendezvous.__main__") is not None
+
+
+class DevStack:
+    """A real homeserver for development and tests: an OAuth server in front of Synapse, plus rendezvous.
+
+    Use it as ``with DevStack.start() as stack:`` or ``async with DevStack.start() as stack:``. Every
+    component gets a free port on 127.0.0.1 and a temporary data directory that is removed on exit.
+
+    :param rendezvous: start ``python -m rendezvous serve``: ``True`` requires it, ``False`` skips it,
+        ``None`` starts it when this checkout has it.
+    :param poll_interval: RFC 8628 ``interval`` handed to devices (seconds).
+    :param device_code_lifetime: RFC 8628 ``expires_in`` of device codes (seconds).
+    :param access_token_lifetime: lifetime of access tokens (seconds).
+    :param users: dev users to create at start, localpart to password.
+    :param server_name: Synapse's ``server_name`` (user IDs end in ``:<server_name>``).
+    :param synapse_overrides: keys deep-merged into Synapse's configuration.
+    :param start_timeout: seconds each component may take to answer.
+    """
+
+    def __init__(
+        self,
+        *,
+        rendezvous: bool | None = None,
+        poll_interval: int = 5,
+        device_code_lifetime: int = 1200,
+        access_token_lifetime: int = 3600,
+        users: Mapping[str, str] | None = None,
+        server_name: str = "localhost",
+        synapse_overrides: Mapping[str, Any] | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        if rendezvous and not rendezvous_available():
+            raise StartupError("rendezvous=True, but this checkout has no `python -m rendezvous serve`")
+        self._want_rendezvous = rendezvous if rendezvous is not None else rendezvous_available()
+        self._poll_interval = poll_interval
+        self._device_code_lifetime = device_code_lifetime
+        self._access_token_lifetime = access_token_lifetime
+        self._initial_users = dict(users or {})
+        self.server_name = server_name
+        self._synapse_overrides = dict(synapse_overrides or {})
+        self._start_timeout = start_timeout
+        self._mas_secret = secrets.token_urlsafe(32)
+        self._admin_token = secrets.token_urlsafe(32)
+        self._data_dir: Path | None = None
+        self._oauth_thread: ServerThread | None = None
+        self._oauth: OAuthService | None = None
+        self._synapse: SynapseProcess | None = None
+        self._rendezvous: ManagedProcess | None = None
+        self._issuer = ""
+        self._homeserver_url = ""
+        self._rendezvous_url: str | None = None
+
+    @classmethod
+    def start(cls, **options: Any) -> DevStack:
+        """A stack to enter with ``with`` or ``async with``; the components start on entry."""
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        # The MAS shared secret and the admin token are deliberately absent.
+        return (
+            f"DevStack(homeserver_url={self._homeserver_url!r}, issuer={self._issuer!r}, "
+            f"rendezvous_url={self._rendezvous_url!r})"
+        )
+
+    # -- where things are ------------------------------------------------------------------------------------
+
+    @property
+    def homeserver_url(self) -> str:
+        """Synapse's client-server API base URL (its ``public_baseurl``, with a trailing slash)."""
+        return self._homeserver_url
+
+    @property
+    def issuer(self) -> str:
+        """The OAuth server's issuer, with a trailing slash; metadata is below ``.well-known/``."""
+        return self._issuer
+
+    @property
+    def rendezvous_url(self) -> str | None:
+        """Base URL of our rendezvous server, or ``None`` when it was not started."""
+        return self._rendezvous_url
+
+    @property
+    def admin_token(self) -> str:
+        """DEV ONLY: Bearer token for the admin API under ``{issuer}_devstack/admin/``."""
+        return self._admin_token
+
+    @property
+    def data_dir(self) -> Path:
+        """The temporary directory holding Synapse's database, config and logs."""
+        if self._data_dir is None:
+            raise RuntimeError("the stack is not running")
+        return self._data_dir
+
+    def synapse_log_tail(self, chars: int = 4000) -> str:
+        """The end of Synapse's logs, for failure messages."""
+        return self._synapse.log_tail(chars) if self._synapse is not None else "(Synapse not started)"
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start every component; on failure, stop what started and raise :class:`StartupError`."""
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        python = ensure_synapse()
+        self._data_dir = Path(tempfile.mkdtemp(prefix="qrlink-devstack-"))
+        oauth_socket = bound_socket()
+        self._issuer = f"http://127.0.0.1:{oauth_socket.getsockname()[1]}/"
+        synapse_port = free_port()
+        self._homeserver_url = f"http://127.0.0.1:{synapse_port}/"
+
+        self._oauth = build_oauth_service(
+            OAuthSettings(
+                issuer=self._issuer,
+                device_code_lifetime=self._device_code_lifetime,
+                poll_interval=self._poll_interval,
+                access_token_lifetime=self._access_token_lifetime,
+            ),
+            homeserver_url=self._homeserver_url,
+            server_name=self.server_name,
+            synapse_secret=self._mas_secret,
+            admin_token=self._admin_token,
+        )
+        self._oauth_thread = ServerThread(self._oauth.app, oauth_socket)
+        self._oauth_thread.start(self._start_timeout)
+
+        config = homeserver_config(
+            data_dir=self._data_dir / "synapse",
+            port=synapse_port,
+            server_name=self.server_name,
+            mas_endpoint=self._issuer,
+            mas_secret=self._mas_secret,
+            overrides=self._synapse_overrides,
+        )
+        self._synapse = SynapseProcess(python, self._data_dir / "synapse", config)
+        self._synapse.start(self._start_timeout)
+
+        if self._want_rendezvous:
+            self._start_rendezvous(self._data_dir)
+
+        for localpart, password in self._initial_users.items():
+            self.create_user(localpart, password)
+
+    def _start_rendezvous(self, data_dir: Path) -> None:
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}/"
+        self._rendezvous = ManagedProcess(
+            "rendezvous",
+            [sys.executable, "-m", "rendezvous", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            log_path=data_dir / "rendezvous.log",
+            env=child_environment(
+                {
+                    "RENDEZVOUS_PUBLIC_BASE_URL": base_url,
+                    "RENDEZVOUS_HOMESERVER_URL": self._homeserver_url,
+                    # Tests and demos create sessions in bursts from one address.
+                    "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
+                    "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
+                }
+            ),
+        )
+        self._rendezvous.start()
+        wait_for_http(f"{base_url}health", process=self._rendezvous, timeout=self._start_timeout)
+        self._rendezvous_url = base_url
+
+    def close(self) -> None:
+        """Stop every component (rendezvous, Synapse, OAuth server) and remove the data directory."""
+        if self._rendezvous is not None:
+            self._rendezvous.stop()
+            self._rendezvous = None
+        if self._synapse is not None:
+            self._synapse.stop()
+            self._synapse = None
+        if self._oauth_thread is not None:
+            self._oauth_thread.stop()
+            self._oauth_thread = None
+        if self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._data_dir = None
+
+    def __enter__(self) -> DevStack:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> DevStack:
+        await asyncio.to_thread(self.open)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.close)
+
+    # -- DEV ONLY: accounts without a browser ----------------------------------------------------------------
+
+    def create_user(self, localpart: str, password: str, *, displayname: str | None = None) -> str:
+        """DEV ONLY: create (or reset) a user here and in Synapse; returns the Matrix user ID."""
+        oauth, thread = self._running()
+        user = thread.call(oauth.accounts.create_user(localpart, password, displayname=displayname))
+        return oauth.accounts.user_id(user.localpart)
+
+    def login_device(self, localpart: str, device_id: str) -> DeviceTokens:
+        """DEV ONLY: sign *localpart* in as *device_id* (created in Synapse) and return its tokens."""
+        oauth, thread = self._running()
+        return thread.call(oauth.accounts.login_device(localpart, device_id))
+
+    async def async_create_user(self, localpart: str, password: str, *, displayname: str | None = None) -> str:
+        """DEV ONLY: :meth:`create_user` for async callers."""
+        oauth, thread = self._running()
+        user = await thread.acall(oauth.accounts.create_user(localpart, password, displayname=displayname))
+        return oauth.accounts.user_id(user.localpart)
+
+    async def async_login_device(self, localpart: str, device_id: str) -> DeviceTokens:
+        """DEV ONLY: :meth:`login_device` for async callers."""
+        oauth, thread = self._running()
+        return await thread.acall(oauth.accounts.login_device(localpart, device_id))
+
+    def _running(self) -> tuple[OAuthService, ServerThread]:
+        if self._oauth is None or self._oauth_thread is None:
+            raise RuntimeError("the stack is not running")
+        return self._oauth, self._oauth_thread
