@@ -1,0 +1,136 @@
+"""What the Redis store keeps in Redis, and what several workers sharing it see (beyond the contract)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from rendezvous.store import Generation, StoreFull
+from rendezvous.store.redis import RedisStore
+from tests.store.conftest import REDIS_URL, redis_store_at, shared_cluster
+
+TTL_MS = 60_000
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[RedisStore]:
+    async with redis_store_at(REDIS_URL) as s:
+        yield s
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def two_workers(url: str) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two stores on one key space, as two worker processes would have."""
+    async with redis_store_at(url) as first:
+        second = RedisStore.from_url(url, key_prefix=first._prefix)
+        try:
+            yield first, second
+        finally:
+            await second.close()
+
+
+def url_of(backend: str) -> str:
+    return REDIS_URL if backend == "redis" else shared_cluster.url()
+
+
+def test_a_sessions_keys_and_channel_share_one_cluster_slot(store: RedisStore) -> None:
+    session_id = "abcDEF123-_.~"
+    names = [store._session_key(session_id), store._txn_key(session_id), store._channel(session_id).decode()]
+    assert len({key_slot(name.encode()) for name in names}) == 1
+    assert all(f"{{{session_id}}}" in name for name in names)
+
+
+async def test_the_session_ttl_is_held_by_redis_in_milliseconds(store: RedisStore, raw: Redis) -> None:
+    session = await store.create(Generation.GEN1, b"", ttl_ms=1_234)
+    pttl = await raw.pttl(store._session_key(session.id))
+    assert 1_000 < pttl <= 1_234
+
+
+async def test_txn_records_expire_at_the_same_instant_as_their_session(store: RedisStore, raw: Redis) -> None:
+    session = await store.create(Generation.GEN2, b"", ttl_ms=TTL_MS)
+    await store.write(session.id, b"x", expected_version=1, txn_id="t1")
+    session_deadline = await raw.pexpiretime(store._session_key(session.id))
+    txn_deadline = await raw.pexpiretime(store._txn_key(session.id))
+    assert txn_deadline == session_deadline > 0
+
+
+async def test_an_expired_session_leaves_no_keys(store: RedisStore, raw: Redis) -> None:
+    session = await store.create(Generation.GEN2, b"", ttl_ms=100)
+    await store.write(session.id, b"x", expected_version=1, txn_id="t1")
+    await asyncio.sleep(0.3)
+    assert await raw.exists(store._session_key(session.id), store._txn_key(session.id)) == 0
+
+
+async def test_rate_limit_buckets_expire_once_full_again(store: RedisStore, raw: Redis) -> None:
+    await store.rate_limit("ip:a", rate_per_s=10.0, burst=5)
+    pttl = await raw.pttl(store._bucket_key("ip:a"))
+    assert 0 < pttl <= 101  # one token short at 10 per second: full again in 100 ms
+
+
+async def test_an_id_outside_the_opaque_grammar_is_unknown_without_touching_redis(store: RedisStore) -> None:
+    assert await store.get("a}b{c") is None
+    assert await store.delete("a}b{c") is False
+
+
+@pytest.mark.parametrize("prefix", ["", "rz{x}"])
+def test_a_key_prefix_that_would_break_hash_tags_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError):
+        RedisStore(Redis(), key_prefix=prefix)
+
+
+def test_an_unknown_url_scheme_is_refused() -> None:
+    with pytest.raises(ValueError):
+        RedisStore.from_url("http://127.0.0.1:6379")
+
+
+async def test_a_cluster_url_selects_the_cluster_client() -> None:
+    store = RedisStore.from_url("redis+cluster://127.0.0.1:7000")
+    try:
+        assert isinstance(store._client, RedisCluster)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])
+async def test_workers_share_the_session_count_and_its_maximum(backend: str) -> None:
+    async with two_workers(url_of(backend)) as (first, second):
+        await first.create(Generation.GEN1, b"", ttl_ms=TTL_MS, max_sessions=2)
+        await second.create(Generation.GEN1, b"", ttl_ms=TTL_MS, max_sessions=2)
+        assert await first.count() == await second.count() == 2
+        with pytest.raises(StoreFull):
+            await first.create(Generation.GEN1, b"", ttl_ms=TTL_MS, max_sessions=2)
+
+
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])
+async def test_workers_share_rate_limit_buckets(backend: str) -> None:
+    async with two_workers(url_of(backend)) as (first, second):
+        assert await first.rate_limit("ip:a", rate_per_s=0.5, burst=1) == 0
+        assert await second.rate_limit("ip:a", rate_per_s=0.5, burst=1) > 0
+
+
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])
+async def test_a_write_by_one_worker_wakes_waiters_of_another(backend: str) -> None:
+    async with two_workers(url_of(backend)) as (first, second):
+        # Several sessions, so that on a cluster the channels land on different nodes.
+        sessions = [await first.create(Generation.GEN2, b"", ttl_ms=TTL_MS) for _ in range(6)]
+        waiters = [asyncio.create_task(first.wait_for_change(s.id, 1, timeout_s=10)) for s in sessions]
+        await asyncio.sleep(0.2)
+        for s in sessions:
+            await second.write(s.id, b"news", expected_version=1)
+        results = await asyncio.wait_for(asyncio.gather(*waiters), 2)
+        assert all(r is not None and r.version == 2 for r in results)
