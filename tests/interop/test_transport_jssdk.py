@@ -13,10 +13,10 @@ import pytest
 
 from qrlink_client.channel import EciesChannel
 from qrlink_client.qr import Gen1Mode, Gen1QrCode, decode_qr
-from qrlink_client.transport import Gen1Transport, RetryPolicy, TransportOptions
-from tests.client import test_transport_support as support
+from qrlink_client.transport import Gen1Transport, RetryPolicy, SessionNotFound, TransportOptions
 from tests.peers.node import NodeDriver, NodeDriverFactory
 from tests.peers.synapse import SynapseServer
+from tests.support import transport as support
 
 pytestmark = [pytest.mark.node]
 
@@ -108,8 +108,6 @@ async def test_our_generator_and_jssdk_scanner_agree_and_exchange_payloads(
 async def test_jssdk_cancel_ends_our_receive_with_session_not_found(
     node_driver: NodeDriverFactory, create_url: str
 ) -> None:
-    from qrlink_client.transport import SessionNotFound
-
     jssdk = node_driver("jssdk")
     url = (await call(jssdk, "create", fallback_rz_server=create_url))["url"]
     async with httpx.AsyncClient(timeout=10) as http:

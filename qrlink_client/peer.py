@@ -1,0 +1,764 @@
+"""``qrlink peer``: a JSON-lines interop peer over the QR codec, the secure channels and the transports.
+
+Other implementations' test suites drive this process to check their bytes against ours. The protocol is
+documented in ``docs/peer.md``; in short: one JSON object per stdin line, one JSON object per stdout line, in
+order. Success is ``{"ok": true, ...}``; every failure is
+``{"ok": false, "error": "<ExceptionClassName>", "message": ...}`` and the process keeps running. A request's
+``id`` field, if any, is echoed in its response.
+
+The core is :class:`Peer`, a dispatcher of small functions over a table of handles (channels and handshakes);
+it never raises and can be unit-tested in-process. :func:`serve` is the thin stdin/stdout driver around it.
+
+Binary values travel as lower-case hex in fields ending ``_hex`` (upper case is accepted on input);
+public keys as unpadded standard base64 in fields ending ``_b64``. Error messages never echo request values,
+so a secret key sent in ``secret_hex`` cannot come back out in an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+from . import __version__
+from ._b64 import b64decode, b64encode
+from .channel import EciesChannel, HpkeChannel, HpkeProfile, Role, SecureChannel
+from .errors import QrLinkError
+from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, QrPrefix, decode_qr
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .transport import RendezvousTransport as Transport
+
+__all__ = [
+    "BadJson",
+    "BadRequest",
+    "HandshakeFailed",
+    "HandshakePending",
+    "HandshakeTimeout",
+    "InvalidFieldValue",
+    "MissingField",
+    "Peer",
+    "PeerError",
+    "UnknownChannel",
+    "UnknownHandshake",
+    "UnknownOp",
+    "qr_from_fields",
+    "qr_to_fields",
+    "serve",
+]
+
+IMPLEMENTATION = "qrlink"
+DEFAULT_WAIT_MS = 30_000
+"""How long ``handshake_wait`` and ``handshake_receive`` wait when the request gives no ``timeout_ms``."""
+
+Request = Mapping[str, Any]
+Response = dict[str, Any]
+
+
+# --- errors about the request itself ------------------------------------------------------------------------
+
+
+class PeerError(QrLinkError):
+    """Base class of the errors the peer reports about a request (as opposed to library errors)."""
+
+
+class BadJson(PeerError):
+    """The line is not valid UTF-8 JSON."""
+
+
+class BadRequest(PeerError):
+    """The line is JSON but not an object, or its ``op`` is not a string."""
+
+
+class UnknownOp(PeerError):
+    """The ``op`` names no operation of this peer."""
+
+
+class MissingField(PeerError):
+    """A required request field is absent or null."""
+
+
+class InvalidFieldValue(PeerError):
+    """A request field has the wrong JSON type, is not valid hex/base64, or is not an allowed value."""
+
+
+class UnknownChannel(PeerError):
+    """The ``channel`` handle names no open channel."""
+
+
+class UnknownHandshake(PeerError):
+    """The ``handshake`` handle names no running or finished handshake."""
+
+
+class HandshakeTimeout(PeerError):
+    """``handshake_wait`` gave up after ``timeout_ms``; the handshake itself goes on."""
+
+
+class HandshakeFailed(PeerError):
+    """The handshake failed earlier, so its channel cannot carry messages (``handshake_status`` says why)."""
+
+
+class HandshakePending(PeerError):
+    """The handshake is still running, so its channel cannot carry messages yet."""
+
+
+def describe(exc: BaseException) -> str:
+    """The message to report for ``exc``.
+
+    Library errors promise messages free of secrets, and httpx errors only name URLs and statuses, so their
+    text is passed on. Anything else is a bug whose text could hold any value, so only its class is named.
+    """
+    if isinstance(exc, QrLinkError):
+        return str(exc) or type(exc).__name__
+    # httpx is imported only once a handshake needs it, which keeps the codec/channel peer quick to start.
+    httpx_module = sys.modules.get("httpx")
+    if httpx_module is not None and isinstance(exc, httpx_module.HTTPError):
+        return str(exc) or type(exc).__name__
+    return f"unexpected {type(exc).__name__}"
+
+
+# --- request field readers ----------------------------------------------------------------------------------
+
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _get(req: Request, name: str, *, required: bool) -> Any:
+    value = req.get(name)
+    if value is None and required:
+        raise MissingField(f"field {name!r} is required")
+    return value
+
+
+def _str(req: Request, name: str, *, required: bool = True) -> Any:
+    value = _get(req, name, required=required)
+    if value is not None and not isinstance(value, str):
+        raise InvalidFieldValue(f"field {name!r} must be a string")
+    return value
+
+
+def _req_str(req: Request, name: str) -> str:
+    value: str = _str(req, name)
+    return value
+
+
+def _opt_str(req: Request, name: str) -> str | None:
+    value: str | None = _str(req, name, required=False)
+    return value
+
+
+def _int(req: Request, name: str, choices: tuple[int, ...], *, default: int | None = None) -> int:
+    value = _get(req, name, required=default is None)
+    if value is None:
+        assert default is not None
+        return default
+    # bool is an int subclass in Python, but true/false is not a number on the wire.
+    if not isinstance(value, int) or isinstance(value, bool) or value not in choices:
+        raise InvalidFieldValue(f"field {name!r} must be one of {', '.join(map(str, choices))}")
+    return value
+
+
+def _positive_int(req: Request, name: str, default: int) -> int:
+    value = _get(req, name, required=False)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidFieldValue(f"field {name!r} must be a non-negative integer")
+    return value
+
+
+def _hex(req: Request, name: str, *, required: bool = True) -> bytes | None:
+    value = _str(req, name, required=required)
+    if value is None:
+        return None
+    if not _HEX.fullmatch(value):
+        raise InvalidFieldValue(f"field {name!r} must be hex with an even number of digits")
+    return bytes.fromhex(value)
+
+
+def _req_hex(req: Request, name: str) -> bytes:
+    value = _hex(req, name)
+    assert value is not None
+    return value
+
+
+def _b64(req: Request, name: str) -> bytes:
+    try:
+        return b64decode(_req_str(req, name))
+    except QrLinkError:
+        raise InvalidFieldValue(f"field {name!r} must be standard base64") from None
+
+
+def _choice(req: Request, name: str, kind: type[_E], *, default: _E | None = None) -> _E:
+    value = _get(req, name, required=default is None)
+    if value is None:
+        assert default is not None
+        return default
+    for member in kind:
+        if member.value == value or member.name == value:
+            return member
+    allowed = ", ".join(json.dumps(m.value if isinstance(m.value, str) else m.name) for m in kind)
+    raise InvalidFieldValue(f"field {name!r} must be one of {allowed}")
+
+
+def _plaintext(req: Request) -> bytes:
+    """``plaintext`` (text, sent as UTF-8) or, for binary payloads, ``plaintext_hex``."""
+    if req.get("plaintext_hex") is not None:
+        return _req_hex(req, "plaintext_hex")
+    return _req_str(req, "plaintext").encode("utf-8")
+
+
+def _plaintext_fields(plaintext: bytes) -> Response:
+    out: Response = {"plaintext_hex": plaintext.hex()}
+    try:
+        out["plaintext"] = plaintext.decode("utf-8")
+    except UnicodeDecodeError:
+        out["plaintext"] = None
+    return out
+
+
+# --- QR fields ----------------------------------------------------------------------------------------------
+
+
+def qr_to_fields(code: QrCode) -> Response:
+    """The ``qr_decode`` response fields for a decoded QR code."""
+    if isinstance(code, Gen1QrCode):
+        return {
+            "generation": 1,
+            "prefix": QrPrefix.MATRIX.name,
+            "public_key_b64": b64encode(code.public_key),
+            "mode": int(code.mode),
+            "rendezvous_url": code.rendezvous_url,
+            "server_name": code.server_name,
+        }
+    return {
+        "generation": 2,
+        "prefix": code.prefix.name,
+        "public_key_b64": b64encode(code.public_key),
+        "intent": int(code.intent),
+        "rendezvous_id": code.rendezvous_id,
+        "base_url": code.base_url,
+    }
+
+
+def qr_from_fields(req: Request) -> QrCode:
+    """Build a QR code from the fields :func:`qr_to_fields` produces (the ``qr_encode`` request)."""
+    generation = _int(req, "generation", (1, 2))
+    public_key = _b64(req, "public_key_b64")
+    if generation == 1:
+        if _choice(req, "prefix", QrPrefix, default=QrPrefix.MATRIX) is not QrPrefix.MATRIX:
+            raise InvalidFieldValue("a Gen-1 QR code always has the MATRIX prefix")
+        mode = Gen1Mode(_int(req, "mode", tuple(Gen1Mode)))
+        return Gen1QrCode(public_key, mode, _req_str(req, "rendezvous_url"), _opt_str(req, "server_name"))
+    prefix = _choice(req, "prefix", QrPrefix, default=QrPrefix.IO_ELEMENT_MSC4388)
+    intent = Gen2Intent(_int(req, "intent", tuple(Gen2Intent)))
+    return Gen2QrCode(public_key, intent, _req_str(req, "rendezvous_id"), _req_str(req, "base_url"), prefix)
+
+
+# --- handshakes over a rendezvous ---------------------------------------------------------------------------
+
+
+class HandshakeState(enum.Enum):
+    """Where a handshake run by the peer stands."""
+
+    RUNNING = "running"
+    ESTABLISHED = "established"
+    FAILED = "failed"
+
+
+@dataclass
+class Handshake:
+    """A handshake the peer runs over a real rendezvous, and the secure channel it establishes."""
+
+    generation: int
+    role: Role
+    channel_handle: str
+    channel: SecureChannel
+    transport: Transport
+    task: asyncio.Task[None] | None = None
+    peer_public_key: bytes | None = None
+    error: BaseException | None = None
+
+    @property
+    def state(self) -> HandshakeState:
+        if self.error is not None or (self.task is not None and self.task.cancelled()):
+            return HandshakeState.FAILED
+        if self.task is not None and self.task.done():
+            return HandshakeState.ESTABLISHED
+        return HandshakeState.RUNNING
+
+    def seal_token(self) -> str | None:
+        """Gen-2 AAD token for the next seal: the one the next PUT carries (PROTOCOL.md §3.2.3)."""
+        return self.transport.sequence_token if self.generation == 2 else None
+
+    def open_token(self) -> str | None:
+        """Gen-2 AAD token for the next open: the one this side's own last write (or POST) returned."""
+        return self.transport.own_sequence_token if self.generation == 2 else None
+
+
+# --- the peer -----------------------------------------------------------------------------------------------
+
+SyncOp = Callable[["Peer", Request], Response]
+AsyncOp = Callable[["Peer", Request], Awaitable[Response]]
+
+
+class Peer:
+    """The request dispatcher and its handle tables. :meth:`handle` answers one request and never raises."""
+
+    def __init__(self, *, http_client: httpx.AsyncClient | None = None) -> None:
+        self.channels: dict[str, SecureChannel] = {}
+        self.handshakes: dict[str, Handshake] = {}
+        self._counter = itertools.count(1)
+        self._http_client = http_client
+        self._owns_client = http_client is None
+
+    # -- dispatch --
+
+    async def handle_line(self, line: str | bytes) -> Response:
+        """Parse one JSON line and answer it (an error response for bad JSON)."""
+        try:
+            text = line.decode("utf-8") if isinstance(line, bytes) else line
+            request = json.loads(text)
+        except UnicodeDecodeError:
+            return _failure(BadJson("line is not valid UTF-8"), None)
+        except json.JSONDecodeError as exc:
+            return _failure(BadJson(f"line is not valid JSON: {exc.msg} at column {exc.colno}"), None)
+        return await self.handle(request)
+
+    async def handle(self, request: object) -> Response:
+        """Answer one parsed request: ``{"ok": true, ...}`` or ``{"ok": false, "error", "message"}``."""
+        request_id = request.get("id") if isinstance(request, dict) else None
+        try:
+            if not isinstance(request, dict):
+                raise BadRequest("a request must be a JSON object")
+            op = request.get("op")
+            if op is None:
+                raise MissingField("field 'op' is required")
+            if not isinstance(op, str):
+                raise BadRequest("field 'op' must be a string")
+            if op in SYNC_OPS:
+                result = SYNC_OPS[op](self, request)
+            elif op in ASYNC_OPS:
+                result = await ASYNC_OPS[op](self, request)
+            else:
+                raise UnknownOp("no such op; 'hello' lists the ops")
+        except Exception as exc:  # every failure becomes a response; the process keeps going
+            return _failure(exc, request_id)
+        response: Response = {"id": request_id} if request_id is not None else {}
+        response["ok"] = True
+        response.update(result)
+        return response
+
+    # -- handles --
+
+    def new_handle(self, kind: str) -> str:
+        """A fresh handle such as ``ch1`` or ``hs2``, unique within this peer."""
+        return f"{kind}{next(self._counter)}"
+
+    def channel(self, req: Request) -> SecureChannel:
+        """The channel the request's ``channel`` field names."""
+        handle = _req_str(req, "channel")
+        try:
+            return self.channels[handle]
+        except KeyError:
+            raise UnknownChannel("no open channel has that handle") from None
+
+    def handshake(self, req: Request) -> Handshake:
+        """The handshake the request's ``handshake`` field names."""
+        handle = _req_str(req, "handshake")
+        try:
+            return self.handshakes[handle]
+        except KeyError:
+            raise UnknownHandshake("no handshake has that handle") from None
+
+    def http_client(self) -> httpx.AsyncClient:
+        """The HTTP client the transports share (created on first use)."""
+        if self._http_client is None:
+            import httpx
+
+            self._http_client = httpx.AsyncClient(timeout=30.0)
+        return self._http_client
+
+    async def aclose(self) -> None:
+        """Stop running handshakes and close the HTTP client this peer created."""
+        for hs in self.handshakes.values():
+            if hs.task is not None and not hs.task.done():
+                hs.task.cancel()
+        tasks = [hs.task for hs in self.handshakes.values() if hs.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for hs in self.handshakes.values():
+            await hs.transport.aclose()
+        self.handshakes.clear()
+        self.channels.clear()
+        if self._owns_client and self._http_client is not None:
+            await self._http_client.aclose()
+            self._http_client = None
+
+
+def _failure(exc: BaseException, request_id: object) -> Response:
+    response: Response = {"id": request_id} if request_id is not None else {}
+    response.update(ok=False, error=type(exc).__name__, message=describe(exc))
+    return response
+
+
+# --- codec and channel ops ----------------------------------------------------------------------------------
+
+
+def op_hello(peer: Peer, req: Request) -> Response:
+    """Name, version and capabilities of this implementation."""
+    return {
+        "implementation": IMPLEMENTATION,
+        "version": __version__,
+        "ops": sorted([*SYNC_OPS, *ASYNC_OPS]),
+        "generations": [1, 2],
+        "profiles": [p.value for p in HpkeProfile],
+    }
+
+
+def op_qr_decode(peer: Peer, req: Request) -> Response:
+    """Decode QR payload bytes."""
+    return qr_to_fields(decode_qr(_req_hex(req, "hex")))
+
+
+def op_qr_encode(peer: Peer, req: Request) -> Response:
+    """Encode QR fields (Gen-2 always in the newest, u8-length layout)."""
+    return {"hex": qr_from_fields(req).to_bytes().hex()}
+
+
+def op_channel_new(peer: Peer, req: Request) -> Response:
+    """Create a secure channel in one role; a fixed ``secret_hex`` makes it deterministic."""
+    generation = _int(req, "generation", (1, 2))
+    role = _choice(req, "role", Role)
+    secret = _hex(req, "secret_hex", required=False)
+    channel = _new_channel(req, generation, role, secret)
+    handle = peer.new_handle("ch")
+    peer.channels[handle] = channel
+    return {"channel": handle, "public_key_b64": b64encode(channel.public_key)}
+
+
+def _new_channel(req: Request, generation: int, role: Role, secret: bytes | None) -> SecureChannel:
+    if generation == 1:
+        if req.get("profile") is not None:
+            raise InvalidFieldValue("field 'profile' applies to Gen-2 channels only")
+        if role is Role.GENERATOR:
+            return EciesChannel.generator(secret)
+        return EciesChannel.scanner(secret)
+    profile = _choice(req, "profile", HpkeProfile, default=HpkeProfile.MSC)
+    base_url = _req_str(req, "base_url")
+    rendezvous_id = _req_str(req, "rendezvous_id")
+    if role is Role.GENERATOR:
+        return HpkeChannel.generator(base_url, rendezvous_id, secret, profile=profile)
+    return HpkeChannel.scanner(base_url, rendezvous_id, secret, profile=profile)
+
+
+def op_channel_close(peer: Peer, req: Request) -> Response:
+    """Forget a channel."""
+    peer.channel(req)
+    del peer.channels[req["channel"]]
+    return {}
+
+
+def op_initiate(peer: Peer, req: Request) -> Response:
+    """S: the LoginInitiateMessage to G's public key."""
+    channel = peer.channel(req)
+    peer_public = _b64(req, "peer_public_b64")
+    return {"message": channel.initiate(peer_public, sequence_token=_opt_str(req, "token"))}
+
+
+def op_accept_initiate(peer: Peer, req: Request) -> Response:
+    """G: check S's LoginInitiateMessage; returns S's public key."""
+    channel = peer.channel(req)
+    message = _req_str(req, "message")
+    peer_public = channel.accept_initiate(message, sequence_token=_opt_str(req, "token"))
+    return {"peer_public_b64": b64encode(peer_public)}
+
+
+def op_ok_message(peer: Peer, req: Request) -> Response:
+    """G: the LoginOkMessage; ``response_nonce_hex`` fixes the Gen-2 response nonce (for vectors)."""
+    channel = peer.channel(req)
+    nonce = _hex(req, "response_nonce_hex", required=False)
+    return {"message": channel.ok_message(sequence_token=_opt_str(req, "token"), response_nonce=nonce)}
+
+
+def op_accept_ok(peer: Peer, req: Request) -> Response:
+    """S: check G's LoginOkMessage; the channel is then established."""
+    channel = peer.channel(req)
+    channel.accept_ok(_req_str(req, "message"), sequence_token=_opt_str(req, "token"))
+    return {}
+
+
+def op_check_code(peer: Peer, req: Request) -> Response:
+    """The two-digit check code and the two bytes it comes from."""
+    code = peer.channel(req).check_code
+    return {"check_code": code.digits, "check_bytes_hex": code.raw.hex()}
+
+
+def op_encrypt(peer: Peer, req: Request) -> Response:
+    """Seal the next outgoing message."""
+    channel = peer.channel(req)
+    return {"message": channel.encrypt(_plaintext(req), sequence_token=_opt_str(req, "token"))}
+
+
+def op_decrypt(peer: Peer, req: Request) -> Response:
+    """Open the next incoming message."""
+    channel = peer.channel(req)
+    message = _req_str(req, "message")
+    return _plaintext_fields(channel.decrypt(message, sequence_token=_opt_str(req, "token")))
+
+
+# --- handshake ops ------------------------------------------------------------------------------------------
+
+
+async def op_handshake_start(peer: Peer, req: Request) -> Response:
+    """Create (G) or join (S) a rendezvous session and run the handshake in the background.
+
+    G answers as soon as the session exists, with the QR payload to hand to S; S answers once it has joined.
+    Either side then calls ``handshake_wait`` (or polls ``handshake_status``) for the outcome.
+    """
+    role = _choice(req, "role", Role)
+    secret = _hex(req, "secret_hex", required=False)
+    if role is Role.GENERATOR:
+        return await _start_generator(peer, req, secret)
+    return await _start_scanner(peer, req, secret)
+
+
+async def _start_generator(peer: Peer, req: Request, secret: bytes | None) -> Response:
+    from .transport import Gen1Transport, Gen2Transport
+
+    generation = _int(req, "generation", (1, 2))
+    nonce = _hex(req, "response_nonce_hex", required=False)
+    qr: QrCode
+    transport: Transport
+    if generation == 1:
+        create_url = _req_str(req, "create_url")
+        mode = Gen1Mode(_int(req, "mode", tuple(Gen1Mode), default=Gen1Mode.LOGIN))
+        server_name = _opt_str(req, "server_name")
+        channel = _new_channel(req, 1, Role.GENERATOR, secret)
+        gen1 = transport = await Gen1Transport.create(peer.http_client(), create_url)
+        try:
+            qr = Gen1QrCode(channel.public_key, mode, gen1.url, server_name)
+            qr_bytes = qr.to_bytes()
+        except Exception:
+            await _discard(transport)
+            raise
+    else:
+        base_url = _req_str(req, "base_url")
+        intent = Gen2Intent(_int(req, "intent", tuple(Gen2Intent), default=Gen2Intent.LOGIN))
+        prefix = _choice(req, "prefix", QrPrefix, default=QrPrefix.IO_ELEMENT_MSC4388)
+        gen2 = transport = await Gen2Transport.create(peer.http_client(), base_url)
+        try:
+            # The channel binds the rendezvous id into its AAD, and only the server's answer tells what it is.
+            fields = {**req, "rendezvous_id": gen2.rendezvous_id}
+            channel = _new_channel(fields, 2, Role.GENERATOR, secret)
+            qr = Gen2QrCode(channel.public_key, intent, gen2.rendezvous_id, base_url, prefix)
+            qr_bytes = qr.to_bytes()
+        except Exception:
+            await _discard(transport)
+            raise
+    handle, hs = _register(peer, generation, Role.GENERATOR, channel, transport)
+    hs.task = asyncio.create_task(_run_generator(hs, nonce))
+    return {
+        "handshake": handle,
+        "channel": hs.channel_handle,
+        "public_key_b64": b64encode(channel.public_key),
+        "qr_hex": qr_bytes.hex(),
+        **qr_to_fields(qr),
+    }
+
+
+async def _discard(transport: Transport) -> None:
+    """Delete a session just created for a request that then failed, so nothing half-made is left behind."""
+    try:
+        await transport.delete()
+    except QrLinkError:
+        pass  # it expires on its own; the caller hears about the error that made us discard it
+    finally:
+        await transport.aclose()
+
+
+async def _start_scanner(peer: Peer, req: Request, secret: bytes | None) -> Response:
+    from .transport import Gen1Transport, Gen2Transport
+
+    qr = decode_qr(_req_hex(req, "qr_hex"))
+    transport: Transport
+    if isinstance(qr, Gen1QrCode):
+        channel = _new_channel(req, 1, Role.SCANNER, secret)
+        transport = await Gen1Transport.join(peer.http_client(), qr.rendezvous_url)
+    else:
+        fields = {**req, "base_url": qr.base_url, "rendezvous_id": qr.rendezvous_id}
+        channel = _new_channel(fields, 2, Role.SCANNER, secret)
+        transport = await Gen2Transport.join(peer.http_client(), qr.base_url, qr.rendezvous_id)
+    handle, hs = _register(peer, qr.generation, Role.SCANNER, channel, transport)
+    hs.task = asyncio.create_task(_run_scanner(hs, qr.public_key))
+    return {
+        "handshake": handle,
+        "channel": hs.channel_handle,
+        "public_key_b64": b64encode(channel.public_key),
+        "generation": qr.generation,
+    }
+
+
+def _register(
+    peer: Peer, generation: int, role: Role, channel: SecureChannel, transport: Transport
+) -> tuple[str, Handshake]:
+    channel_handle = peer.new_handle("ch")
+    peer.channels[channel_handle] = channel
+    hs = Handshake(generation, role, channel_handle, channel, transport)
+    handle = peer.new_handle("hs")
+    peer.handshakes[handle] = hs
+    return handle, hs
+
+
+async def _run_generator(hs: Handshake, response_nonce: bytes | None) -> None:
+    try:
+        initiate = await hs.transport.receive()
+        hs.peer_public_key = hs.channel.accept_initiate(initiate, sequence_token=hs.open_token())
+        ok = hs.channel.ok_message(sequence_token=hs.seal_token(), response_nonce=response_nonce)
+        await hs.transport.send(ok)
+    except Exception as exc:
+        hs.error = exc
+
+
+async def _run_scanner(hs: Handshake, generator_public_key: bytes) -> None:
+    try:
+        initiate = hs.channel.initiate(generator_public_key, sequence_token=hs.seal_token())
+        await hs.transport.send(initiate)
+        ok = await hs.transport.receive()
+        hs.channel.accept_ok(ok, sequence_token=hs.open_token())
+        hs.peer_public_key = generator_public_key
+    except Exception as exc:
+        hs.error = exc
+
+
+def _outcome(hs: Handshake) -> Response:
+    out: Response = {"state": hs.state.value, "channel": hs.channel_handle}
+    if hs.state is HandshakeState.ESTABLISHED:
+        code = hs.channel.check_code
+        assert hs.peer_public_key is not None
+        out.update(
+            check_code=code.digits,
+            check_bytes_hex=code.raw.hex(),
+            peer_public_b64=b64encode(hs.peer_public_key),
+        )
+    elif hs.error is not None:
+        out.update(error=type(hs.error).__name__, message=describe(hs.error))
+    return out
+
+
+async def op_handshake_status(peer: Peer, req: Request) -> Response:
+    """Where a handshake stands, without waiting (a failed one is reported in ``error``/``message``)."""
+    return _outcome(peer.handshake(req))
+
+
+async def op_handshake_wait(peer: Peer, req: Request) -> Response:
+    """Wait up to ``timeout_ms`` for the handshake; fails with the handshake's own error if it failed."""
+    hs = peer.handshake(req)
+    timeout = _positive_int(req, "timeout_ms", DEFAULT_WAIT_MS) / 1000
+    assert hs.task is not None
+    try:
+        await asyncio.wait_for(asyncio.shield(hs.task), timeout)
+    except TimeoutError:
+        raise HandshakeTimeout(f"handshake not finished after {timeout:g} s") from None
+    if hs.error is not None:
+        raise hs.error
+    return _outcome(hs)
+
+
+def _established(hs: Handshake) -> None:
+    if hs.state is HandshakeState.FAILED:
+        raise HandshakeFailed("the handshake failed; see handshake_status")
+    if hs.state is HandshakeState.RUNNING:
+        raise HandshakePending("the handshake is still running; call handshake_wait first")
+
+
+async def op_handshake_send(peer: Peer, req: Request) -> Response:
+    """Encrypt ``plaintext`` on an established handshake's channel and send it over its rendezvous."""
+    hs = peer.handshake(req)
+    _established(hs)
+    await hs.transport.send(hs.channel.encrypt(_plaintext(req), sequence_token=hs.seal_token()))
+    return {}
+
+
+async def op_handshake_receive(peer: Peer, req: Request) -> Response:
+    """Wait up to ``timeout_ms`` for the peer's next message on the rendezvous and decrypt it."""
+    hs = peer.handshake(req)
+    _established(hs)
+    timeout = _positive_int(req, "timeout_ms", DEFAULT_WAIT_MS) / 1000
+    message = await hs.transport.receive(timeout=timeout)
+    return _plaintext_fields(hs.channel.decrypt(message, sequence_token=hs.open_token()))
+
+
+async def op_handshake_close(peer: Peer, req: Request) -> Response:
+    """Forget a handshake and its channel; with ``delete`` (default true) also DELETE the session."""
+    hs = peer.handshake(req)
+    delete = req.get("delete", True)
+    if not isinstance(delete, bool):
+        raise InvalidFieldValue("field 'delete' must be true or false")
+    del peer.handshakes[req["handshake"]]
+    peer.channels.pop(hs.channel_handle, None)
+    if hs.task is not None and not hs.task.done():
+        hs.task.cancel()
+    try:
+        if delete:
+            await hs.transport.delete()
+    finally:
+        await hs.transport.aclose()
+    return {}
+
+
+SYNC_OPS: dict[str, SyncOp] = {
+    "hello": op_hello,
+    "qr_decode": op_qr_decode,
+    "qr_encode": op_qr_encode,
+    "channel_new": op_channel_new,
+    "channel_close": op_channel_close,
+    "initiate": op_initiate,
+    "accept_initiate": op_accept_initiate,
+    "ok_message": op_ok_message,
+    "accept_ok": op_accept_ok,
+    "check_code": op_check_code,
+    "encrypt": op_encrypt,
+    "decrypt": op_decrypt,
+}
+
+ASYNC_OPS: dict[str, AsyncOp] = {
+    "handshake_start": op_handshake_start,
+    "handshake_status": op_handshake_status,
+    "handshake_wait": op_handshake_wait,
+    "handshake_send": op_handshake_send,
+    "handshake_receive": op_handshake_receive,
+    "handshake_close": op_handshake_close,
+}
+
+
+# --- the stdin/stdout driver --------------------------------------------------------------------------------
+
+
+async def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    peer = Peer()
+    try:
+        while True:
+            line = await asyncio.to_thread(stdin.readline)
+            if not line:
+                break
+            if not line.strip():
+                continue
+            response = await peer.handle_line(line)
+            stdout.write(json.dumps(response, separators=(",", ":")).encode("ascii") + b"\n")
+            stdout.flush()
+    finally:
+        await peer.aclose()
+
+
+def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> int:
+    """Run the peer on binary stdin/stdout until EOF; returns the exit status (0)."""
+    asyncio.run(_serve(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer))
+    return 0

@@ -1,0 +1,253 @@
+"""The peer's ``handshake_*`` ops: two ``qrlink peer`` processes sign in over a real rendezvous server.
+
+The server is the project's own ``rendezvous serve`` on a free local port (in-memory store), started once per
+module; the peers reach it over real HTTP through the client transports.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.client.test_peer import PeerProcess
+
+RENDEZVOUS = Path(sys.executable).with_name("rendezvous")
+GEN1_CREATE_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+GEN2_DISCOVERY_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """Base URL of a running rendezvous server."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0", "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0"}
+    proc = subprocess.Popen(
+        [
+            str(RENDEZVOUS),
+            "serve",
+            "--port",
+            str(port),
+            "--public-base-url",
+            base_url,
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(base_url + GEN2_DISCOVERY_PATH, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"rendezvous server did not start: {proc.stderr.read() if proc.stderr else ''!r}"
+                )
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[PeerProcess, PeerProcess]]:
+    """Two peer processes: the generator's and the scanner's device."""
+    generator, scanner = PeerProcess(), PeerProcess()
+    yield generator, scanner
+    for process in (generator, scanner):
+        if process.proc.poll() is None:
+            process.close()
+
+
+def start_generator(peer: PeerProcess, server: str, generation: int, **extra: Any) -> dict[str, Any]:
+    where = {"create_url": server + GEN1_CREATE_PATH} if generation == 1 else {"base_url": server}
+    return peer.ok("handshake_start", generation=generation, role="G", **where, **extra)
+
+
+def established(
+    generator: PeerProcess, scanner: PeerProcess, server: str, generation: int
+) -> tuple[str, str]:
+    g = start_generator(generator, server, generation)
+    s = scanner.ok("handshake_start", role="S", qr_hex=g["qr_hex"])
+    scanner.ok("handshake_wait", handshake=s["handshake"], timeout_ms=10_000)
+    generator.ok("handshake_wait", handshake=g["handshake"], timeout_ms=10_000)
+    return g["handshake"], s["handshake"]
+
+
+@pytest.mark.parametrize("generation", [1, 2])
+def test_generator_qr_names_the_new_session(
+    pair: tuple[PeerProcess, PeerProcess], server: str, generation: int
+) -> None:
+    generator, _ = pair
+    g = start_generator(generator, server, generation)
+    decoded = generator.ok("qr_decode", hex=g["qr_hex"])
+    assert decoded["public_key_b64"] == g["public_key_b64"]
+    if generation == 1:
+        assert decoded["rendezvous_url"].startswith(server + GEN1_CREATE_PATH + "/")
+    else:
+        assert (decoded["base_url"], decoded["rendezvous_id"]) == (server, g["rendezvous_id"])
+
+
+@pytest.mark.parametrize("generation", [1, 2])
+def test_handshake_is_running_until_the_scanner_joins(
+    pair: tuple[PeerProcess, PeerProcess], server: str, generation: int
+) -> None:
+    generator, _ = pair
+    g = start_generator(generator, server, generation)
+    assert generator.ok("handshake_status", handshake=g["handshake"])["state"] == "running"
+
+
+@pytest.mark.parametrize("generation", [1, 2])
+def test_two_peers_agree_on_the_check_code(
+    pair: tuple[PeerProcess, PeerProcess], server: str, generation: int
+) -> None:
+    generator, scanner = pair
+    g = start_generator(generator, server, generation)
+    s = scanner.ok("handshake_start", role="S", qr_hex=g["qr_hex"])
+    s_done = scanner.ok("handshake_wait", handshake=s["handshake"], timeout_ms=10_000)
+    g_done = generator.ok("handshake_wait", handshake=g["handshake"], timeout_ms=10_000)
+    assert (g_done["state"], s_done["state"]) == ("established", "established")
+    assert g_done["check_code"] == s_done["check_code"]
+    assert (g_done["peer_public_b64"], s_done["peer_public_b64"]) == (
+        s["public_key_b64"],
+        g["public_key_b64"],
+    )
+
+
+@pytest.mark.parametrize("generation", [1, 2])
+def test_established_peers_exchange_messages_both_ways(
+    pair: tuple[PeerProcess, PeerProcess], server: str, generation: int
+) -> None:
+    generator, scanner = pair
+    g, s = established(generator, scanner, server, generation)
+    scanner.ok("handshake_send", handshake=s, plaintext='{"type":"m.login.protocols"}')
+    received = generator.ok("handshake_receive", handshake=g, timeout_ms=10_000)
+    assert received["plaintext"] == '{"type":"m.login.protocols"}'
+    generator.ok("handshake_send", handshake=g, plaintext='{"type":"m.login.protocol_accepted"}')
+    received = scanner.ok("handshake_receive", handshake=s, timeout_ms=10_000)
+    assert received["plaintext"] == '{"type":"m.login.protocol_accepted"}'
+
+
+def test_handshake_channel_serves_the_channel_ops(pair: tuple[PeerProcess, PeerProcess], server: str) -> None:
+    generator, scanner = pair
+    g = start_generator(generator, server, 2)
+    s = scanner.ok("handshake_start", role="S", qr_hex=g["qr_hex"])
+    s_done = scanner.ok("handshake_wait", handshake=s["handshake"], timeout_ms=10_000)
+    assert scanner.ok("check_code", channel=s["channel"])["check_code"] == s_done["check_code"]
+
+
+def test_wait_without_a_scanner_times_out_and_the_handshake_goes_on(
+    pair: tuple[PeerProcess, PeerProcess], server: str
+) -> None:
+    generator, _ = pair
+    g = start_generator(generator, server, 1)
+    assert (
+        generator.request("handshake_wait", handshake=g["handshake"], timeout_ms=200)["error"]
+        == "HandshakeTimeout"
+    )
+    assert generator.ok("handshake_status", handshake=g["handshake"])["state"] == "running"
+
+
+def test_send_before_the_handshake_finishes_fails(pair: tuple[PeerProcess, PeerProcess], server: str) -> None:
+    generator, _ = pair
+    g = start_generator(generator, server, 2)
+    response = generator.request("handshake_send", handshake=g["handshake"], plaintext="early")
+    assert response["error"] == "HandshakePending"
+
+
+def test_scanner_joining_a_deleted_session_fails_by_name(
+    pair: tuple[PeerProcess, PeerProcess], server: str
+) -> None:
+    generator, scanner = pair
+    g = start_generator(generator, server, 2)
+    generator.ok("handshake_close", handshake=g["handshake"])
+    response = scanner.request("handshake_start", role="S", qr_hex=g["qr_hex"])
+    assert (response["ok"], response["error"]) == (False, "SessionNotFound")
+
+
+def test_closed_handshake_is_forgotten(pair: tuple[PeerProcess, PeerProcess], server: str) -> None:
+    generator, _ = pair
+    g = start_generator(generator, server, 1)
+    generator.ok("handshake_close", handshake=g["handshake"])
+    assert generator.request("handshake_status", handshake=g["handshake"])["error"] == "UnknownHandshake"
+    assert generator.request("check_code", channel=g["channel"])["error"] == "UnknownChannel"
+
+
+def test_unreachable_server_is_a_named_failure(pair: tuple[PeerProcess, PeerProcess]) -> None:
+    generator, _ = pair
+    response = generator.request(
+        "handshake_start", generation=2, role="G", base_url=f"http://127.0.0.1:{free_port()}"
+    )
+    assert response["ok"] is False
+    assert response["error"] != "Exception" and not response["message"].startswith("unexpected")
+
+
+def test_peer_with_a_running_handshake_exits_cleanly_at_end_of_input(
+    pair: tuple[PeerProcess, PeerProcess], server: str
+) -> None:
+    generator, _ = pair
+    start_generator(generator, server, 2)
+    assert generator.close() == 0
+    assert generator.stderr == b""
+
+
+@pytest.mark.parametrize("generation", [1, 2])
+def test_scanner_using_another_key_fails_the_generator_with_decryption_error(
+    pair: tuple[PeerProcess, PeerProcess], server: str, generation: int
+) -> None:
+    generator, scanner = pair
+    g = start_generator(generator, server, generation)
+    # A man in the middle's QR: the same session, another public key.
+    fields = generator.ok("qr_decode", hex=g["qr_hex"])
+    fields["public_key_b64"] = scanner.ok("channel_new", generation=1, role="G")["public_key_b64"]
+    forged = scanner.ok("qr_encode", **fields)["hex"]
+    scanner.ok("handshake_start", role="S", qr_hex=forged)
+    response = generator.request("handshake_wait", handshake=g["handshake"], timeout_ms=10_000)
+    assert (response["ok"], response["error"]) == (False, "DecryptionError")
+
+
+def test_send_after_a_failed_handshake_fails(pair: tuple[PeerProcess, PeerProcess], server: str) -> None:
+    generator, scanner = pair
+    g = start_generator(generator, server, 1)
+    fields = generator.ok("qr_decode", hex=g["qr_hex"])
+    fields["public_key_b64"] = scanner.ok("channel_new", generation=1, role="G")["public_key_b64"]
+    scanner.ok("handshake_start", role="S", qr_hex=scanner.ok("qr_encode", **fields)["hex"])
+    generator.request("handshake_wait", handshake=g["handshake"], timeout_ms=10_000)
+    assert generator.ok("handshake_status", handshake=g["handshake"])["state"] == "failed"
+    response = generator.request("handshake_send", handshake=g["handshake"], plaintext="x")
+    assert response["error"] == "HandshakeFailed"
+
+
+def test_generator_with_a_secret_of_the_wrong_length_fails_by_name(
+    pair: tuple[PeerProcess, PeerProcess], server: str
+) -> None:
+    generator, _ = pair
+    response = generator.request(
+        "handshake_start", generation=2, role="G", base_url=server, secret_hex="00" * 31
+    )
+    assert (response["ok"], response["error"]) == (False, "InvalidKey")
