@@ -1,0 +1,358 @@
+"""Each login machine on its own: transitions the table forbids, deadlines, cancellation, tolerance rules."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from qrlink_client.channel import CheckCode
+from qrlink_client.e2ee import CrossSigningKeys, SecretsBundle
+from qrlink_client.flow import (
+    Action,
+    AuthorizationExpired,
+    CheckDeviceUnused,
+    DeviceNotFound,
+    ExistingDeviceLogin,
+    Failed,
+    FailureReason,
+    FlowState,
+    FlowTimeout,
+    FlowTimeouts,
+    Homeserver,
+    IllegalTransition,
+    LoginCancelled,
+    LoginDeclined,
+    LoginFailed,
+    NewDeviceLogin,
+    OpenVerificationUri,
+    PollToken,
+    SendMessage,
+    StartDeviceAuthorization,
+    WaitForDevice,
+)
+
+CODE = CheckCode.no_leading_zero(b"\x07\x03")  # "83"
+HS = "https://hs.example/"
+
+
+@dataclass(frozen=True)
+class Grant:
+    user_code: str = "ABCD"
+    verification_uri: str = "https://auth.example/link"
+    verification_uri_complete: str | None = None
+    expires_in: float = 100.0
+
+
+def protocol_json(**grant: object) -> bytes:
+    return json.dumps(
+        {
+            "type": "m.login.protocol",
+            "protocol": "device_authorization_grant",
+            "device_authorization_grant": {"verification_uri": "https://auth.example/link", **grant},
+            "device_id": "DEV",
+        }
+    ).encode()
+
+
+def existing_awaiting_protocol(timeouts: FlowTimeouts | None = None) -> ExistingDeviceLogin:
+    machine = ExistingDeviceLogin.scanning_qr(
+        HS, SecretsBundle(CrossSigningKeys.generate()), generation=2, timeouts=timeouts
+    )
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    return machine
+
+
+def existing_awaiting_outcome(timeouts: FlowTimeouts | None = None) -> ExistingDeviceLogin:
+    machine = existing_awaiting_protocol(timeouts)
+    machine.message_received(protocol_json(), now=1.0)
+    machine.device_absent(now=2.0)
+    machine.verification_uri_opened(now=3.0)
+    assert machine.state is FlowState.AWAITING_OUTCOME
+    return machine
+
+
+def new_polling(expires_in: float = 100.0) -> NewDeviceLogin:
+    machine = NewDeviceLogin.scanning_qr("DEV", Homeserver(base_url=HS))
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    machine.device_authorization_ready(Grant(expires_in=expires_in), now=10.0)
+    machine.message_received(b'{"type":"m.login.protocol_accepted"}', now=11.0)
+    assert machine.state is FlowState.POLLING_TOKEN
+    return machine
+
+
+def failure_reasons(actions: list[Action]) -> list[str]:
+    return [
+        json.loads(a.message.to_json())["reason"]
+        for a in actions
+        if isinstance(a, SendMessage) and a.message.type == "m.login.failure"
+    ]
+
+
+# --- the table ------------------------------------------------------------------------------------------
+
+
+def test_input_not_in_the_table_raises_illegal_transition() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+
+    with pytest.raises(IllegalTransition):
+        machine.token_granted(now=0.0)
+
+
+def test_messages_before_the_channel_exists_are_illegal() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+    machine.start(now=0.0)
+
+    with pytest.raises(IllegalTransition):
+        machine.message_received(b'{"type":"m.login.success"}', now=0.0)
+
+
+def test_scanning_device_has_no_check_code_to_enter() -> None:
+    machine = existing_awaiting_protocol()
+
+    with pytest.raises(IllegalTransition):
+        machine.check_code_entered("83", now=1.0)
+
+
+def test_inputs_after_the_end_are_illegal_but_cancel_is_a_no_op() -> None:
+    machine = existing_awaiting_protocol()
+    machine.cancel()
+
+    assert machine.cancel() == []
+    with pytest.raises(IllegalTransition):
+        machine.message_received(protocol_json(), now=1.0)
+
+
+def test_new_device_scanning_qr_authorizes_on_the_qr_homeserver_at_once() -> None:
+    machine = NewDeviceLogin.scanning_qr("DEV", Homeserver(server_name="example.org"))
+    machine.start(now=0.0)
+
+    actions = machine.channel_established(CODE, now=0.0)
+
+    assert StartDeviceAuthorization(Homeserver(server_name="example.org"), "DEV") in actions
+
+
+def test_new_device_follows_a_server_name_in_protocols() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    machine.check_code_entered("83", now=1.0)
+
+    actions = machine.message_received(
+        b'{"type":"m.login.protocols","protocols":["device_authorization_grant"],"homeserver":"example.org"}', now=2.0
+    )
+
+    assert actions == [StartDeviceAuthorization(Homeserver(server_name="example.org"), "DEV")]
+    assert machine.homeserver == Homeserver(server_name="example.org")
+
+
+def test_null_verification_uri_complete_opens_the_plain_uri() -> None:
+    machine = existing_awaiting_protocol()
+    assert machine.message_received(protocol_json(verification_uri_complete=None), now=1.0) == [
+        CheckDeviceUnused("DEV")
+    ]
+
+    actions = machine.device_absent(now=2.0)
+
+    assert OpenVerificationUri("https://auth.example/link", "https://auth.example/link") in actions
+
+
+def test_verification_uri_complete_is_preferred() -> None:
+    machine = existing_awaiting_protocol()
+    machine.message_received(protocol_json(verification_uri_complete="https://auth.example/link?c=1"), now=1.0)
+
+    actions = machine.device_absent(now=2.0)
+
+    assert OpenVerificationUri("https://auth.example/link?c=1", "https://auth.example/link") in actions
+
+
+# --- check code -----------------------------------------------------------------------------------------
+
+
+def test_check_code_tolerates_surrounding_spaces() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+
+    machine.check_code_entered(" 83\n", now=1.0)
+
+    assert machine.state is FlowState.AWAITING_PROTOCOLS
+
+
+def test_peer_failure_is_honoured_before_the_code_is_typed() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+
+    actions = machine.message_received(b'{"type":"m.login.failure","reason":"user_cancelled"}', now=1.0)
+
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is LoginCancelled
+    assert failure_reasons(actions) == []
+
+
+def test_held_garbage_is_only_judged_after_the_code_is_typed() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    assert machine.message_received(b"garbage", now=1.0) == []
+
+    actions = machine.check_code_entered("83", now=2.0)
+
+    assert failure_reasons(actions) == ["unexpected_message_received"]
+
+
+# --- peer reports ---------------------------------------------------------------------------------------
+
+
+def test_js_sdk_user_cancelled_at_the_browser_step_reads_as_declined() -> None:
+    machine = existing_awaiting_outcome()
+
+    actions = machine.message_received(b'{"type":"m.login.failure","reason":"user_cancelled"}', now=4.0)
+
+    assert isinstance(actions[-1], Failed)
+    assert type(actions[-1].error) is LoginDeclined and actions[-1].error.reason == "user_cancelled"
+
+
+def test_unknown_failure_reason_ends_with_the_base_error_and_keeps_the_reason() -> None:
+    machine = existing_awaiting_protocol()
+
+    actions = machine.message_received(b'{"type":"m.login.failure","reason":"solar_flare"}', now=1.0)
+
+    assert isinstance(actions[-1], Failed)
+    assert type(actions[-1].error) is LoginFailed and actions[-1].error.reason == "solar_flare"
+    assert actions[-1].error.by_peer
+
+
+# --- time -----------------------------------------------------------------------------------------------
+
+
+def test_timeout_before_the_deadline_does_nothing() -> None:
+    machine = existing_awaiting_protocol(FlowTimeouts(message=30.0))
+
+    assert machine.deadline == 30.0
+    assert machine.timeout(now=29.9) == []
+    assert machine.state is FlowState.AWAITING_PROTOCOL
+
+
+def test_timeout_at_the_deadline_tells_the_peer() -> None:
+    machine = existing_awaiting_protocol(FlowTimeouts(message=30.0))
+
+    actions = machine.timeout(now=30.0)
+
+    assert failure_reasons(actions) == ["user_cancelled"]
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is FlowTimeout
+
+
+def test_no_message_timeout_waits_for_ever() -> None:
+    machine = existing_awaiting_protocol(FlowTimeouts(message=None))
+
+    assert machine.deadline is None
+    assert machine.timeout(now=1e12) == []
+
+
+def test_handshake_timeout_sends_nothing() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV", timeouts=FlowTimeouts(message=5.0))
+    machine.start(now=0.0)
+
+    actions = machine.timeout(now=5.0)
+
+    assert len(actions) == 1 and isinstance(actions[0], Failed) and actions[0].error.reason is None
+
+
+def test_device_wait_ends_after_device_appearance_timeout() -> None:
+    machine = existing_awaiting_outcome(FlowTimeouts(device_appearance=10.0))
+
+    actions = machine.message_received(b'{"type":"m.login.success"}', now=50.0)
+
+    assert actions == [WaitForDevice("DEV", 60.0)]
+    assert machine.timeout(now=59.0) == []
+    end = machine.timeout(now=60.0)
+    assert failure_reasons(end) == ["device_not_found"]
+    assert isinstance(end[-1], Failed) and type(end[-1].error) is DeviceNotFound
+
+
+def test_polling_deadline_is_the_grant_expiry() -> None:
+    machine = new_polling(expires_in=100.0)
+
+    assert machine.deadline == 110.0
+    actions = machine.timeout(now=110.0)
+    assert failure_reasons(actions) == ["authorization_expired"]
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is AuthorizationExpired
+
+
+def test_poll_token_action_carries_the_grant_expiry() -> None:
+    machine = NewDeviceLogin.scanning_qr("DEV", Homeserver(base_url=HS))
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    machine.device_authorization_ready(Grant(expires_in=100.0), now=10.0)
+
+    actions = machine.message_received(b'{"type":"m.login.protocol_accepted"}', now=11.0)
+
+    assert PollToken(expires_at=110.0) in actions
+
+
+def test_waiting_for_acceptance_also_ends_at_grant_expiry() -> None:
+    machine = NewDeviceLogin.scanning_qr("DEV", Homeserver(base_url=HS))
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+
+    machine.device_authorization_ready(Grant(expires_in=20.0), now=10.0)
+
+    assert machine.deadline == 30.0
+    assert failure_reasons(machine.timeout(now=30.0)) == ["authorization_expired"]
+
+
+# --- cancellation and abort -----------------------------------------------------------------------------
+
+
+def test_cancel_before_the_channel_sends_nothing() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+    machine.start(now=0.0)
+
+    actions = machine.cancel()
+
+    assert len(actions) == 1 and isinstance(actions[0], Failed) and type(actions[0].error) is LoginCancelled
+
+
+def test_abort_tells_the_peer_the_given_reason() -> None:
+    machine = new_polling()
+
+    actions = machine.abort(RuntimeError("boom"), reason=None)
+
+    assert failure_reasons(actions) == []
+    assert machine.error is not None and isinstance(machine.error.__cause__, RuntimeError)
+
+
+def test_unsupported_device_grant_on_the_server_is_reported_as_unsupported_protocol() -> None:
+    machine = NewDeviceLogin.scanning_qr("DEV", Homeserver(base_url=HS))
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+
+    actions = machine.abort(LookupError("no device grant"), reason=FailureReason.UNSUPPORTED_PROTOCOL)
+
+    assert failure_reasons(actions) == ["unsupported_protocol"]
+
+
+# --- secrets hygiene ------------------------------------------------------------------------------------
+
+
+def test_existing_device_repr_holds_no_secrets() -> None:
+    bundle = SecretsBundle(CrossSigningKeys.generate())
+    machine = ExistingDeviceLogin.showing_qr(HS, bundle, generation=1)
+
+    text = repr(machine)
+
+    for seed in bundle.to_content()["cross_signing"].values():
+        assert seed not in text
+
+
+def test_check_code_never_appears_in_progress_repr() -> None:
+    machine = ExistingDeviceLogin.scanning_qr(HS, SecretsBundle(CrossSigningKeys.generate()), generation=2)
+    machine.start(now=0.0)
+
+    actions = machine.channel_established(CODE, now=0.0)
+
+    assert CODE.digits not in repr(actions)
