@@ -1,5 +1,8 @@
 """``rendezvous serve``: validate the settings, then run uvicorn with one app per worker.
 
+``rendezvous selftest URL`` checks a deployment from the outside (see :mod:`rendezvous.selftest`); it reads no
+server settings.
+
 Settings come from flags, ``RENDEZVOUS_*`` variables and the ``--config`` TOML file (see
 :mod:`rendezvous.config`).
 They are validated here, once, and handed to every worker through the environment as JSON, so each worker
@@ -13,12 +16,15 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings
 from .store.factory import open_store
 
 APP_FACTORY = "rendezvous.app:app_from_environment"
+#: Where ``rendezvous selftest`` reads an access token from, so that it stays off the command line.
+SELFTEST_TOKEN_ENV = "RENDEZVOUS_SELFTEST_ACCESS_TOKEN"  # noqa: S105 (a variable name, not a secret)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +47,101 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate the settings and exit", description="Validate the settings and exit."
     )
     check.add_argument("--config", metavar="FILE", help="TOML config file (default: $RENDEZVOUS_CONFIG)")
+    _add_selftest_parser(commands)
     return parser
+
+
+def _add_selftest_parser(commands: Any) -> None:
+    from .selftest import DEFAULT_ORIGIN, DEFAULT_REPEAT, DEFAULT_TIMEOUT_S
+
+    selftest = commands.add_parser(
+        "selftest",
+        help="check a deployed rendezvous end to end",
+        description=(
+            "Run the Gen-1 and Gen-2 rendezvous protocols through a deployed URL, as browsers and Element's "
+            "clients do, and report each check. Exits 1 if any check fails."
+        ),
+    )
+    selftest.add_argument("url", help="homeserver client base URL (or the rendezvous server's own URL)")
+    selftest.add_argument(
+        "--gen1-create-url", metavar="URL", help="where to POST the Gen-1 create (default: under URL)"
+    )
+    selftest.add_argument("--skip-gen1", action="store_true", help="skip the Gen-1 (MSC4108) checks")
+    selftest.add_argument("--skip-gen2", action="store_true", help="skip the Gen-2 (MSC4388) checks")
+    selftest.add_argument(
+        "--gen2-stable", action="store_true", help="test Gen-2 on /_matrix/client/v1/rendezvous (not unstable)"
+    )
+    selftest.add_argument(
+        "--origin", default=DEFAULT_ORIGIN, help=f"browser origin for the CORS checks (default {DEFAULT_ORIGIN})"
+    )
+    selftest.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=DEFAULT_REPEAT,
+        help=f"GETs per session in the load-balancer check (default {DEFAULT_REPEAT})",
+    )
+    selftest.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"per-request timeout (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    selftest.add_argument(
+        "--access-token",
+        default=os.environ.get(SELFTEST_TOKEN_ENV),
+        help=f"token for Gen-2 create when it needs a logged-in user (default ${SELFTEST_TOKEN_ENV})",
+    )
+    selftest.add_argument("--json", action="store_true", help="print the report as JSON (progress on stderr)")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return number
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .selftest import (
+        SelfTestOptions,
+        format_result,
+        format_summary,
+        normalise_base_url,
+        report_json,
+        run_selftest,
+    )
+
+    options = SelfTestOptions(
+        base_url=normalise_base_url(args.url),
+        gen1_create_url=args.gen1_create_url,
+        gen1=not args.skip_gen1,
+        gen2=not args.skip_gen2,
+        gen2_stable=args.gen2_stable,
+        origin=args.origin,
+        repeat=args.repeat,
+        timeout_s=args.timeout,
+        access_token=args.access_token or None,
+    )
+    # With --json, stdout carries only the report; progress goes to stderr.
+    progress = sys.stderr if args.json else sys.stdout
+    print(f"rendezvous selftest {options.base_url}", file=progress, flush=True)
+    report = asyncio.run(
+        run_selftest(options, on_result=lambda result: print(format_result(result), file=progress, flush=True))
+    )
+    print(format_summary(report), file=progress, flush=True)
+    if args.json:
+        print(report_json(report))
+    return report.exit_status
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -81,6 +181,8 @@ def _serve(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rendezvous`` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "selftest":
+        return _selftest(args)
     try:
         settings = _settings(args)
     except ConfigError as exc:
