@@ -2,8 +2,8 @@
 
 Synapse (AGPL) runs only as a separate process from that virtualenv; nothing of it is imported here. The
 cache layout (``$QRLINK_CACHE`` or ``~/.cache/qrlink``, then ``synapse-<version>/venv`` with an ``.installed``
-stamp and a ``synapse-<version>.lock`` beside it) is shared with the test suite's Synapse peer, so one install
-serves both.
+stamp and a ``synapse-<version>.lock`` beside it) also holds the test suite's other installed peers, and the
+test suite's Synapse peer is built on this module, so one install serves both.
 """
 
 from __future__ import annotations
@@ -50,12 +50,14 @@ def synapse_home() -> Path:
 
 
 @contextlib.contextmanager
-def _install_lock(path: Path, progress: Progress) -> Iterator[None]:
+def install_lock(path: Path, progress: Progress = _stderr_progress) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on *path*, so two processes never install the same thing into the cache at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            progress(f"waiting for another process installing Synapse ({path})")
+            progress(f"waiting for another process installing into the cache ({path})")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -74,7 +76,7 @@ def ensure_synapse(progress: Progress = _stderr_progress) -> Path:
 
     if installed():
         return python
-    with _install_lock(cache_dir() / f"synapse-{SYNAPSE_VERSION}.lock", progress):
+    with install_lock(cache_dir() / f"synapse-{SYNAPSE_VERSION}.lock", progress):
         if installed():  # another process finished the install while we waited
             return python
         started = time.monotonic()

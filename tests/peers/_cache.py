@@ -1,10 +1,12 @@
-"""Shared plumbing for the self-installing peers: the cache folder, an inter-process lock, progress output."""
+"""Shared plumbing for the self-installing peers: the cache folder, an inter-process lock, progress output.
+
+The cache folder and its lock are the development stack's (:mod:`devstack.synapse`), so every installed peer
+lives in one place and one lock discipline guards it.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -12,35 +14,20 @@ from pathlib import Path
 
 import pytest
 
+from devstack.synapse import cache_dir, install_lock
 
-def cache_dir() -> Path:
-    """The folder holding installed peers: ``$QRLINK_CACHE`` if set, else ``~/.cache/qrlink``."""
-    configured = os.environ.get("QRLINK_CACHE")
-    root = Path(configured).expanduser() if configured else Path.home() / ".cache" / "qrlink"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on *path* so two processes never install the same peer at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"waiting for another process holding {path}")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+__all__ = ["cache_dir", "file_lock", "progress", "uncaptured"]
 
 
 def progress(message: str) -> None:
     """Print an install step to stderr (see :func:`uncaptured` for making it visible under pytest)."""
     sys.stderr.write(f"[qrlink peers {time.strftime('%H:%M:%S')}] {message}\n")
     sys.stderr.flush()
+
+
+def file_lock(path: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold an exclusive ``flock`` on *path* so two processes never install the same peer at once."""
+    return install_lock(path, progress)
 
 
 @contextlib.contextmanager
