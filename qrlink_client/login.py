@@ -1,0 +1,575 @@
+"""Async drivers that run a whole sign in with QR code, one per device.
+
+The protocol itself lives in the sans-I/O machines of :mod:`qrlink_client.flow`. This module does their I/O:
+it creates or joins the rendezvous session (:mod:`~qrlink_client.transport`), runs the secure channel
+handshake (:mod:`~qrlink_client.channel`), carries out every action a machine returns (messages, the OAuth 2.0
+device grant, homeserver device checks, the user's check code and verification URI) and feeds each outcome
+back as an input. Progress goes to the app through one callback.
+
+- :func:`login_new_device`: the device being signed in. Ends with its tokens, user and device IDs, its
+  pickled Olm account and the user's secrets, verified against the homeserver and used to publish the
+  device's cross-signed keys.
+- :func:`grant_login`: the device already signed in. Ends once it has sent the user's secrets to the new
+  device.
+
+Either device may show the QR code (:class:`ShowGen1` / :class:`ShowGen2`) or scan it (``scanned=`` bytes).
+Every failure is raised as a :class:`~qrlink_client.flow.LoginFailed` subclass (``LoginDeclined``,
+``LoginAborted`` …), after the peer has been told where a channel exists; :class:`WrongQrCode` when a scanned
+QR code was made for the other kind of device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from .channel import ChannelError, EciesChannel, HpkeChannel, SecureChannel
+from .e2ee import E2eeHomeserver, OlmDevice, SecretsBundle, SecretsSource, publish_new_device
+from .errors import QrLinkError
+from .flow import (
+    Action,
+    CheckDeviceUnused,
+    Done,
+    EstablishingSecureChannel,
+    ExistingDeviceLogin,
+    Failed,
+    FailureReason,
+    FlowTimeouts,
+    Homeserver,
+    LoginMachine,
+    NewDeviceLogin,
+    NewDeviceResult,
+    OpenVerificationUri,
+    PollToken,
+    Progress,
+    SendMessage,
+    StartDeviceAuthorization,
+    WaitForDevice,
+)
+from .oauth import (
+    AuthMetadataUnavailable,
+    ClientMetadata,
+    DeviceAuthorization,
+    DeviceGrantClient,
+    DeviceGrantDenied,
+    DeviceGrantExpired,
+    DeviceGrantUnsupported,
+    ScopePrefix,
+    TokenResponse,
+    whoami,
+)
+from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, decode_qr
+from .transport import Gen1Transport, Gen2Prefix, Gen2Transport, RendezvousError, TransportOptions
+
+__all__ = [
+    "CheckCodePrompt",
+    "HomeserverResolver",
+    "NewDeviceLoginResult",
+    "ProgressCallback",
+    "QrCodeReady",
+    "ShowGen1",
+    "ShowGen2",
+    "VerificationUriOpener",
+    "WrongQrCode",
+    "grant_login",
+    "login_new_device",
+    "well_known_base_url",
+]
+
+ProgressCallback = Callable[[Progress], None]
+"""Receives every progress step (:class:`QrCodeReady`, the flow's :class:`~qrlink_client.flow.Progress`
+subclasses, ending with :class:`~qrlink_client.flow.Done`). Called synchronously; it must not block."""
+CheckCodePrompt = Callable[[], Awaitable[str]]
+"""Asks the user of the device that showed the QR for the two digits the other device displays."""
+VerificationUriOpener = Callable[[str], Awaitable[bool]]
+"""Opens the verification URI for the user (a browser, a web view); ``False`` when it cannot be opened."""
+HomeserverResolver = Callable[[str], Awaitable[str]]
+"""Turns a server name into a client-server API base URL."""
+
+_DEVICE_POLL_INTERVAL = 0.5  # seconds between GET /devices/{id} while the existing device waits for it
+
+
+class WrongQrCode(QrLinkError):
+    """The scanned QR code was shown by the same kind of device (two new or two existing devices)."""
+
+
+@dataclass(frozen=True)
+class QrCodeReady(Progress):
+    """The device showing the QR code has a rendezvous session: render :attr:`data` (``qr.to_bytes()``)."""
+
+    qr: QrCode = field(repr=False)  # holds the session address, which lets anyone join
+
+    @property
+    def data(self) -> bytes:
+        """The bytes to encode in the QR code."""
+        return self.qr.to_bytes()
+
+
+@dataclass(frozen=True)
+class ShowGen1:
+    """Show an MSC4108 QR code for a session created at ``create_url`` (a rendezvous endpoint)."""
+
+    create_url: str
+
+
+@dataclass(frozen=True)
+class ShowGen2:
+    """Show an MSC4388 QR code for a session created on the homeserver at ``base_url`` (kept as given: it goes
+    into the QR code and the channel's AAD)."""
+
+    base_url: str
+    prefix: Gen2Prefix = Gen2Prefix.UNSTABLE
+
+
+ShowQr = ShowGen1 | ShowGen2
+
+
+@dataclass(frozen=True)
+class NewDeviceLoginResult:
+    """What :func:`login_new_device` ends with. ``repr`` shows neither tokens nor the pickle."""
+
+    homeserver_url: str
+    user_id: str
+    device_id: str
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    pickled_account: str = field(repr=False)
+    """The device's Olm account, encrypted with the caller's ``pickle_key`` (:meth:`OlmDevice.from_pickle`)."""
+    secrets: SecretsBundle = field(repr=False)
+    """The user's cross-signing and backup secrets, checked against the homeserver's public keys."""
+
+
+async def well_known_base_url(http: httpx.AsyncClient, server_name: str) -> str:
+    """``https://{server_name}/.well-known/matrix/client`` → ``m.homeserver.base_url``; the server name itself
+    over HTTPS when there is no usable document (as the client-server spec's discovery allows)."""
+    fallback = f"https://{server_name}"
+    try:
+        response = await http.get(f"{fallback}/.well-known/matrix/client")
+        body = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return fallback
+    if isinstance(body, dict):
+        homeserver = body.get("m.homeserver")
+        if isinstance(homeserver, dict) and isinstance(homeserver.get("base_url"), str):
+            return str(homeserver["base_url"])
+    return fallback
+
+
+# --- the new device -----------------------------------------------------------------------------------------
+
+
+async def login_new_device(
+    http: httpx.AsyncClient,
+    *,
+    pickle_key: bytes,
+    on_progress: ProgressCallback,
+    show: ShowQr | None = None,
+    scanned: bytes | None = None,
+    check_code_prompt: CheckCodePrompt | None = None,
+    device: OlmDevice | None = None,
+    resolve_homeserver: HomeserverResolver | None = None,
+    client_metadata: ClientMetadata | None = None,
+    scope_prefix: ScopePrefix = ScopePrefix.STABLE,
+    timeouts: FlowTimeouts | None = None,
+    transport_options: TransportOptions | None = None,
+) -> NewDeviceLoginResult:
+    """Sign this device in with a QR code and set up its end-to-end encryption.
+
+    Pass exactly one of ``show`` (this device shows the QR; then ``check_code_prompt`` is required) and
+    ``scanned`` (the bytes read from the existing device's QR). ``device`` defaults to a fresh
+    :class:`OlmDevice` whose ID is requested in the OAuth scope. A server name (Gen-1 QR, or
+    ``m.login.protocols`` from js-sdk) is turned into a base URL by ``resolve_homeserver`` (default
+    :func:`well_known_base_url`).
+
+    After ``m.login.secrets`` the secrets are checked against ``/keys/query`` and the backup version, then the
+    device's keys, signed by the self-signing key, are uploaded (:func:`publish_new_device`). Raises a
+    :class:`LoginFailed` subclass, :class:`WrongQrCode`, or an :class:`~qrlink_client.e2ee.E2eeError` from the
+    last step.
+    """
+    _one_of(show, scanned)
+    olm = device or OlmDevice.generate()
+    qr = _scanned_qr(scanned, expect_shown_by_existing=True) if scanned is not None else None
+    if qr is not None:
+        location = Homeserver.from_qr(qr)
+        if location is None:
+            raise WrongQrCode("this QR code names no homeserver: it was shown by a device that is not signed in")
+        machine = NewDeviceLogin.scanning_qr(olm.device_id, location, timeouts=timeouts)
+    else:
+        if check_code_prompt is None:
+            raise ValueError("a device that shows the QR code needs check_code_prompt")
+        machine = NewDeviceLogin.showing_qr(olm.device_id, timeouts=timeouts)
+
+    resolver = resolve_homeserver or (lambda name: well_known_base_url(http, name))
+    state: dict[str, Any] = {}
+
+    async def authorize(action: StartDeviceAuthorization) -> Callable[[], list[Action]]:
+        location = action.homeserver
+        base_url = location.base_url or await resolver(str(location.server_name))
+        try:
+            client = await DeviceGrantClient.create(http, base_url, client_metadata=client_metadata)
+        except (AuthMetadataUnavailable, DeviceGrantUnsupported) as error:
+            unsupported = error
+            return lambda: machine.abort(unsupported, reason=FailureReason.UNSUPPORTED_PROTOCOL)
+        grant = await client.request_device_authorization(action.device_id, prefix=scope_prefix)
+        state.update(base_url=base_url, client=client, grant=grant)
+        return lambda: machine.device_authorization_ready(grant, now=time.monotonic())
+
+    async def poll(_: PollToken) -> Callable[[], list[Action]]:
+        client: DeviceGrantClient = state["client"]
+        grant: DeviceAuthorization = state["grant"]
+        try:
+            tokens = await client.poll_token(grant)
+        except DeviceGrantDenied:
+            return machine.access_denied
+        except DeviceGrantExpired:
+            return machine.grant_expired
+        me = await whoami(http, state["base_url"], tokens.access_token)
+        state.update(tokens=tokens, user_id=me.user_id)
+        return lambda: machine.token_granted(now=time.monotonic())
+
+    driver = _Driver(machine, on_progress, check_code_prompt)
+    driver.handlers[StartDeviceAuthorization] = authorize
+    driver.handlers[PollToken] = poll
+    done = await driver.run(http, show, qr, None, transport_options)
+
+    result = done.result
+    assert isinstance(result, NewDeviceResult)  # what NewDeviceLogin always ends with
+    secrets = result.secrets
+    tokens_: TokenResponse = state["tokens"]
+    async with E2eeHomeserver(state["base_url"], tokens_.access_token, user_id=state["user_id"], client=http) as hs:
+        await publish_new_device(hs, olm, secrets)
+    return NewDeviceLoginResult(
+        homeserver_url=state["base_url"],
+        user_id=state["user_id"],
+        device_id=olm.device_id,
+        access_token=tokens_.access_token,
+        refresh_token=tokens_.refresh_token,
+        pickled_account=olm.pickle(pickle_key),
+        secrets=secrets,
+    )
+
+
+# --- the existing device ------------------------------------------------------------------------------------
+
+
+async def grant_login(
+    http: httpx.AsyncClient,
+    *,
+    homeserver_url: str,
+    access_token: str,
+    secrets: SecretsSource,
+    open_verification_uri: VerificationUriOpener,
+    on_progress: ProgressCallback,
+    show: ShowQr | None = None,
+    server_name: str | None = None,
+    scanned: bytes | None = None,
+    check_code_prompt: CheckCodePrompt | None = None,
+    timeouts: FlowTimeouts | None = None,
+    transport_options: TransportOptions | None = None,
+) -> str:
+    """Sign a new device in from this signed-in device; returns the new device's ID.
+
+    Pass exactly one of ``show`` (this device shows the QR: ``check_code_prompt`` is then required, and a
+    Gen-1 QR carries ``server_name`` so the new device knows where to sign in) and ``scanned`` (the bytes read
+    from the new device's QR). ``secrets`` is read once, before the rendezvous starts. The user approves the
+    new device at the URI given to ``open_verification_uri``; the secrets go out only once the new device
+    exists on the homeserver. Raises a :class:`LoginFailed` subclass or :class:`WrongQrCode`.
+    """
+    _one_of(show, scanned)
+    qr = _scanned_qr(scanned, expect_shown_by_existing=False) if scanned is not None else None
+    generation: Literal[1, 2] = 1 if isinstance(qr or show, (Gen1QrCode, ShowGen1)) else 2
+    if isinstance(show, ShowGen1) and not server_name:
+        raise ValueError("a Gen-1 QR code shown by the existing device must carry server_name")
+    if qr is None and check_code_prompt is None:
+        raise ValueError("a device that shows the QR code needs check_code_prompt")
+    bundle = await secrets.load_bundle()
+    machine = (
+        ExistingDeviceLogin.scanning_qr(homeserver_url, bundle, generation=generation, timeouts=timeouts)
+        if qr is not None
+        else ExistingDeviceLogin.showing_qr(homeserver_url, bundle, generation=generation, timeouts=timeouts)
+    )
+    auth = {"Authorization": f"Bearer {access_token}"}
+
+    async def device_status(device_id: str) -> int:
+        # Device IDs may hold "/" and "+" (rust-sdk uses the Curve25519 key); both must be escaped.
+        url = f"{homeserver_url.rstrip('/')}/_matrix/client/v3/devices/{quote(device_id, safe='')}"
+        return (await http.get(url, headers=auth)).status_code
+
+    async def check_device(action: CheckDeviceUnused) -> Callable[[], list[Action]]:
+        if await device_status(action.device_id) == 404:
+            return lambda: machine.device_absent(now=time.monotonic())
+        return machine.device_exists
+
+    async def open_uri(action: OpenVerificationUri) -> Callable[[], list[Action]]:
+        if await open_verification_uri(action.uri):
+            return lambda: machine.verification_uri_opened(now=time.monotonic())
+        return machine.verification_uri_unavailable
+
+    async def wait_for_device(action: WaitForDevice) -> Callable[[], list[Action]]:
+        # The main loop ends the wait at the machine's deadline (DeviceNotFound) and cancels this task.
+        while await device_status(action.device_id) != 200:  # noqa: ASYNC110 - polling a remote server
+            await asyncio.sleep(_DEVICE_POLL_INTERVAL)
+        return lambda: machine.device_appeared(now=time.monotonic())
+
+    driver = _Driver(machine, on_progress, check_code_prompt)
+    driver.handlers[CheckDeviceUnused] = check_device
+    driver.handlers[OpenVerificationUri] = open_uri
+    driver.handlers[WaitForDevice] = wait_for_device
+    done = await driver.run(http, show, qr, (server_name, access_token), transport_options)
+    return done.result.device_id
+
+
+# --- shared machinery ---------------------------------------------------------------------------------------
+
+
+def _one_of(show: ShowQr | None, scanned: bytes | None) -> None:
+    if (show is None) == (scanned is None):
+        raise ValueError("pass exactly one of show= and scanned=")
+
+
+def _scanned_qr(data: bytes, *, expect_shown_by_existing: bool) -> QrCode:
+    qr = decode_qr(data)
+    by_existing = qr.mode is Gen1Mode.RECIPROCATE if isinstance(qr, Gen1QrCode) else qr.intent is Gen2Intent.RECIPROCATE
+    if by_existing != expect_shown_by_existing:
+        shown_by = "a signed-in device" if by_existing else "a device that is not signed in"
+        raise WrongQrCode(f"this QR code was shown by {shown_by}; scan it with the other kind of device")
+    return qr
+
+
+class _Link:
+    """One established secure channel over one rendezvous transport.
+
+    The transport serialises its calls and a ``receive`` holds it for the whole wait, so a send first cancels
+    the pending receive (cancellation is safe: a payload is either delivered or left for the next receive).
+    """
+
+    def __init__(self, transport: Gen1Transport | Gen2Transport, channel: SecureChannel) -> None:
+        self.transport = transport
+        self.channel = channel
+        self._receiving: asyncio.Task[bytes] | None = None
+        # Outcomes of receives that finished just as a send cancelled them: a message, or the error to raise.
+        self._inbox: deque[bytes | BaseException] = deque()
+
+    def next_message(self) -> asyncio.Task[bytes]:
+        """The task that yields the peer's next decrypted message (the same task until it is taken)."""
+        if self._receiving is None:
+            self._receiving = asyncio.ensure_future(self._receive())
+        return self._receiving
+
+    def taken(self) -> None:
+        """The caller consumed the finished :meth:`next_message` task."""
+        self._receiving = None
+
+    async def _receive(self) -> bytes:
+        if self._inbox:
+            outcome = self._inbox.popleft()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        message = await self.transport.receive()
+        # Gen-2: the peer sealed with the token our own last write produced.
+        return self.channel.decrypt(message, sequence_token=self.transport.own_sequence_token)
+
+    async def send(self, plaintext: bytes) -> None:
+        await self.stop_receiving()
+        t = self.transport
+        await t.send(self.channel.encrypt(plaintext, sequence_token=t.sequence_token))
+
+    async def stop_receiving(self) -> None:
+        task, self._receiving = self._receiving, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            self._inbox.append(await task)
+        except asyncio.CancelledError:
+            pass
+        except QrLinkError as error:
+            # A receive that failed just before the cancel: the next receive raises its error.
+            self._inbox.append(error)
+
+    async def aclose(self) -> None:
+        await self.stop_receiving()
+        # The session is left to expire rather than deleted: the peer may still have to read our last message.
+        await self.transport.aclose()
+
+
+_Work = Callable[[Any], Coroutine[Any, Any, Callable[[], list[Action]]]]
+
+
+class _Driver:
+    """Runs one machine to its end: handshake, then a loop over the peer's messages, the current work item
+    and the machine's deadline."""
+
+    def __init__(self, machine: LoginMachine, on_progress: ProgressCallback, prompt: CheckCodePrompt | None):
+        self.machine = machine
+        self.on_progress = on_progress
+        self.prompt = prompt
+        self.handlers: dict[type[Action], _Work] = {}
+        self._work: asyncio.Task[Callable[[], list[Action]]] | None = None
+        self._link: _Link | None = None
+        self._done: Done | None = None
+
+    async def run(
+        self,
+        http: httpx.AsyncClient,
+        show: ShowQr | None,
+        scanned: QrCode | None,
+        existing: tuple[str | None, str] | None,
+        options: TransportOptions | None,
+    ) -> Done:
+        machine = self.machine
+        try:
+            await self._apply(machine.start(now=time.monotonic()))
+            try:
+                link = await asyncio.wait_for(
+                    self._handshake(http, show, scanned, existing, options), self._time_left()
+                )
+            except (RendezvousError, ChannelError, TimeoutError, httpx.HTTPError) as error:
+                await self._apply(machine.abort(error, reason=None))
+                raise AssertionError("abort always fails the login") from error  # pragma: no cover
+            self._link = link
+            await self._apply(machine.channel_established(link.channel.check_code, now=time.monotonic()))
+            await self._loop(link)
+        finally:
+            await self._cleanup()
+        assert self._done is not None
+        return self._done
+
+    def _time_left(self) -> float | None:
+        deadline = self.machine.deadline
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    async def _handshake(
+        self,
+        http: httpx.AsyncClient,
+        show: ShowQr | None,
+        scanned: QrCode | None,
+        existing: tuple[str | None, str] | None,
+        options: TransportOptions | None,
+    ) -> _Link:
+        if scanned is not None:
+            return await self._join(http, scanned, options)
+        assert show is not None
+        transport: Gen1Transport | Gen2Transport
+        channel: SecureChannel
+        qr: QrCode
+        server_name, access_token = existing if existing is not None else (None, None)
+        if isinstance(show, ShowGen1):
+            channel = EciesChannel.generator()
+            transport = await Gen1Transport.create(http, show.create_url, options=options)
+            mode = Gen1Mode.LOGIN if existing is None else Gen1Mode.RECIPROCATE
+            qr = Gen1QrCode(channel.public_key, mode, transport.url, server_name)
+        else:
+            transport = await Gen2Transport.create(
+                http, show.base_url, access_token=access_token, prefix=show.prefix, options=options
+            )
+            channel = HpkeChannel.generator(show.base_url, transport.rendezvous_id)
+            intent = Gen2Intent.LOGIN if existing is None else Gen2Intent.RECIPROCATE
+            qr = Gen2QrCode(channel.public_key, intent, transport.rendezvous_id, show.base_url)
+        try:
+            self.on_progress(QrCodeReady(qr))
+            initiate = await transport.receive()
+            channel.accept_initiate(initiate, sequence_token=transport.own_sequence_token)
+            await transport.send(channel.ok_message(sequence_token=transport.sequence_token))
+        except BaseException:
+            await transport.aclose()
+            raise
+        return _Link(transport, channel)
+
+    @staticmethod
+    async def _join(http: httpx.AsyncClient, qr: QrCode, options: TransportOptions | None) -> _Link:
+        transport: Gen1Transport | Gen2Transport
+        channel: SecureChannel
+        if isinstance(qr, Gen1QrCode):
+            channel = EciesChannel.scanner()
+            transport = await Gen1Transport.join(http, qr.rendezvous_url, options=options)
+        else:
+            channel = HpkeChannel.scanner(qr.base_url, qr.rendezvous_id)
+            transport = await Gen2Transport.join(http, qr.base_url, qr.rendezvous_id, options=options)
+        try:
+            await transport.send(channel.initiate(qr.public_key, sequence_token=transport.sequence_token))
+            channel.accept_ok(await transport.receive(), sequence_token=transport.own_sequence_token)
+        except BaseException:
+            await transport.aclose()
+            raise
+        return _Link(transport, channel)
+
+    async def _loop(self, link: _Link) -> None:
+        machine = self.machine
+        while not machine.finished:
+            incoming = link.next_message()
+            waiting: set[asyncio.Future[Any]] = {incoming}
+            if self._work is not None:
+                waiting.add(self._work)
+            done, _ = await asyncio.wait(waiting, timeout=self._time_left(), return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                await self._apply(machine.timeout(now=time.monotonic()))
+                continue
+            if self._work is not None and self._work in done:
+                work, self._work = self._work, None
+                try:
+                    feed = work.result()
+                except (QrLinkError, httpx.HTTPError) as error:
+                    await self._apply(machine.abort(error))
+                    continue
+                await self._apply(feed())
+            if not machine.finished and incoming in done and incoming is link.next_message():
+                link.taken()
+                try:
+                    plaintext = incoming.result()
+                except (RendezvousError, ChannelError) as error:
+                    # The channel or session is gone: nothing can reach the peer any more.
+                    await self._apply(machine.abort(error, reason=None))
+                    continue
+                await self._apply(machine.message_received(plaintext, now=time.monotonic()))
+
+    async def _apply(self, actions: list[Action]) -> None:
+        """Carry out ``actions`` in order; :class:`Failed` raises its error."""
+        for action in actions:
+            if isinstance(action, SendMessage):
+                assert self._link is not None  # the machines send nothing before the channel exists
+                try:
+                    await self._link.send(action.message.to_json())
+                except (RendezvousError, ChannelError) as error:
+                    await self._apply(self.machine.abort(error, reason=None))
+            elif isinstance(action, Failed):
+                raise action.error
+            elif isinstance(action, Progress):
+                if isinstance(action, Done):
+                    self._done = action
+                self.on_progress(action)
+                if isinstance(action, EstablishingSecureChannel) and action.must_enter_code:
+                    self._start(self._ask_check_code())
+            else:
+                handler = self.handlers.get(type(action))
+                if handler is None:  # pragma: no cover - every work action has a handler
+                    raise TypeError(f"no handler for {type(action).__name__}")
+                self._start(handler(action))
+
+    async def _ask_check_code(self) -> Callable[[], list[Action]]:
+        assert self.prompt is not None  # checked by the public functions
+        entered = await self.prompt()
+        return lambda: self.machine.check_code_entered(entered, now=time.monotonic())
+
+    def _start(self, work: Coroutine[Any, Any, Callable[[], list[Action]]]) -> None:
+        # The machines run one work item at a time: each waits for its outcome before asking for the next.
+        assert self._work is None, "a work item is still running"
+        self._work = asyncio.ensure_future(work)
+
+    async def _cleanup(self) -> None:
+        if self._work is not None:
+            self._work.cancel()
+            with contextlib.suppress(BaseException):
+                await self._work
+            self._work = None
+        if self._link is not None:
+            await self._link.aclose()

@@ -1,0 +1,41 @@
+"""What the login drivers refuse before any network I/O (no server is needed: nothing is contacted)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from qrlink_client.e2ee import OlmDevice
+from qrlink_client.login import ShowGen1, WrongQrCode, login_new_device
+from qrlink_client.qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode
+
+# A syntactically valid session address; a refused QR code never leads to a request to it.
+SESSION = "https://rendezvous.example/session/1"
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+async def test_new_device_refuses_a_gen1_qr_shown_by_another_new_device() -> None:
+    qr = Gen1QrCode(b"\x01" * 32, Gen1Mode.LOGIN, SESSION, None).to_bytes()
+
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(WrongQrCode):
+            await login_new_device(http, pickle_key=b"k" * 32, on_progress=_ignore, scanned=qr)
+
+
+async def test_new_device_refuses_a_gen2_qr_shown_by_another_new_device() -> None:
+    qr = Gen2QrCode(b"\x01" * 32, Gen2Intent.LOGIN, "abc", "https://hs.example").to_bytes()
+
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(WrongQrCode):
+            await login_new_device(http, pickle_key=b"k" * 32, on_progress=_ignore, scanned=qr)
+
+
+async def test_showing_the_qr_without_a_check_code_prompt_is_refused() -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ValueError, match="check_code_prompt"):
+            await login_new_device(
+                http, pickle_key=b"k" * 32, on_progress=_ignore, show=ShowGen1(SESSION), device=OlmDevice.generate()
+            )

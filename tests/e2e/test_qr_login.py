@@ -1,0 +1,293 @@
+"""A whole sign in with QR code between two devices, each driven by its own :mod:`qrlink_client.login` call,
+on the development stack: real Synapse, the real OAuth server (whose verification page a plain HTTP "browser"
+answers) and, for Gen-1, our rendezvous server; Gen-2 goes through Synapse's MSC4388 endpoints, since a Gen-2
+QR code names the homeserver that hosts the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from devstack import DevStack
+from qrlink_client.channel import CheckCode
+from qrlink_client.e2ee import (
+    BootstrapResult,
+    E2eeHomeserver,
+    OlmDevice,
+    StaticSecrets,
+    bootstrap_user,
+    verify_json,
+)
+from qrlink_client.flow import (
+    Done,
+    EstablishingSecureChannel,
+    LoginDeclined,
+    Progress,
+    Starting,
+    SyncingSecrets,
+    WaitingForAuth,
+    WaitingForToken,
+)
+from qrlink_client.login import (
+    NewDeviceLoginResult,
+    QrCodeReady,
+    ShowGen1,
+    ShowGen2,
+    grant_login,
+    login_new_device,
+)
+from tests.devstack.flow import Browser
+
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
+
+GEN1_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+SERVER_NAME = "localhost"  # DevStack's default server name, carried by a Gen-1 QR the existing device shows
+
+
+@dataclass
+class User:
+    localpart: str
+    password: str
+    user_id: str
+    access_token: str
+    bootstrap: BootstrapResult
+
+
+@dataclass
+class Sides:
+    """What each device shows the other: the QR code, and the check code of the device that scanned it."""
+
+    qr: asyncio.Future[bytes] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    code: asyncio.Future[CheckCode] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    progress: list[Progress] = field(default_factory=list)
+
+    def on_progress(self, step: Progress) -> None:
+        self.progress.append(step)
+        if isinstance(step, QrCodeReady):
+            self.qr.set_result(step.data)
+        if isinstance(step, EstablishingSecureChannel) and step.check_code is not None:
+            self.code.set_result(step.check_code)
+
+    async def typed_code(self) -> str:
+        return (await self.code).digits
+
+
+async def new_user(stack: DevStack) -> User:
+    """A fresh user whose existing device set up cross-signing, key backup and secret storage."""
+    localpart, password = f"e2e-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    await stack.async_create_user(localpart, password)
+    tokens = await stack.async_login_device(localpart, "EXISTING")
+    async with E2eeHomeserver(stack.homeserver_url, tokens.access_token) as hs:
+        result = await bootstrap_user(hs, OlmDevice.generate(tokens.device_id))
+    return User(localpart, password, tokens.user_id, tokens.access_token, result)
+
+
+class VerificationPage:
+    """The user's browser: answers the consent page for the URI the existing device opens."""
+
+    def __init__(self, user: User, action: Literal["approve", "deny"]) -> None:
+        self.user = user
+        self.action = action
+        self.answers: list[asyncio.Task[httpx.Response]] = []
+
+    async def open(self, uri: str) -> bool:
+        self.answers.append(asyncio.create_task(asyncio.to_thread(self._answer, uri)))
+        return True
+
+    def _answer(self, uri: str) -> httpx.Response:
+        user_code = parse_qs(urlsplit(uri).query)["user_code"][0]
+        with Browser() as browser:
+            consent = browser.sign_in_with_code(uri, user_code, self.user.localpart, self.user.password)
+            return browser.answer(consent, user_code, self.action)
+
+
+async def run_login(
+    stack: DevStack,
+    user: User,
+    *,
+    generation: Literal[1, 2],
+    new_device_shows: bool,
+    page: VerificationPage,
+) -> tuple[NewDeviceLoginResult | BaseException, str | BaseException, Sides, Sides]:
+    """Both devices concurrently: the one that shows the QR starts first, the other scans what it showed."""
+    assert stack.rendezvous_url is not None
+    show = ShowGen1(f"{stack.rendezvous_url}{GEN1_PATH}") if generation == 1 else ShowGen2(stack.homeserver_url)
+    new, existing = Sides(), Sides()
+
+    async def resolve(server_name: str) -> str:
+        assert server_name == SERVER_NAME
+        return stack.homeserver_url
+
+    async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
+
+        def new_device(**role: Any) -> asyncio.Task[NewDeviceLoginResult]:
+            return asyncio.create_task(
+                login_new_device(
+                    http,
+                    pickle_key=b"k" * 32,
+                    on_progress=new.on_progress,
+                    # "/" and "+" must be percent-encoded in the existing device's GET /devices/{id}.
+                    device=OlmDevice.generate(f"QR/{uuid.uuid4().hex[:8]}+x"),
+                    resolve_homeserver=resolve,
+                    **role,
+                )
+            )
+
+        def existing_device(**role: Any) -> asyncio.Task[str]:
+            return asyncio.create_task(
+                grant_login(
+                    http,
+                    homeserver_url=stack.homeserver_url,
+                    access_token=user.access_token,
+                    secrets=StaticSecrets(user.bootstrap.bundle),
+                    open_verification_uri=page.open,
+                    on_progress=existing.on_progress,
+                    **role,
+                )
+            )
+
+        new_task: asyncio.Task[NewDeviceLoginResult]
+        existing_task: asyncio.Task[str]
+        if new_device_shows:
+            new_task = new_device(show=show, check_code_prompt=existing.typed_code)
+            existing_task = existing_device(scanned=await new.qr)
+        else:
+            existing_task = existing_device(show=show, server_name=SERVER_NAME, check_code_prompt=new.typed_code)
+            new_task = new_device(scanned=await existing.qr)
+        new_outcome, existing_outcome = await asyncio.gather(new_task, existing_task, return_exceptions=True)
+        for answer in page.answers:
+            assert (await answer).status_code == 200
+        return new_outcome, existing_outcome, new, existing
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+ROLES = [
+    pytest.param(1, True, id="gen1-new-device-shows"),
+    pytest.param(1, False, id="gen1-existing-device-shows"),
+    pytest.param(2, True, id="gen2-new-device-shows"),
+    pytest.param(2, False, id="gen2-existing-device-shows"),
+]
+
+
+@dataclass(frozen=True)
+class Login:
+    user: User
+    new: NewDeviceLoginResult
+    existing_saw: str
+    new_progress: list[Progress]
+    existing_progress: list[Progress]
+
+
+@pytest.fixture(scope="module")
+def logins(stack: DevStack) -> dict[tuple[int, bool], Login]:
+    """Each approved login once per module (a login takes a few seconds), keyed by (generation, new shows)."""
+    return {}
+
+
+async def approved_login(stack: DevStack, cache: dict[tuple[int, bool], Login], gen: int, shows: bool) -> Login:
+    key = (gen, shows)
+    if key not in cache:
+        user = await new_user(stack)
+        generation: Literal[1, 2] = 1 if gen == 1 else 2
+        page = VerificationPage(user, "approve")
+        new, existing, new_sides, existing_sides = await run_login(
+            stack, user, generation=generation, new_device_shows=shows, page=page
+        )
+        if isinstance(new, BaseException):
+            raise new
+        if isinstance(existing, BaseException):
+            raise existing
+        cache[key] = Login(user, new, existing, new_sides.progress, existing_sides.progress)
+    return cache[key]
+
+
+@pytest.mark.parametrize(("generation", "new_device_shows"), ROLES)
+async def test_both_devices_agree_on_the_new_device(
+    stack: DevStack, logins: Any, generation: int, new_device_shows: bool
+) -> None:
+    login = await approved_login(stack, logins, generation, new_device_shows)
+
+    assert (login.new.user_id, login.new.device_id) == (login.user.user_id, login.existing_saw)
+
+
+@pytest.mark.parametrize(("generation", "new_device_shows"), ROLES)
+async def test_each_device_reports_its_progress_steps_in_order(
+    stack: DevStack, logins: Any, generation: int, new_device_shows: bool
+) -> None:
+    login = await approved_login(stack, logins, generation, new_device_shows)
+
+    new_steps = [type(step) for step in login.new_progress]
+    existing_steps = [type(step) for step in login.existing_progress]
+    shown_by_new = [QrCodeReady] if new_device_shows else []
+    shown_by_existing = [] if new_device_shows else [QrCodeReady]
+    assert (new_steps, existing_steps) == (
+        [Starting, *shown_by_new, EstablishingSecureChannel, WaitingForToken, SyncingSecrets, Done],
+        [Starting, *shown_by_existing, EstablishingSecureChannel, WaitingForAuth, SyncingSecrets, Done],
+    )
+
+
+@pytest.mark.parametrize(("generation", "new_device_shows"), ROLES)
+async def test_new_device_keys_are_signed_by_the_self_signing_key(
+    stack: DevStack, logins: Any, generation: int, new_device_shows: bool
+) -> None:
+    login = await approved_login(stack, logins, generation, new_device_shows)
+    user, new = login.user, login.new
+
+    async with E2eeHomeserver(stack.homeserver_url, user.access_token) as hs:
+        keys = await hs.query_keys([user.user_id])
+    device_keys = keys["device_keys"][user.user_id][new.device_id]
+    ((key_id, public_key),) = keys["self_signing_keys"][user.user_id]["keys"].items()
+
+    verify_json(device_keys, signer_id=user.user_id, key_id=key_id, public_key=public_key)
+
+
+@pytest.mark.parametrize(("generation", "new_device_shows"), ROLES)
+async def test_new_device_received_the_servers_backup_key(
+    stack: DevStack, logins: Any, generation: int, new_device_shows: bool
+) -> None:
+    login = await approved_login(stack, logins, generation, new_device_shows)
+    user, new = login.user, login.new
+
+    async with E2eeHomeserver(stack.homeserver_url, user.access_token) as hs:
+        info = await hs.get_backup_version()
+    assert new.secrets.backup is not None and info is not None
+    assert (new.secrets.backup.backup_version, b64(new.secrets.backup.key.public_key)) == (
+        info["version"],
+        info["auth_data"]["public_key"],
+    )
+
+
+@pytest.mark.parametrize(("generation", "new_device_shows"), ROLES)
+async def test_new_device_tokens_work_on_the_homeserver(
+    stack: DevStack, logins: Any, generation: int, new_device_shows: bool
+) -> None:
+    new = (await approved_login(stack, logins, generation, new_device_shows)).new
+
+    async with E2eeHomeserver(stack.homeserver_url, new.access_token) as hs:
+        me = await hs.whoami()
+
+    assert (me["user_id"], me["device_id"]) == (new.user_id, new.device_id)
+
+
+@pytest.mark.parametrize("generation", [1, 2])
+async def test_denying_on_the_verification_page_fails_both_devices_with_login_declined(
+    stack: DevStack, generation: Literal[1, 2]
+) -> None:
+    user = await new_user(stack)
+    page = VerificationPage(user, "deny")
+
+    new, existing, _, _ = await run_login(stack, user, generation=generation, new_device_shows=True, page=page)
+
+    assert isinstance(new, LoginDeclined) and not new.by_peer
+    assert isinstance(existing, LoginDeclined) and existing.by_peer
