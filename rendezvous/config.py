@@ -101,6 +101,26 @@ class Settings(BaseSettings):
     gen2_create_policy: CreatePolicy = CreatePolicy.OPEN
     gen2_stable_api: bool = False
 
+    # -- push delivery (qrlink extension: long-poll and WebSocket watch) ----------------------------------
+    push_enabled: bool = Field(True, description="Offer long-poll and WebSocket push delivery and advertise it.")
+    push_websocket: bool = Field(True, description="Serve the WebSocket watch endpoint (needs push_enabled).")
+    push_max_wait_seconds: int = Field(
+        30, ge=1, le=300, description="Longest time a long-poll is held before answering with the unchanged state."
+    )
+    push_max_waiters: int = Field(
+        10_000,
+        ge=0,
+        description="Parked long-polls and watches per process; beyond it long-polls are answered at once.",
+    )
+
+    # -- observability ------------------------------------------------------------------------------------
+    log_format: Literal["plain", "json"] = Field("plain", description="Log lines as plain text or JSON objects.")
+    metrics_enabled: bool = Field(True, description="Expose Prometheus metrics at /metrics.")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve /metrics on this port only, instead of on the main port."
+    )
+    metrics_host: str = Field("127.0.0.1", min_length=1, description="Address of the separate metrics port.")
+
     # -- homeserver (for gen2_create_policy = authenticated)
     # ---------------------------------------------------
     homeserver_url: str | None = None
@@ -146,6 +166,8 @@ class Settings(BaseSettings):
                 "workers > 1 needs a shared store: the memory store lives inside one process, so each worker "
                 "would see different sessions. Set store_url (RENDEZVOUS_STORE_URL) to a redis:// URL."
             )
+        if self.metrics_port is not None and self.metrics_port == self.port and self.port != 0:
+            raise ValueError("metrics_port must differ from port (RENDEZVOUS_METRICS_PORT, RENDEZVOUS_PORT)")
         return self
 
     @property

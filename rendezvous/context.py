@@ -1,4 +1,4 @@
-"""What every route needs: settings, the store, the proxy resolver, rate limits and the token verifier."""
+"""What every route needs: settings, the store, the proxy resolver, metrics, rate limits and the token verifier."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .auth import TokenVerifier
 from .config import Settings
 from .http import MatrixError, Request
+from .metrics import ExpiryWatch, Metrics
 from .proxy import ProxyResolver
 from .store import SessionStore
 
@@ -18,6 +19,9 @@ class ServerContext:
     settings: Settings
     store: SessionStore
     proxies: ProxyResolver
+    metrics: Metrics
+    #: Counts the sessions this process created that expire.
+    expiry: ExpiryWatch
     #: Only when the Gen-2 create policy is ``authenticated``.
     verifier: TokenVerifier | None = None
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import logging
 import re
 import time
 
@@ -30,7 +32,11 @@ from .http import (
     json_bytes,
     media_type,
 )
+from .logs import redact
+from .push import Push, preferred_wait
 from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome, is_opaque_id
+
+logger = logging.getLogger("rendezvous.gen1")
 
 PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 
@@ -56,13 +62,23 @@ def _dates(session: Session) -> Headers:
     ]
 
 
-def _session_headers(session: Session, version: int, content_type: bytes = TEXT_PLAIN) -> Headers:
-    return [
+def _session_headers(
+    session: Session, version: int, content_type: bytes = TEXT_PLAIN, extra: Headers | None = None
+) -> Headers:
+    headers = [
         (b"content-type", content_type),
         (b"etag", etag(session.id, version)),
         *_dates(session),
         *COMMON_HEADERS,
     ]
+    if extra:
+        headers += extra
+    return headers
+
+
+def watch_frame(session: Session) -> str:
+    """A frame of the WebSocket watch (push extension): ``{"etag", "data"}``."""
+    return json.dumps({"etag": etag(session.id, session.version).decode(), "data": session.data.decode()})
 
 
 def _not_found() -> MatrixError:
@@ -121,9 +137,14 @@ def _if_none_match_hits(header: bytes, current: bytes) -> bool:
 class Gen1Api:
     """The Gen-1 routes: create on the collection, then GET / PUT / DELETE on the session URL."""
 
-    def __init__(self, context: ServerContext) -> None:
+    def __init__(self, context: ServerContext, push: Push) -> None:
         self._context = context
         self._store = context.store
+        self._push = push
+        #: The push advertisement, on every session answer (POST, GET, PUT).
+        self._push_headers = push.headers
+        self._counters = context.metrics.generations[Generation.GEN1]
+        self._long_poll_route = context.metrics.routes["gen1.long_poll"]
 
     async def create(self, request: Request) -> Response:
         """``POST …/rendezvous``: text/plain body (may be empty) → 201 ``{"url"}``. Unauthenticated."""
@@ -138,20 +159,46 @@ class Gen1Api:
             )
         except StoreFull:
             raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many rendezvous sessions in progress") from None
+        self._counters.created.inc()
+        context.expiry.created(session)
+        logger.debug("session created", extra={"fields": {"generation": 1, "session": redact(session.id)}})
         body = json_bytes({"url": f"{base}{PATH}/{session.id}"})
-        return Response(201, _session_headers(session, session.version, APPLICATION_JSON), body)
+        headers = _session_headers(session, session.version, APPLICATION_JSON, self._push_headers)
+        return Response(201, headers, body)
 
     async def get(self, request: Request, session_id: str) -> Response:
-        """``GET <session URL>``: 200 with the payload, or 304 when If-None-Match names the current ETag."""
+        """``GET <session URL>``: 200 with the payload, or 304 when If-None-Match names the current ETag.
+
+        With ``Prefer: wait=N`` (push extension) a request that would get 304 waits up to N seconds (capped at
+        ``push_max_wait_seconds``) for the ETag to change: 200 as soon as it does, else 304 at the deadline.
+        """
         await self._context.limit_session(request)
         session = await self._store.get(session_id) if is_opaque_id(session_id) else None
         if session is None or session.generation is not Generation.GEN1:
             raise _not_found()
-        headers = _session_headers(session, session.version)
+        headers = _session_headers(session, session.version, extra=self._push_headers)
         if_none_match = request.header(b"if-none-match")
         if if_none_match is not None and _if_none_match_hits(if_none_match, headers[1][1]):
-            return Response(304, headers)
+            wait = preferred_wait(request.header(b"prefer")) if self._push.long_poll else None
+            if not wait:
+                return Response(304, headers)
+            return await self._long_poll(request, session, if_none_match, min(wait, self._push.max_wait_s))
         return Response(200, headers, session.data)
+
+    async def _long_poll(self, request: Request, session: Session, if_none_match: bytes, wait: int) -> Response:
+        if not self._push.has_room():
+            # Over the cap: an ordinary conditional GET. The client's poll interval paces it.
+            self._counters.long_polls["overflow"].inc()
+            return Response(304, _session_headers(session, session.version, extra=self._push_headers))
+        request.route = self._long_poll_route
+        changed = await self._push.wait(request, session.id, session.version, wait, self._counters)
+        if changed is None or changed.generation is not Generation.GEN1:
+            raise _not_found()
+        headers = _session_headers(changed, changed.version, extra=self._push_headers)
+        headers.append((b"preference-applied", b"wait=%d" % wait))
+        if _if_none_match_hits(if_none_match, headers[1][1]):
+            return Response(304, headers)
+        return Response(200, headers, changed.data)
 
     async def put(self, request: Request, session_id: str) -> Response:
         """``PUT <session URL>`` with ``If-Match``: 202 + new ETag, or 412 when the ETag is not current."""
@@ -166,6 +213,7 @@ class Gen1Api:
         if current is None or current.generation is not Generation.GEN1:
             raise _not_found()
         if expected != current.version:
+            self._counters.conflicts.inc()
             message = "ETag does not match"
             if expected == _WEAK:
                 message = "Weak ETags never match; is a proxy compressing rendezvous responses?"
@@ -175,10 +223,12 @@ class Gen1Api:
         except SessionNotFound:
             raise _not_found() from None
         if result.outcome is WriteOutcome.CONFLICT:
+            self._counters.conflicts.inc()
             # No ETag here on purpose: js-sdk adopts the ETag of any PUT answer, and adopting the current one
             # would make it skip the very payload that caused the conflict.
             raise _concurrent_write("ETag does not match", _dates(result.session))
-        return Response(202, _session_headers(result.session, result.version))
+        self._counters.writes.inc()
+        return Response(202, _session_headers(result.session, result.version, extra=self._push_headers))
 
     async def delete(self, request: Request, session_id: str) -> Response:
         """``DELETE <session URL>``: 204, then every operation on it is 404."""
@@ -188,6 +238,8 @@ class Gen1Api:
             raise _not_found()
         if not await self._store.delete(session_id):
             raise _not_found()
+        self._counters.deleted.inc()
+        self._context.expiry.deleted(session_id)
         now = http_date(int(time.time()))
         headers: Headers = [(b"content-type", TEXT_PLAIN), (b"expires", now), (b"last-modified", now)]
         return Response(204, [*headers, *COMMON_HEADERS])

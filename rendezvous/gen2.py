@@ -10,13 +10,19 @@ write, need not be unguessable and need not be unique across sessions (MSC4388 a
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from .auth import HOMESERVER_RETRY_AFTER_MS, HomeserverUnavailable, InvalidToken, access_token
 from .config import CreatePolicy
 from .context import ServerContext
 from .http import MatrixError, Request, Response, json_response
+from .logs import redact
+from .push import DISCOVERY_FIELD, Push
 from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome, is_opaque_id
+
+logger = logging.getLogger("rendezvous.gen2")
 
 UNSTABLE_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 STABLE_PATH = "/_matrix/client/v1/rendezvous"
@@ -97,12 +103,37 @@ def _check_not_navigation(request: Request) -> None:
         raise MatrixError(403, "M_FORBIDDEN", "Rendezvous sessions cannot be opened by navigation")
 
 
+def watch_frame(session: Session) -> str:
+    """A frame of the WebSocket watch (push extension): ``{"sequence_token", "data"}``."""
+    return json.dumps({"sequence_token": str(session.version), "data": session.data.decode("utf-8")})
+
+
+def _long_poll_params(query_string: bytes) -> tuple[str | None, int]:
+    """``since`` and ``timeout_ms`` (0 when absent) of a Gen-2 GET (push extension)."""
+    since: str | None = None
+    timeout_ms = 0
+    for name, value in parse_qsl(query_string.decode("latin-1")):
+        if name == "since":
+            since = value
+        elif name == "timeout_ms":
+            if not (value.isascii() and value.isdigit()):
+                raise MatrixError(400, "M_INVALID_PARAM", "timeout_ms must be a non-negative integer")
+            # Anything beyond the server maximum is capped anyway; bound the digits so int() stays cheap.
+            timeout_ms = int(value[:12])
+    return since, timeout_ms
+
+
 class Gen2Api:
     """The Gen-2 routes under one prefix (unstable or stable)."""
 
-    def __init__(self, context: ServerContext, *, stable: bool) -> None:
+    def __init__(self, context: ServerContext, push: Push, *, stable: bool) -> None:
         self._context = context
         self._store = context.store
+        self._push = push
+        #: The push advertisement, on every session answer (POST, GET, PUT).
+        self._push_headers = push.headers
+        self._counters = context.metrics.generations[Generation.GEN2]
+        self._long_poll_route = context.metrics.routes["gen2.long_poll"]
         self._concurrent_errcode = STABLE_CONCURRENT_WRITE if stable else UNSTABLE_CONCURRENT_WRITE
         settings = context.settings
         self._payload_limit = settings.max_payload_bytes
@@ -143,7 +174,10 @@ class Gen2Api:
     async def discover(self, request: Request) -> Response:
         """``GET …/rendezvous`` → ``{"create_available": bool}`` for this requester."""
         await self._context.limit_session(request)
-        return json_response(200, {"create_available": await self._may_create(request)})
+        body: dict[str, Any] = {"create_available": await self._may_create(request)}
+        if self._push.discovery is not None:
+            body[DISCOVERY_FIELD] = self._push.discovery
+        return json_response(200, body)
 
     async def create(self, request: Request) -> Response:
         """``POST …/rendezvous {"data"}`` → ``{"id", "sequence_token", "expires_in_ms"}``."""
@@ -158,6 +192,9 @@ class Gen2Api:
             )
         except StoreFull:
             raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many rendezvous sessions in progress") from None
+        self._counters.created.inc()
+        context.expiry.created(session)
+        logger.debug("session created", extra={"fields": {"generation": 2, "session": redact(session.id)}})
         return json_response(
             200,
             {
@@ -165,13 +202,32 @@ class Gen2Api:
                 "sequence_token": str(session.version),
                 "expires_in_ms": session.expires_in_ms,
             },
+            self._push_headers,
         )
 
     async def get(self, request: Request, session_id: str) -> Response:
-        """``GET …/rendezvous/{id}`` → ``{"data", "sequence_token", "expires_in_ms"}`` (no 304)."""
+        """``GET …/rendezvous/{id}`` → ``{"data", "sequence_token", "expires_in_ms"}`` (no 304).
+
+        With ``since`` and ``timeout_ms`` (push extension), a request whose ``since`` is the current token waits
+        up to ``timeout_ms`` (capped at ``push_max_wait_seconds``) for the token to change, and answers with
+        the state as it is then, changed or not.
+        """
         _check_not_navigation(request)
         await self._context.limit_session(request)
+        query = request.scope.get("query_string")
+        since, timeout_ms = _long_poll_params(query) if query and self._push.long_poll else (None, 0)
         session = await self._session(session_id)
+        if timeout_ms > 0 and since == str(session.version):
+            if self._push.has_room():
+                request.route = self._long_poll_route
+                timeout_s = min(timeout_ms / 1000, self._push.max_wait_s)
+                changed = await self._push.wait(request, session_id, session.version, timeout_s, self._counters)
+                if changed is None or changed.generation is not Generation.GEN2:
+                    raise _not_found()
+                session = changed
+            else:
+                # Over the cap: answered at once, like an ordinary poll.
+                self._counters.long_polls["overflow"].inc()
         return json_response(
             200,
             {
@@ -179,6 +235,7 @@ class Gen2Api:
                 "sequence_token": str(session.version),
                 "expires_in_ms": session.expires_in_ms,
             },
+            self._push_headers,
         )
 
     async def put(self, request: Request, session_id: str, txn_id: str | None) -> Response:
@@ -202,11 +259,18 @@ class Gen2Api:
             result = await self._store.write(session_id, data, expected_version=expected, txn_id=txn_id)
         except SessionNotFound:
             raise _not_found() from None
+        if result.replayed:
+            self._counters.replays.inc()
         if result.outcome is WriteOutcome.WRITTEN:
-            return json_response(200, {"sequence_token": str(result.version)})
+            if not result.replayed:
+                self._counters.writes.inc()
+            return json_response(200, {"sequence_token": str(result.version)}, self._push_headers)
         current = result.session
         if txn_id is None and expected == current.version - 1 and current.data == data:
-            return json_response(200, {"sequence_token": str(current.version)})
+            self._counters.replays.inc()
+            return json_response(200, {"sequence_token": str(current.version)}, self._push_headers)
+        if not result.replayed:
+            self._counters.conflicts.inc()
         raise self._conflict()
 
     async def delete(self, request: Request, session_id: str) -> Response:
@@ -215,4 +279,6 @@ class Gen2Api:
         await self._session(session_id)
         if not await self._store.delete(session_id):
             raise _not_found()
+        self._counters.deleted.inc()
+        self._context.expiry.deleted(session_id)
         return json_response(200, {})

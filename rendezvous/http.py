@@ -12,7 +12,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .metrics import RouteMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,7 +32,8 @@ COMMON_HEADERS: Headers = [
     (b"cache-control", b"no-store, no-transform"),
     (b"pragma", b"no-cache"),
     (b"access-control-allow-origin", b"*"),
-    (b"access-control-expose-headers", b"ETag"),
+    # X-Qrlink-Push and Preference-Applied belong to the push extension (docs/push.md).
+    (b"access-control-expose-headers", b"ETag, X-Qrlink-Push, Preference-Applied"),
 ]
 
 #: Answer to a CORS preflight on any route: the Gen-1 conditional headers plus the Client-Server API set.
@@ -37,7 +41,7 @@ PREFLIGHT_HEADERS: Headers = [
     (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS"),
     (
         b"access-control-allow-headers",
-        b"Authorization, Content-Type, If-Match, If-None-Match, X-Requested-With",
+        b"Authorization, Content-Type, If-Match, If-None-Match, Prefer, X-Requested-With",
     ),
     (b"access-control-max-age", b"86400"),
 ]
@@ -106,9 +110,12 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def json_response(status: int, value: Any) -> Response:
-    """A JSON response with the common headers."""
-    return Response(status, [(b"content-type", APPLICATION_JSON), *COMMON_HEADERS], json_bytes(value))
+def json_response(status: int, value: Any, extra_headers: Headers | None = None) -> Response:
+    """A JSON response with the common headers (and ``extra_headers``)."""
+    headers = [(b"content-type", APPLICATION_JSON), *COMMON_HEADERS]
+    if extra_headers:
+        headers += extra_headers
+    return Response(status, headers, json_bytes(value))
 
 
 @functools.lru_cache(maxsize=8192)
@@ -120,11 +127,13 @@ def http_date(unix_seconds: int) -> bytes:
 class Request:
     """The parts of an ASGI HTTP request the routes use."""
 
-    __slots__ = ("_headers", "receive", "scope")
+    __slots__ = ("_headers", "receive", "route", "scope")
 
-    def __init__(self, scope: Scope, receive: Receive) -> None:
+    def __init__(self, scope: Scope, receive: Receive, route: RouteMetrics | None = None) -> None:
         self.scope = scope
         self.receive = receive
+        #: Where this request's latency and status are counted; the router and the routes set it.
+        self.route = route
         self._headers: dict[bytes, bytes] | None = None
 
     @property

@@ -158,7 +158,12 @@ class OurServer:
 def our_server() -> Iterator[OurServer]:
     """Our rendezvous server, started through its CLI exactly as an operator runs it (memory store), with the
     rate limits off so that fast test polling is not throttled."""
-    env = {"RENDEZVOUS_SESSION_RATE_PER_SECOND": "0", "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0"}
+    # Push off: these tests exercise interval polling; push against our server is tested in tests/server/test_push*.
+    env = {
+        "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
+        "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
+        "RENDEZVOUS_PUSH_ENABLED": "false",
+    }
     with serve_cli(env) as base_url:
         yield OurServer(base_url)
 

@@ -1,0 +1,83 @@
+"""Our client transports (``qrlink_client.transport``) use the server's push extension, end to end.
+
+Both sides run against our real server under uvicorn. Each receive is parked before the peer sends, and the
+payload must arrive well before the 1 s poll interval could have delivered it; the server's parked gauge
+shows which mechanism carried it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from qrlink_client.transport import Gen1Transport, Gen2Transport, TransportOptions
+from tests.server.helpers import GEN1
+from tests.server.test_push_support import NO_LIMITS, sample, scrape
+from tests.support.server import serve_cli
+
+#: Well under the 1 s poll interval: only push can deliver this fast.
+PUSH_LATENCY_S = 0.3
+
+Transport = Gen1Transport | Gen2Transport
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with serve_cli(NO_LIMITS) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+async def _delivered_fast(server: str, receiver: Transport, sender: Transport, payload: str, kind: str) -> None:
+    receiving = asyncio.create_task(receiver.receive(timeout=10))
+    await asyncio.sleep(0.4)
+    parked = sample(scrape(server), "rendezvous_push_parked", kind=kind)
+    assert parked >= 1, f"no {kind} parked on the server"
+    sent_at = time.monotonic()
+    await sender.send(payload)
+    assert await receiving == payload
+    assert time.monotonic() - sent_at < PUSH_LATENCY_S
+
+
+@pytest.mark.parametrize(("websocket", "kind"), [(False, "long_poll"), (True, "websocket")])
+async def test_gen1_transports_exchange_payloads_through_push(
+    server: str, http: httpx.AsyncClient, websocket: bool, kind: str
+) -> None:
+    options = TransportOptions(websocket=websocket)
+    creator = await Gen1Transport.create(http, f"{server}{GEN1}", options=options)
+    joiner = await Gen1Transport.join(http, creator.url, options=options)
+    async with creator, joiner:
+        assert creator.push is not None and creator.push.long_poll and creator.push.websocket
+        await _delivered_fast(server, creator, joiner, "login initiate", kind)
+        await _delivered_fast(server, joiner, creator, "login ok", kind)
+        await _delivered_fast(server, creator, joiner, "third", kind)
+
+
+@pytest.mark.parametrize(("websocket", "kind"), [(False, "long_poll"), (True, "websocket")])
+async def test_gen2_transports_exchange_payloads_through_push(
+    server: str, http: httpx.AsyncClient, websocket: bool, kind: str
+) -> None:
+    options = TransportOptions(websocket=websocket)
+    creator = await Gen2Transport.create(http, server, options=options)
+    joiner = await Gen2Transport.join(http, server, creator.rendezvous_id, options=options)
+    async with creator, joiner:
+        assert joiner.push is not None and joiner.push.long_poll
+        await _delivered_fast(server, creator, joiner, "login initiate", kind)
+        await _delivered_fast(server, joiner, creator, "login ok", kind)
+        await _delivered_fast(server, creator, joiner, "third", kind)
+
+
+async def test_gen2_discovery_reports_the_push_extension(server: str, http: httpx.AsyncClient) -> None:
+    discovery = await Gen2Transport.discover(http, server)
+    assert discovery.push is not None
+    assert discovery.push.long_poll and discovery.push.websocket
+    assert discovery.push.max_wait_ms == 30_000
