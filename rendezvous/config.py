@@ -38,7 +38,9 @@ MIN_TTL_SECONDS = 120
 MAX_TTL_SECONDS = 300
 
 StoreScheme = Literal["memory", "redis", "rediss", "redis+cluster", "rediss+cluster"]
-STORE_SCHEMES: frozenset[str] = frozenset(("memory", "redis", "rediss", "redis+cluster", "rediss+cluster"))
+#: URL schemes of the Redis store (``unix://`` is a Redis server's Unix socket).
+REDIS_SCHEMES: frozenset[str] = frozenset(("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"))
+STORE_SCHEMES: frozenset[str] = REDIS_SCHEMES | {"memory"}
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

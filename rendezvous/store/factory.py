@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..config import ConfigError
+from ..config import REDIS_SCHEMES, ConfigError
 from .base import SessionStore
 from .memory import MemoryStore
-
-REDIS_SCHEMES = frozenset(("redis", "rediss", "redis+cluster", "rediss+cluster"))
 
 
 def open_store(url: str = "memory://") -> SessionStore:
     """The store for ``url``; :class:`ConfigError` for a scheme that names none.
 
-    ``memory://`` → :class:`MemoryStore`; ``redis://``, ``rediss://``, ``redis+cluster://`` and
+    ``memory://`` → :class:`MemoryStore`; ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://`` and
     ``rediss+cluster://`` → the Redis store.
 
     The Redis backend is imported only when asked for, so the memory store works without the ``redis`` extra.
@@ -38,6 +36,6 @@ def open_store(url: str = "memory://") -> SessionStore:
             # Redis URL parsing errors may quote the URL, and with it a password: report only the kind.
             raise ConfigError(f"store_url: not a usable Redis URL ({type(exc).__name__})") from None
     raise ConfigError(
-        f"store_url: unsupported scheme {scheme!r}; use memory:// or redis://, rediss://, redis+cluster://, "
-        "rediss+cluster://"
+        f"store_url: unsupported scheme {scheme!r}; use memory:// or one of "
+        + ", ".join(f"{s}://" for s in sorted(REDIS_SCHEMES))
     )

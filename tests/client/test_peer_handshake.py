@@ -7,7 +7,6 @@ module; the peers reach it over real HTTP through the client transports.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,13 @@ import httpx
 import pytest
 
 from tests.client.test_peer import PeerProcess
+from tests.support.server import free_port
 
 RENDEZVOUS = Path(sys.executable).with_name("rendezvous")
 GEN1_CREATE_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 GEN2_DISCOVERY_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from devstack._process import free_port
 from rendezvous.app import create_app
 from rendezvous.config import load_settings
 from rendezvous.store import SessionStore
@@ -33,12 +34,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 20.0
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:

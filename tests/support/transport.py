@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.support.server import serve_cli
+from tests.support.server import free_port, serve_cli
 
 RequestMatcher = Callable[[httpx.Request], bool]
 
@@ -106,11 +105,6 @@ def is_put(request: httpx.Request) -> bool:
     return request.method == "PUT"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class UvicornThread:
