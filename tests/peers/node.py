@@ -29,8 +29,8 @@ from tests.peers._cache import cache_dir, file_lock, progress, uncaptured
 NODE_DIR = Path(__file__).with_suffix("")  # tests/peers/node/, next to this module
 LOCKFILE = NODE_DIR / "package-lock.json"
 STAMP = NODE_DIR / "node_modules" / ".qrlink-installed"
-DRIVERS = {"wasm": "wasm_driver.mjs", "jssdk": "jssdk_driver.mjs"}
-DriverKind = Literal["wasm", "jssdk"]
+DRIVERS = {"wasm": "wasm_driver.mjs", "jssdk": "jssdk_driver.mjs", "browser": "browser_driver.mjs"}
+DriverKind = Literal["wasm", "jssdk", "browser"]
 
 
 class NodePeerError(RuntimeError):
@@ -79,7 +79,7 @@ def ensure_node_packages() -> Path:
         if STAMP.is_file() and STAMP.read_text().strip() == digest:
             return NODE_DIR
         started = time.monotonic()
-        progress(f"npm ci in {NODE_DIR} (matrix-js-sdk, matrix-sdk-crypto-wasm; first run only)")
+        progress(f"npm ci in {NODE_DIR} (matrix-js-sdk, matrix-sdk-crypto-wasm, playwright-core; first run only)")
         result = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=NODE_DIR,

@@ -74,7 +74,10 @@ export function serve(driverHandlers) {
                 // wasm-bindgen throws plain strings or objects for some Rust errors; report them all by name.
                 const name = err?.name ?? typeof err;
                 const message = err?.message ?? String(err);
-                write({ id, ok: false, error: name, message, stack: err?.stack ?? null });
+                const reply = { id, ok: false, error: name, message, stack: err?.stack ?? null };
+                // A failure reason (js-sdk's RendezvousError.code) travels with the error when there is one.
+                if (typeof err?.code === "string") reply.code = err.code;
+                write(reply);
             }
         })();
     });

@@ -18,15 +18,39 @@
 //   close                              MSC4108SecureChannel.close (DELETE)           -> {}
 //   state                                                                            -> {url, ready, cancelled, failures}
 //   trace {clear?}                     HTTP exchanges so far                         -> {trace: [...]}
+//
+// The new device's whole login (MSC4108SignInWithQR with no MatrixClient, so intent Login), one step per op:
+//   sign_in_generate {homeserver_url}  new device shows the QR: signInByGeneratingQR with a temporary MatrixClient
+//                                      (session on that homeserver's MSC4108 endpoint)  -> {url, hex}
+//   sign_in_scan {qr_hex}              new device scanned the existing device's QR      -> {url, mode, server_name}
+//   negotiate                          negotiateProtocols: handshake, then (if it showed the QR) m.login.protocols
+//                                                                                    -> {server_name, check_code}
+//   qr_login_available {homeserver_url}  isSignInWithQRAvailable(temporary client)    -> {available}
+//   auth_metadata {homeserver_url}     MatrixClient.getAuthMetadata (validates it)   -> {metadata}
+//   register_client {metadata, client_metadata}  OAuth2.registerClient               -> {client_id}
+//   device_authorization {metadata, client_id, device_id}
+//                                      deviceAuthorizationGrant: RFC 8628 request, then m.login.protocol
+//                                                                                    -> {verification_uri, user_code}
+//   complete_login {client_id}         completeLoginOnNewDevice: m.login.protocol_accepted, then token polling
+//                                                                                    -> {token_type, access_token, refresh_token, ...}
+//   share_secrets                      shareSecrets: m.login.success, then m.login.secrets, parsed by the wasm
+//                                      SecretsBundle as importSecretsBundle would   -> {secrets, bundle}
+// A RendezvousError is answered as error "RendezvousError" with its failure reason in `code`.
 
 import { CommandError, need, serve } from "./jsonl.mjs";
 
 const wasm = await import("@matrix-org/matrix-sdk-crypto-wasm");
 await wasm.initAsync();
 const { Curve25519PublicKey, QrCodeData, QrCodeIntent } = wasm;
-const { MSC4108RendezvousSession, MSC4108SecureChannel, MSC4108FailureReason } = await import(
-    "matrix-js-sdk/lib/rendezvous/index.js"
-);
+const {
+    MSC4108RendezvousSession,
+    MSC4108SecureChannel,
+    MSC4108FailureReason,
+    MSC4108SignInWithQR,
+    RendezvousError,
+    isSignInWithQRAvailable,
+    signInByGeneratingQR,
+} = await import("matrix-js-sdk/lib/rendezvous/index.js");
 
 let trace = [];
 const failures = [];
@@ -45,6 +69,8 @@ function pick(headers, names) {
     return out;
 }
 
+const realFetch = globalThis.fetch;
+
 async function tracingFetch(resource, options = {}) {
     const entry = {
         method: options.method ?? "GET",
@@ -54,7 +80,7 @@ async function tracingFetch(resource, options = {}) {
     };
     trace.push(entry);
     try {
-        const response = await globalThis.fetch(resource, options);
+        const response = await realFetch(resource, options);
         entry.status = response.status;
         entry.final_url = response.url;
         entry.response_headers = pick(response.headers, TRACED_RESPONSE_HEADERS);
@@ -65,6 +91,10 @@ async function tracingFetch(resource, options = {}) {
         throw err;
     }
 }
+
+// js-sdk's OAuth helpers (registration, device authorization, token polling) and a MatrixClient without fetchFn
+// call the global fetch: route it through the tracer too, so every request of a login shows up in `trace`.
+globalThis.fetch = tracingFetch;
 
 const onFailure = (reason) => failures.push(reason);
 
@@ -82,6 +112,33 @@ function newSession(options) {
 function join(url, publicKey) {
     newSession({ url });
     channel = new MSC4108SecureChannel(session, publicKey, onFailure);
+}
+
+let signIn; // MSC4108SignInWithQR as the new device
+
+function requireSignIn() {
+    if (!signIn) throw new CommandError("NoSignIn", "sign_in_generate or sign_in_scan first");
+    return signIn;
+}
+
+/** A MatrixClient that is not signed in, as Element Web creates for a homeserver before login. */
+async function tempClient(baseUrl) {
+    const { createClient } = await import("matrix-js-sdk/lib/matrix.js");
+    return createClient({ baseUrl, fetchFn: tracingFetch });
+}
+
+/** Run a step of the login; a RendezvousError keeps its failure reason (`code`) in the answer. */
+async function step(fn) {
+    try {
+        return await fn();
+    } catch (err) {
+        if (err instanceof RendezvousError) {
+            const named = new CommandError("RendezvousError", err.message);
+            named.code = err.code;
+            throw named;
+        }
+        throw err;
+    }
 }
 
 serve({
@@ -151,6 +208,71 @@ serve({
             cancelled: session?.cancelled ?? false,
             failures,
         };
+    },
+    async sign_in_generate(cmd) {
+        if (session) throw new CommandError("AlreadyStarted", "this driver already has a session");
+        const client = await tempClient(need(cmd, "homeserver_url"));
+        signIn = await signInByGeneratingQR(client, onFailure, new AbortController().signal);
+        // signInByGeneratingQR keeps its channel and session private; the state and cancel ops reach them here.
+        channel = signIn.channel;
+        session = channel.rendezvousSession;
+        return { url: session.url, hex: Buffer.from(signIn.code).toString("hex") };
+    },
+    async sign_in_scan(cmd) {
+        const data = QrCodeData.fromBytes(new Uint8Array(Buffer.from(need(cmd, "qr_hex"), "hex")));
+        if (!data.rendezvousUrl) throw new CommandError("NotMsc4108", "the QR code carries no MSC4108 rendezvous URL");
+        join(data.rendezvousUrl, data.publicKey);
+        signIn = new MSC4108SignInWithQR(channel, true, undefined, onFailure);
+        const mode = data.mode === QrCodeIntent.Login ? "Login" : "Reciprocate";
+        return { url: data.rendezvousUrl, mode, server_name: data.serverName ?? null };
+    },
+    async negotiate() {
+        return step(async () => {
+            const { serverName } = await requireSignIn().negotiateProtocols();
+            return { server_name: serverName ?? null, check_code: signIn.checkCode ?? null };
+        });
+    },
+    async qr_login_available(cmd) {
+        return { available: await isSignInWithQRAvailable(await tempClient(need(cmd, "homeserver_url"))) };
+    },
+    async auth_metadata(cmd) {
+        const client = await tempClient(need(cmd, "homeserver_url"));
+        return { metadata: await client.getAuthMetadata() };
+    },
+    async register_client(cmd) {
+        const { OAuth2 } = await import("matrix-js-sdk/lib/oauth/index.js");
+        return { client_id: await OAuth2.registerClient(need(cmd, "metadata"), need(cmd, "client_metadata")) };
+    },
+    async device_authorization(cmd) {
+        return step(async () => {
+            const { verificationUri, userCode } = await requireSignIn().deviceAuthorizationGrant({
+                metadata: need(cmd, "metadata"),
+                clientId: need(cmd, "client_id"),
+                deviceId: need(cmd, "device_id"),
+            });
+            return { verification_uri: verificationUri ?? null, user_code: userCode ?? null };
+        });
+    },
+    async complete_login(cmd) {
+        return step(async () => ({
+            ...(await requireSignIn().completeLoginOnNewDevice({ clientId: need(cmd, "client_id") })),
+        }));
+    },
+    async share_secrets() {
+        return step(async () => {
+            const { secrets } = await requireSignIn().shareSecrets();
+            const { type: _type, ...content } = secrets ?? {};
+            const bundle = wasm.SecretsBundle.from_json(content);
+            const backup = bundle.backupBundle;
+            const parsed = {
+                master_key: bundle.masterKey,
+                self_signing_key: bundle.selfSigningKey,
+                user_signing_key: bundle.userSigningKey,
+                backup: backup ? { key: backup.key, backup_version: backup.backup_version } : null,
+            };
+            bundle.free();
+            return { secrets: content, bundle: parsed };
+        });
     },
     async trace(cmd) {
         const result = trace;
