@@ -8,6 +8,7 @@ against it), then Synapse, then the rendezvous server. Stop order is the reverse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import secrets
 import shutil
@@ -253,6 +254,16 @@ class DevStack:
         """DEV ONLY: :meth:`login_device` for async callers."""
         oauth, thread = self._running()
         return await thread.acall(oauth.accounts.login_device(localpart, device_id))
+
+    def set_device_code_lifetime(self, seconds: int) -> None:
+        """DEV ONLY: the ``expires_in`` of device codes issued from now on (codes already issued keep theirs)."""
+        oauth, _ = self._running()
+        oauth.server.settings = dataclasses.replace(oauth.server.settings, device_code_lifetime=seconds)
+
+    async def async_delete_device(self, localpart: str, device_id: str) -> None:
+        """DEV ONLY: delete *device_id* of *localpart* from Synapse, as if it had never been provisioned."""
+        oauth, thread = self._running()
+        await thread.acall(oauth.accounts.synapse.delete_device(localpart, device_id))
 
     def _running(self) -> tuple[OAuthService, ServerThread]:
         if self._oauth is None or self._oauth_thread is None:

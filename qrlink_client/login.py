@@ -374,9 +374,12 @@ class _Link:
             if isinstance(outcome, BaseException):
                 raise outcome
             return outcome
+        # Gen-2: the peer sealed with the token of the last revision it knew, which is the last one we know
+        # before its write: our own last write under ping-pong, or its previous message when it sends twice
+        # in a row (a failure right after LoginOk, before our user typed the check code).
+        token = self.transport.sequence_token
         message = await self.transport.receive()
-        # Gen-2: the peer sealed with the token our own last write produced.
-        return self.channel.decrypt(message, sequence_token=self.transport.own_sequence_token)
+        return self.channel.decrypt(message, sequence_token=token)
 
     async def send(self, plaintext: bytes) -> None:
         await self.stop_receiving()
