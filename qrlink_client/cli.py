@@ -5,7 +5,8 @@ that runs it and returns the exit status. Adding a subcommand means writing one 
 :data:`COMMANDS`; subcommands with their own subcommands (``qrlink qr decode``) nest the same way.
 
 Exit status: 0 on success; 1 when the library reports an error, printed as
-``qrlink: <ErrorClass>: <message>``; 2 for usage errors (argparse's convention).
+``qrlink: <ErrorClass>: <message>``; 2 for usage errors (argparse's convention); 130 when interrupted
+(Ctrl-C), after the command has cleaned up.
 """
 
 from __future__ import annotations
@@ -17,14 +18,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_demo, cli_login
 from ._b64 import b64decode
 from .errors import QrLinkError
 
-__all__ = ["COMMANDS", "Command", "UnrecognisedInput", "build_parser", "main", "read_qr_input"]
+__all__ = ["COMMANDS", "CliUsageError", "Command", "UnrecognisedInput", "build_parser", "main", "read_qr_input"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+class CliUsageError(QrLinkError):
+    """The options given cannot work together (exit status 2, like argparse's own usage errors)."""
 
 
 class UnrecognisedInput(QrLinkError):
@@ -42,6 +49,7 @@ class Command:
     name: str
     help: str
     description: str = ""
+    epilog: str = ""
     configure: Callable[[argparse.ArgumentParser], None] = lambda parser: None
     run: Callable[[argparse.Namespace], int] | None = None
     children: Sequence[Command] = field(default_factory=tuple)
@@ -172,18 +180,100 @@ QR = Command(
     ),
 )
 
-COMMANDS: tuple[Command, ...] = (PEER, QR)
+# --- qrlink login / grant / demo ----------------------------------------------------------------------------
+
+LOGIN = Command(
+    name="login",
+    help="sign this machine in as a new device with a QR code",
+    description=(
+        "Sign in as a new device. By default this device shows a QR code (in the terminal; --qr-png and "
+        "--print-qr-base64 for other outputs) for a signed-in device to scan, then asks for the two-digit "
+        "check code that device displays. With --scan it reads the QR code a signed-in device shows and "
+        "displays the check code instead. Either way it then shows the user code to compare on the "
+        "verification page, receives the encryption secrets, publishes its cross-signed keys and writes the "
+        "session (tokens, user and device ID, encrypted Olm account) to --session-file. Progress goes to "
+        "stderr; stdout gets only --print-qr-base64 and one final JSON line."
+    ),
+    epilog=(
+        "examples:\n"
+        "  qrlink login --homeserver https://matrix.example.org            # Gen-1, rendezvous discovered\n"
+        "  qrlink login --gen 2 --homeserver https://matrix.example.org\n"
+        "  qrlink login --rendezvous https://rz.example.org/ --session-file ~/.config/me.json\n"
+        "  qrlink login --scan shown-by-phone.png --homeserver https://matrix.example.org"
+    ),
+    configure=cli_login.configure_login,
+    run=cli_login.run_login,
+)
+
+GRANT = Command(
+    name="grant",
+    help="sign a new device in from this (signed-in) device",
+    description=(
+        "Act as the device that is already signed in: scan the new device's QR code (--qr) or show one "
+        "(--show), confirm the check code, open the verification URL for you to approve the new device, "
+        "and send it the cross-signing and backup keys, unlocked from secret storage with your recovery key."
+    ),
+    epilog=(
+        "examples:\n"
+        "  export QRLINK_ACCESS_TOKEN=...    # a token of this device\n"
+        "  qrlink grant --homeserver https://matrix.example.org --qr code.png\n"
+        "  qrlink grant --homeserver https://matrix.example.org --qr AgQg...   # base64 or hex works too\n"
+        "  qrlink grant --homeserver https://matrix.example.org --show --gen 2 --no-browser"
+    ),
+    configure=cli_login.configure_grant,
+    run=cli_login.run_grant,
+)
+
+DEMO = Command(
+    name="demo",
+    help="phone-to-desktop handover on this machine, against a local Synapse",
+    description=(
+        "Start the development stack (OAuth server, a real Synapse, the rendezvous server; the first run "
+        "installs Synapse), create a user 'demo-<random>' whose first device (the phone) has cross-signing "
+        "and key backup, and sign in a second device (the desktop) from it, both in this process with live "
+        "progress. Then check on Synapse that the desktop is cross-signed and holds the backup key, print a "
+        "one-line JSON summary as the last line of stdout and stop the stack. Exit status 0 only if the "
+        "desktop is cross-signed and its backup key verified. Ctrl-C stops everything cleanly."
+    ),
+    epilog=(
+        "examples:\n"
+        "  qrlink demo                       # you approve in a browser and type the check code\n"
+        "  qrlink demo --auto --gen 2        # no human: for CI\n"
+        "  qrlink demo --auto --roles existing-shows --no-push"
+    ),
+    configure=cli_demo.configure_demo,
+    run=cli_demo.run_demo,
+)
+
+COMMANDS: tuple[Command, ...] = (PEER, QR, LOGIN, GRANT, DEMO)
 """The top-level subcommands, in ``--help`` order."""
 
 
 # --- parser and entry point ---------------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions like argparse does, but keeps indented lines (example commands) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            if not line or line.startswith(" "):
+                lines.append(indent + line)
+            else:
+                lines.append(super()._fill_text(line, width, indent))
+        return "\n".join(lines)
+
+
 def _add_commands(parser: argparse.ArgumentParser, commands: Sequence[Command], dest: str) -> None:
     subparsers = parser.add_subparsers(dest=dest, metavar="COMMAND", required=True)
     for command in commands:
         sub = subparsers.add_parser(
-            command.name, help=command.help, description=command.description or command.help
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            epilog=command.epilog or None,
+            formatter_class=_HelpFormatter,
         )
         command.configure(sub)
         if command.children:
@@ -209,6 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args._run
     try:
         return run(args)
+    except KeyboardInterrupt:
+        print("qrlink: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except CliUsageError as exc:
+        print(f"qrlink: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except QrLinkError as exc:
         print(f"qrlink: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,0 +1,191 @@
+"""What ``qrlink login``, ``grant`` and ``demo`` say and refuse before a login starts, and the terminal helpers
+they share. No server is contacted except where a closed local port stands for an unreachable homeserver."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from qrlink_client.cli import main
+from qrlink_client.cli_io import Console, InputClosed, check_code_prompt, gen1_create_url, stdin_line
+
+CREATE_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        (
+            "login",
+            [
+                "--homeserver",
+                "--rendezvous",
+                "--scan",
+                "--gen",
+                "--session-file",
+                "--pickle-key-file",
+                "--qr-png",
+                "--print-qr-base64",
+                "--push",
+            ],
+        ),
+        (
+            "grant",
+            ["--homeserver", "--access-token", "--recovery-key", "--qr", "--show", "--no-browser", "--print-qr-base64"],
+        ),
+        ("demo", ["--auto", "--gen", "--roles", "--push"]),
+    ],
+)
+def test_help_describes_every_option(command: str, options: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert [option for option in options if option not in out] == []
+    assert "examples:" in out
+
+
+def test_showing_a_gen2_qr_without_a_homeserver_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["login", "--gen", "2", "--session-file", str(tmp_path / "s.json")]) == 2
+    assert "--homeserver" in capsys.readouterr().err
+
+
+def test_showing_a_gen1_qr_with_no_way_to_find_a_rendezvous_is_a_usage_error(tmp_path: Path) -> None:
+    assert main(["login", "--gen", "1", "--session-file", str(tmp_path / "s.json")]) == 2
+
+
+def test_login_refuses_to_replace_a_session_file_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session = tmp_path / "s.json"
+    session.write_text("{}")
+
+    assert main(["login", "--rendezvous", "http://127.0.0.1:9/", "--session-file", str(session)]) == 1
+    assert "SessionFileExists" in capsys.readouterr().err
+    assert session.read_text() == "{}"
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_a_homeserver_that_cannot_be_asked_for_its_rendezvous_fails_the_login(
+    tmp_path: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session = tmp_path / "s.json"
+
+    status = main(["login", "--homeserver", f"http://127.0.0.1:{closed_port}/", "--session-file", str(session)])
+
+    assert status == 1
+    assert "RendezvousUnavailable" in capsys.readouterr().err
+
+
+def test_a_failed_login_leaves_no_session_or_new_pickle_key_file(tmp_path: Path, closed_port: int) -> None:
+    session = tmp_path / "s.json"
+
+    main(["login", "--homeserver", f"http://127.0.0.1:{closed_port}/", "--session-file", str(session)])
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_pickle_key_file_is_kept_when_the_login_fails(tmp_path: Path, closed_port: int) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
+
+    main(
+        [
+            "login",
+            "--homeserver",
+            f"http://127.0.0.1:{closed_port}/",
+            "--session-file",
+            str(tmp_path / "s.json"),
+            "--pickle-key-file",
+            str(key_file),
+        ]
+    )
+
+    assert key_file.read_text() == "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+
+
+def test_a_pickle_key_file_of_the_wrong_length_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("AAAA\n")
+
+    status = main(
+        [
+            "login",
+            "--rendezvous",
+            "http://127.0.0.1:9/",
+            "--session-file",
+            str(tmp_path / "s.json"),
+            "--pickle-key-file",
+            str(key_file),
+        ]
+    )
+
+    assert status == 1
+    assert "InvalidPickleKey" in capsys.readouterr().err
+
+
+def test_grant_without_an_access_token_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("QRLINK_ACCESS_TOKEN", raising=False)
+
+    assert main(["grant", "--homeserver", "http://127.0.0.1:9/", "--qr", "00"]) == 1
+    assert "MissingCredentials" in capsys.readouterr().err
+
+
+def test_grant_needs_either_a_qr_code_or_show(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grant", "--homeserver", "http://127.0.0.1:9/"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("given", ["https://rz.example/", "https://rz.example", f"https://rz.example/{CREATE_PATH}"])
+def test_rendezvous_option_takes_a_server_or_its_create_url(given: str) -> None:
+    assert gen1_create_url(given) == f"https://rz.example/{CREATE_PATH}"
+
+
+@pytest.fixture
+def typed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Replace stdin by a pipe; the returned function types text into it and closes it."""
+    read_end, write_end = os.pipe()
+    stdin = os.fdopen(read_end, "r")
+    monkeypatch.setattr("sys.stdin", stdin)
+
+    def type_text(text: str) -> None:
+        os.write(write_end, text.encode())
+        os.close(write_end)
+
+    yield type_text
+    stdin.close()
+
+
+async def test_check_code_prompt_asks_again_until_two_digits_are_typed(
+    typed: Callable[[str], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    typed("7\nab\n 42 \n")
+
+    assert await check_code_prompt(Console())() == "42"
+    assert capsys.readouterr().err.count("enter the check code shown on the other device: ") == 3
+
+
+async def test_reading_past_the_end_of_stdin_raises_input_closed(typed: Callable[[str], None]) -> None:
+    typed("only line\n")
+
+    assert await stdin_line() == "only line"
+    with pytest.raises(InputClosed):
+        await stdin_line()
