@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 import httpx
 
@@ -65,7 +65,14 @@ class RendezvousUnavailable(QrLinkError):
 
 
 class Console:
-    """Writes lines for the human to ``stream`` (stderr), prefixed with ``label`` (``"[phone] "``)."""
+    """Writes lines for the human to ``stream`` (stderr), prefixed with ``label`` (``"[phone] "``).
+
+    Several consoles may share one stream (the demo's two devices): a line written while another console's prompt
+    waits for its answer starts on a fresh line instead of running on after the question.
+    """
+
+    #: Streams (by id) whose cursor sits after a prompt, not at the start of a line.
+    _after_prompt: ClassVar[set[int]] = set()
 
     def __init__(self, label: str = "", stream: TextIO | None = None) -> None:
         self.label = label
@@ -76,8 +83,15 @@ class Console:
         """The stream written to (stderr unless another was given), looked up when used."""
         return self._stream or sys.stderr
 
+    def _start_line(self) -> None:
+        stream = self.stream
+        if id(stream) in self._after_prompt:
+            self._after_prompt.discard(id(stream))
+            stream.write("\n")
+
     def line(self, text: str) -> None:
         """Write one line (several for a multi-line ``text``), each with the prefix."""
+        self._start_line()
         prefix = f"{self.label} " if self.label else ""
         for part in text.splitlines() or [""]:
             self.stream.write(f"{prefix}{part}\n")
@@ -85,14 +99,25 @@ class Console:
 
     def block(self, text: str) -> None:
         """Write ``text`` as is (a QR code drawn with block characters)."""
+        self._start_line()
         self.stream.write(text)
         self.stream.flush()
 
     def prompt(self, text: str) -> None:
         """Write a question and leave the cursor after it."""
+        self._start_line()
         prefix = f"{self.label} " if self.label else ""
         self.stream.write(f"{prefix}{text}")
         self.stream.flush()
+        self._after_prompt.add(id(self.stream))
+
+    def answered(self) -> None:
+        """The prompt's answer has been read: a terminal echoed it with its line break, a pipe did not."""
+        if id(self.stream) in self._after_prompt:
+            self._after_prompt.discard(id(self.stream))
+            if not sys.stdin.isatty():
+                self.stream.write("\n")
+                self.stream.flush()
 
 
 class ProgressPrinter:
@@ -245,6 +270,7 @@ def check_code_prompt(console: Console, *, peer: str = "the other device") -> Ch
         while True:
             console.prompt(f"enter the check code shown on {peer}: ")
             answer = (await stdin_line()).strip()
+            console.answered()
             if _TWO_DIGITS.fullmatch(answer):
                 return answer
             console.line("the check code is two digits, e.g. 07")

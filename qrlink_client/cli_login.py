@@ -356,8 +356,11 @@ def _ask_recovery_key() -> str:
 
         return getpass.getpass(prompt, stream=sys.stderr).strip()
     # Not a terminal (a pipe from a script): read exactly one line, leaving the rest for the check code.
-    Console().prompt(prompt)
-    return read_line_now().strip()
+    console = Console()
+    console.prompt(prompt)
+    answer = read_line_now().strip()
+    console.answered()
+    return answer
 
 
 async def _grant(args: argparse.Namespace, access_token: str, recovery_key: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from devstack._process import free_port
+from devstack._process import free_port as free_port  # re-exported for the other test helpers
 from rendezvous.app import create_app
 from rendezvous.config import load_settings
 from rendezvous.store import SessionStore
