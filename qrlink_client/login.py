@@ -31,20 +31,23 @@ from urllib.parse import quote
 
 import httpx
 
-from .channel import ChannelError, EciesChannel, HpkeChannel, SecureChannel
+from .channel import ChannelError, DecryptionError, EciesChannel, HpkeChannel, SecureChannel
 from .e2ee import E2eeHomeserver, OlmDevice, SecretsBundle, SecretsSource, publish_new_device
 from .errors import QrLinkError
 from .flow import (
     Action,
     CheckDeviceUnused,
+    DeclinedMessage,
     Done,
     EstablishingSecureChannel,
     ExistingDeviceLogin,
     Failed,
+    FailureMessage,
     FailureReason,
     FlowTimeouts,
     Homeserver,
     LoginMachine,
+    MessageError,
     NewDeviceLogin,
     NewDeviceResult,
     OpenVerificationUri,
@@ -53,6 +56,7 @@ from .flow import (
     SendMessage,
     StartDeviceAuthorization,
     WaitForDevice,
+    parse_message,
 )
 from .oauth import (
     AuthMetadataUnavailable,
@@ -67,7 +71,14 @@ from .oauth import (
     whoami,
 )
 from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, decode_qr
-from .transport import Gen1Transport, Gen2Prefix, Gen2Transport, RendezvousError, TransportOptions
+from .transport import (
+    ConcurrentWrite,
+    Gen1Transport,
+    Gen2Prefix,
+    Gen2Transport,
+    RendezvousError,
+    TransportOptions,
+)
 
 __all__ = [
     "CheckCodePrompt",
@@ -95,6 +106,9 @@ HomeserverResolver = Callable[[str], Awaitable[str]]
 """Turns a server name into a client-server API base URL."""
 
 _DEVICE_POLL_INTERVAL = 0.5  # seconds between GET /devices/{id} while the existing device waits for it
+# PUTs of one message that ends the login. Under ping-pong the peer writes at most one message of its own turn
+# and then one that ends the login without reading ours, so a third conflict cannot come from a working peer.
+_ENDING_SEND_ATTEMPTS = 3
 
 
 class WrongQrCode(QrLinkError):
@@ -349,13 +363,21 @@ class _Link:
 
     The transport serialises its calls and a ``receive`` holds it for the whole wait, so a send first cancels
     the pending receive (cancellation is safe: a payload is either delivered or left for the next receive).
+
+    Messages normally alternate (ping-pong), but a message that ends the login (``m.login.failure``,
+    ``m.login.declined``) may be sent out of turn, while the peer is writing its own next message. Both
+    writes are made against the same revision and the rendezvous takes only one (the other gets 412/409);
+    :meth:`send` makes sure the ending message still reaches the peer, and that a message of our turn that
+    loses to the peer's ending message leaves that message to be read. No nonce or sequence number is ever
+    used for two different ciphertexts, and each payload is opened exactly once, in order.
     """
 
     def __init__(self, transport: Gen1Transport | Gen2Transport, channel: SecureChannel) -> None:
         self.transport = transport
         self.channel = channel
         self._receiving: asyncio.Task[bytes] | None = None
-        # Outcomes of receives that finished just as a send cancelled them: a message, or the error to raise.
+        # Outcomes of receives that finished just as a send cancelled them, or of catching up before or
+        # after a write that met the peer's: a message, or the error to raise.
         self._inbox: deque[bytes | BaseException] = deque()
 
     def next_message(self) -> asyncio.Task[bytes]:
@@ -374,17 +396,97 @@ class _Link:
             if isinstance(outcome, BaseException):
                 raise outcome
             return outcome
-        # Gen-2: the peer sealed with the token of the last revision it knew, which is the last one we know
-        # before its write: our own last write under ping-pong, or its previous message when it sends twice
-        # in a row (a failure right after LoginOk, before our user typed the check code).
-        token = self.transport.sequence_token
+        tokens = self._open_tokens()
         message = await self.transport.receive()
-        return self.channel.decrypt(message, sequence_token=token)
+        return self._open(message, *tokens)
 
-    async def send(self, plaintext: bytes) -> None:
-        await self.stop_receiving()
+    def _open_tokens(self) -> tuple[str | None, str | None]:
+        """Gen-2: the token the peer's next message is sealed with, and the one it may be sealed with instead.
+
+        The peer seals with the token of the last revision it knew, which is the last one we know before its
+        write: our own last write under ping-pong, or its previous message when it sends twice in a row (a
+        failure right after LoginOk, before our user typed the check code). When our last write crossed the
+        peer's ending message, the peer had not seen our write and sealed with the token our write replaced;
+        that second candidate is accepted only for a message that ends the login (:meth:`_open`).
+        """
         t = self.transport
-        await t.send(self.channel.encrypt(plaintext, sequence_token=t.sequence_token))
+        token = t.sequence_token
+        crossed = t.replaced_sequence_token if token is not None and token == t.own_sequence_token else None
+        return token, crossed
+
+    def _open(self, message: str, token: str | None, crossed: str | None) -> bytes:
+        try:
+            return self.channel.decrypt(message, sequence_token=token)
+        except DecryptionError:
+            if crossed is None:
+                raise
+        # A failed open leaves the receive sequence where it was, so the same message can be tried again.
+        # Binding to the older token tells only that the sender had not read our last write; that is what a
+        # message ending the login sent out of turn looks like, and ending the login is all it can do, so
+        # nothing else is accepted this way.
+        plaintext = self.channel.decrypt(message, sequence_token=crossed)
+        if not _ends_login(plaintext):
+            raise DecryptionError("a message bound to an earlier sequence token does not end the login")
+        return plaintext
+
+    async def _catch_up(self) -> bytes | BaseException | None:
+        """Read and open the peer's payload that this side has not read yet, if there is one; its outcome is
+        queued for :meth:`next_message` and returned. Brings the channel's counters and (Gen-2) the token the
+        next write is made against up to date."""
+        tokens = self._open_tokens()
+        message = await self.transport.receive_pending()
+        if message is None:
+            return None
+        outcome: bytes | BaseException
+        try:
+            outcome = self._open(message, *tokens)
+        except ChannelError as error:
+            outcome = error
+        self._inbox.append(outcome)
+        return outcome
+
+    async def send(self, plaintext: bytes, *, ends_login: bool = False) -> None:
+        """Seal and write one message; ``ends_login`` for a failure or a decline (see the class docstring).
+
+        A message of our turn that meets a concurrent write lost to the peer's out-of-turn message: that
+        message is queued for :meth:`next_message` and ours is dropped, since the peer has ended the login.
+        Raises :class:`ConcurrentWrite` when what crossed it does not end the login.
+        """
+        await self.stop_receiving()
+        if ends_login:
+            await self._send_ending(plaintext)
+            return
+        t = self.transport
+        try:
+            await t.send(self.channel.encrypt(plaintext, sequence_token=t.sequence_token))
+        except ConcurrentWrite:
+            crossed = await self._catch_up()
+            if not (isinstance(crossed, bytes) and _ends_login(crossed)):
+                raise
+
+    async def _send_ending(self, plaintext: bytes) -> None:
+        """Write a message that ends the login, whether or not it is our turn.
+
+        First the peer's unread payload, if any, is read and opened (it is discarded with the login), so the
+        message is sealed against the current revision and at the sequence the peer expects. If the peer
+        still writes in the moment before our PUT, the same ciphertext is PUT again against the new revision
+        once the peer's payload is opened: it was never delivered, so nothing is sealed twice, and the peer
+        opens it at the sequence it expects (Gen-2: with the token its own write replaced, :meth:`_open`).
+        Nothing more is sent once the peer's payload itself ends the login: nobody reads ours any more.
+        """
+        t = self.transport
+        await self._catch_up()
+        sealed = self.channel.encrypt(plaintext, sequence_token=t.sequence_token)
+        for attempt in range(1, _ENDING_SEND_ATTEMPTS + 1):
+            try:
+                await t.send(sealed)
+                return
+            except ConcurrentWrite:
+                if attempt == _ENDING_SEND_ATTEMPTS:
+                    raise
+                crossed = await self._catch_up()
+                if isinstance(crossed, bytes) and _ends_login(crossed):
+                    return
 
     async def stop_receiving(self) -> None:
         task, self._receiving = self._receiving, None
@@ -403,6 +505,15 @@ class _Link:
         await self.stop_receiving()
         # The session is left to expire rather than deleted: the peer may still have to read our last message.
         await self.transport.aclose()
+
+
+def _ends_login(plaintext: bytes) -> bool:
+    """Whether a decrypted message is ``m.login.failure`` or ``m.login.declined``."""
+    try:
+        message = parse_message(plaintext)
+    except MessageError:
+        return False
+    return isinstance(message, FailureMessage | DeclinedMessage)
 
 
 _Work = Callable[[Any], Coroutine[Any, Any, Callable[[], list[Action]]]]
@@ -540,9 +651,12 @@ class _Driver:
         for action in actions:
             if isinstance(action, SendMessage):
                 assert self._link is not None  # the machines send nothing before the channel exists
+                ends = isinstance(action.message, FailureMessage | DeclinedMessage)
                 try:
-                    await self._link.send(action.message.to_json())
+                    await self._link.send(action.message.to_json(), ends_login=ends)
                 except (RendezvousError, ChannelError) as error:
+                    # After a message that ends the login the machine has failed already: abort does nothing
+                    # and the next action raises the named error.
                     await self._apply(self.machine.abort(error, reason=None))
             elif isinstance(action, Failed):
                 raise action.error

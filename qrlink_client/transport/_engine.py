@@ -111,8 +111,10 @@ class _Transport:
         self._deleted = False
         self._current: str | None = None  # tag of the server's current revision, as far as we know
         self._own: str | None = None  # tag of our own last successful write
+        self._replaced: str | None = None  # the tag our own last write replaced (the one it was made against)
         self._seen: set[str] = set()
         self._unconfirmed: str | None = None  # data of a send whose outcome is unknown (response lost)
+        self._unconfirmed_base: str | None = None  # the tag that unconfirmed send was made against
 
     # --- public state ---------------------------------------------------------------------------------------
 
@@ -205,6 +207,18 @@ class _Transport:
                     left = self._time_left(give_up)
                     await asyncio.sleep(pause if left is None else min(pause, left))
 
+    async def receive_pending(self) -> str | None:
+        """The peer's payload if the slot holds one this side has not read yet, else ``None``; never waits.
+
+        One plain GET (no long-poll, no watch), with the same exactly-once rule as :meth:`receive`. For a
+        caller about to write out of turn: reading first brings this side's view of the slot up to date, so
+        the write is made against the current revision.
+        """
+        async with self._lock:
+            self._check_usable()
+            revision = await self._poll(None)
+            return None if revision is None else self._accept(revision)
+
     def _time_left(self, give_up: float | None) -> float | None:
         """Seconds this receive may still wait; raises when the session or the caller's timeout is over."""
         now = self._clock()
@@ -232,14 +246,16 @@ class _Transport:
         if self._unconfirmed is not None and revision.data == self._unconfirmed:
             # Our own write whose response was lost: adopt its tag as ours instead of delivering it to
             # ourselves.
-            self._own, self._unconfirmed = revision.tag, None
+            self._own, self._replaced = revision.tag, self._unconfirmed_base
+            self._unconfirmed = self._unconfirmed_base = None
             return None
         return revision.data
 
-    def _commit_write(self, tag: str) -> None:
+    def _commit_write(self, tag: str, replaced: str | None = None) -> None:
         self._seen.add(tag)
         self._current = self._own = tag
-        self._unconfirmed = None
+        self._replaced = replaced
+        self._unconfirmed = self._unconfirmed_base = None
 
     # --- push -----------------------------------------------------------------------------------------------
 

@@ -75,6 +75,11 @@ class Gen1Transport(_Transport):
         """Gen-1 has no AAD binding; always ``None``."""
         return None
 
+    @property
+    def replaced_sequence_token(self) -> None:
+        """Gen-1 has no AAD binding; always ``None``."""
+        return None
+
     # --- constructors ---------------------------------------------------------------------------------------
 
     @classmethod

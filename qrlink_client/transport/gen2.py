@@ -130,6 +130,16 @@ class Gen2Transport(_Transport):
         return self._own
 
     @property
+    def replaced_sequence_token(self) -> str | None:
+        """The token this side's own last PUT was made with, i.e. the revision that write replaced (``None``
+        after create).
+
+        A peer that writes before it has read that PUT (a message that ends the login, sent out of turn) seals
+        with this token rather than with :attr:`own_sequence_token`.
+        """
+        return self._replaced
+
+    @property
     def uses_legacy_put(self) -> bool:
         """Whether the server lacked ``PUT /{id}/{txnId}`` and sends now use the older ``PUT /{id}``."""
         return self._legacy_put
@@ -264,13 +274,13 @@ class Gen2Transport(_Transport):
             except BaseException:
                 # Retries exhausted, expiry or cancellation: the PUT may have been applied without our knowing.
                 # Remember the data so that its echo is adopted as our write, never delivered to ourselves.
-                self._unconfirmed = data
+                self._unconfirmed, self._unconfirmed_base = data, token
                 raise
             response = reply.response
             status = response.status_code
             if status in (200, 201):
                 new_token = _token_of(_json_object(response, "send"), "send", status)
-                self._commit_write(new_token)
+                self._commit_write(new_token, replaced=token)
                 return
             errcode = matrix_errcode(response)
             if status == 409:
@@ -293,7 +303,7 @@ class Gen2Transport(_Transport):
         revision = await self._poll(None)
         if revision is None or revision.tag == sent_token or revision.data != data:
             return False
-        self._commit_write(revision.tag)
+        self._commit_write(revision.tag, replaced=sent_token)
         return True
 
     def _session_url(self) -> str:

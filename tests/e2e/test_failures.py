@@ -7,9 +7,11 @@ message types behind them (one PUT per message after the one handshake PUT), so 
 "no secrets were sent" are both facts about the wire. The man-in-the-middle tests go further: a real proxy
 rendezvous decrypts everything the attacked device sent to it.
 
-Known limit: a failure sent out of turn (the user types a wrong code within a poll of the peer's next write)
-meets a concurrent write (412/409), is not delivered, and the peer waits for its message timeout. The
-wrong-code tests therefore type after a human pause.
+The wrong-code tests type at once, as soon as the scanner shows its code, so the failure is sent while the peer
+may be writing its own next message. The out-of-turn tests make that race happen in each order on purpose: a
+gate in the devices' HTTP clients holds both writes until both are in flight and lets them reach the
+rendezvous one after the other, so the second meets a concurrent write (412/409); or it keeps the typing device
+from reading the peer's write until it types. Either way the peer ends within seconds.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from qrlink_client.flow import (
 )
 from qrlink_client.login import QrCodeReady, ShowGen1, ShowGen2, grant_login, login_new_device
 from qrlink_client.qr import Gen1QrCode, Gen2QrCode, decode_qr
-from qrlink_client.transport import SessionNotFound
+from qrlink_client.transport import SessionNotFound, TransportOptions
 from tests.devstack.flow import Browser
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(60)]
@@ -123,24 +125,33 @@ class VerificationPage:
 
 
 After = Callable[[httpx.Request, httpx.Response], Awaitable[None]]
+Before = Callable[[httpx.Request], Awaitable[None]]
+CONFLICT_STATUSES = (409, 412)
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
-    """A real HTTP transport that also records every PUT body and can run a hook after each response."""
+    """A real HTTP transport that also records every PUT body (and every write the server refused as
+    concurrent), and can run a hook before each request and after each response."""
 
     def __init__(self, side: str) -> None:
         self._inner = httpx.AsyncHTTPTransport()
         self.side = side
         self.puts: list[bytes] = []
+        self.conflicts = 0
+        self.before: Before | None = None
         self.after: After | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         # Tells the man-in-the-middle proxy who wrote; a real attacker tells the devices apart by address.
         request.headers["x-test-side"] = self.side
+        if self.before is not None:
+            await self.before(request)
         response = await self._inner.handle_async_request(request)
         if request.method == "PUT" and 200 <= response.status_code < 300:
             # Only writes the server took (a Gen-2 PUT with a txnId may first meet a server without that route).
             self.puts.append(await request.aread())
+        if request.method == "PUT" and response.status_code in CONFLICT_STATUSES:
+            self.conflicts += 1
         if self.after is not None:
             await response.aread()
             await self.after(request, response)
@@ -182,14 +193,17 @@ async def sides(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Side, Si
     """The new and the existing device, each with its own recorded HTTP client.
 
     The driver's channel send is wrapped by a spy (observation only: it calls the real send) that notes each
-    plaintext message and the device it came from.
+    plaintext message whose write the rendezvous took, and the device it came from.
     """
     by_client: dict[int, Side] = {}
     real_send = login_module._Link.send
 
-    async def spy(link: Any, plaintext: bytes) -> None:
-        await real_send(link, plaintext)
-        by_client[id(link.transport._client)].sent.append(json.loads(plaintext))
+    async def spy(link: Any, plaintext: bytes, **options: Any) -> None:
+        side = by_client[id(link.transport._client)]
+        writes = len(side.transport.puts)
+        await real_send(link, plaintext, **options)
+        if len(side.transport.puts) > writes:
+            side.sent.append(json.loads(plaintext))
 
     monkeypatch.setattr(login_module._Link, "send", spy)
     made = []
@@ -225,6 +239,7 @@ class Setup:
     base_url: str | None = None  # where sessions are created (a proxy), default: the stack
     wrong_code: bool = False  # the user types a code other than the one the scanner shows
     typed_code: Callable[[], Awaitable[str]] | None = None
+    transport_options: TransportOptions | None = None  # both devices'
 
 
 @dataclass
@@ -232,6 +247,12 @@ class Outcome:
     new: Any
     existing: Any
     page: VerificationPage
+    typed_at: float | None  # loop time the check code was typed
+    ended_at: dict[str, float]  # loop time each device's call ended, by side name
+
+    def seconds_after_typing(self, side: Side) -> float:
+        assert self.typed_at is not None
+        return self.ended_at[side.name] - self.typed_at
 
 
 async def run_login(stack: DevStack, user: User, new: Side, existing: Side, setup: Setup) -> Outcome:
@@ -241,16 +262,19 @@ async def run_login(stack: DevStack, user: User, new: Side, existing: Side, setu
     show = ShowGen1(f"{base}{GEN1_PATH}") if setup.generation == 1 else ShowGen2(base)
     page = VerificationPage(user, setup.page_action)
     shower, scanner = (new, existing) if setup.new_device_shows else (existing, new)
+    loop = asyncio.get_running_loop()
+    typed_at: list[float] = []
+    ended_at: dict[str, float] = {}
 
     async def typed() -> str:
         if setup.typed_code is not None:
-            return await setup.typed_code()
-        digits = (await scanner.code).digits
-        if setup.wrong_code:
-            # A person takes a moment to type; typing within one poll of the scanner's next write races it
-            # (see the note on ConcurrentWrite in the failure tests' module docstring).
-            await asyncio.sleep(2.0)
-        return f"{(int(digits) + 1) % 100:02d}" if setup.wrong_code else digits
+            entered = await setup.typed_code()
+        else:
+            # Typed the moment the scanner shows its code: the scanner may be writing its next message meanwhile.
+            digits = (await scanner.code).digits
+            entered = f"{(int(digits) + 1) % 100:02d}" if setup.wrong_code else digits
+        typed_at.append(loop.time())
+        return entered
 
     async def resolve(server_name: str) -> str:
         assert server_name == SERVER_NAME
@@ -265,6 +289,7 @@ async def run_login(stack: DevStack, user: User, new: Side, existing: Side, setu
                 on_progress=new.on_progress,
                 device=OlmDevice.generate(device_id),
                 resolve_homeserver=resolve,
+                transport_options=setup.transport_options,
                 **role,
             )
         )
@@ -279,6 +304,7 @@ async def run_login(stack: DevStack, user: User, new: Side, existing: Side, setu
                 open_verification_uri=page.open,
                 on_progress=existing.on_progress,
                 timeouts=setup.existing_timeouts,
+                transport_options=setup.transport_options,
                 **role,
             )
         )
@@ -289,10 +315,19 @@ async def run_login(stack: DevStack, user: User, new: Side, existing: Side, setu
     else:
         existing_task = existing_device(show=show, server_name=SERVER_NAME, check_code_prompt=typed)
         new_task = new_device(scanned=await shower.qr)
+
+    def note_end(name: str) -> Callable[[asyncio.Task[Any]], None]:
+        def ended(_: asyncio.Task[Any]) -> None:
+            ended_at[name] = loop.time()
+
+        return ended
+
+    new_task.add_done_callback(note_end(new.name))
+    existing_task.add_done_callback(note_end(existing.name))
     outcomes = await asyncio.gather(new_task, existing_task, return_exceptions=True)
     for answer in page.answers:
         assert (await answer).status_code == 200
-    return Outcome(outcomes[0], outcomes[1], page)
+    return Outcome(outcomes[0], outcomes[1], page, typed_at[0] if typed_at else None, ended_at)
 
 
 @pytest.fixture
@@ -409,8 +444,10 @@ async def test_a_wrong_check_code_on_the_new_device_cancels_the_existing_device(
 
     assert isinstance(outcome.new, CheckCodeMismatch) and outcome.new.reason == "user_cancelled"
     assert isinstance(outcome.existing, LoginCancelled) and outcome.existing.by_peer
+    assert outcome.seconds_after_typing(existing) < PROMPTLY
     assert new.sent == [{"type": FAILURE, "reason": "user_cancelled"}]
-    assert existing.sent_types == ["m.login.protocols"]
+    # m.login.protocols was on its way as the code was typed; it may have lost the race to the failure.
+    assert existing.sent_types in (["m.login.protocols"], [])
 
 
 @BOTH_GENERATIONS
@@ -424,8 +461,164 @@ async def test_a_wrong_check_code_on_the_existing_device_sends_no_secrets(
 
     assert isinstance(outcome.existing, CheckCodeMismatch) and outcome.existing.reason == "user_cancelled"
     assert isinstance(outcome.new, LoginCancelled) and outcome.new.by_peer
+    assert outcome.seconds_after_typing(new) < PROMPTLY
     assert existing.sent == [{"type": FAILURE, "reason": "user_cancelled"}]
     assert outcome.page.opened == [] and handshake_puts_plus_messages(existing)
+
+
+# --- a failure sent out of turn -----------------------------------------------------------------------------
+
+
+PROMPTLY = 10.0  # seconds within which the peer of a failing device ends (its message timeout is 1260 s)
+GATE_WAIT = 20.0  # seconds a gate waits for the other device's write before the test fails
+
+
+def first_message_write(side: Side, request: httpx.Request) -> bool:
+    """A rendezvous write after the device's one handshake write."""
+    return request.method == "PUT" and len(side.transport.puts) >= 1
+
+
+class CrossingWrites:
+    """Makes the failure typed on one device and the other device's next message cross at the rendezvous.
+
+    Each device's first message write is held until both are in flight, so both are made against the same
+    revision; then ``first`` reaches the rendezvous, and ``second`` only once ``first`` has its answer. The
+    second meets a concurrent write (412/409) for certain.
+    """
+
+    def __init__(self, first: Side, second: Side) -> None:
+        self.first, self.second = first, second
+        self.in_flight = {first.name: asyncio.Event(), second.name: asyncio.Event()}
+        self.first_answered = asyncio.Event()
+        first.transport.before = lambda request: self._hold(first, request)
+        second.transport.before = lambda request: self._hold(second, request)
+        first.transport.after = self._first_answer
+
+    async def _hold(self, side: Side, request: httpx.Request) -> None:
+        arrived = self.in_flight[side.name]
+        if arrived.is_set() or not first_message_write(side, request):
+            return
+        arrived.set()
+        both = asyncio.gather(*(event.wait() for event in self.in_flight.values()))
+        await asyncio.wait_for(both, GATE_WAIT)
+        if side is self.second:
+            await asyncio.wait_for(self.first_answered.wait(), GATE_WAIT)
+
+    async def _first_answer(self, request: httpx.Request, response: httpx.Response) -> None:
+        if request.method == "PUT" and self.in_flight[self.first.name].is_set():
+            self.first_answered.set()
+
+
+class UnreadUntilTyped:
+    """The peer's next message lands before the user types, and the typing device has not read it yet.
+
+    After its handshake, every rendezvous read the typing device starts before its user types is held (the
+    driver's next send cancels it); the user types once the peer's message write has landed. Reads must go
+    through the HTTP client for this: the devices run without the push extension's WebSocket (:data:`NO_WATCH`).
+    """
+
+    def __init__(self, typist: Side, peer: Side) -> None:
+        self.typist, self.peer = typist, peer
+        self.typed = False
+        self.peer_wrote = asyncio.Event()
+        typist.transport.before = self._hold_reads
+        peer.transport.after = self._peer_write
+
+    async def _hold_reads(self, request: httpx.Request) -> None:
+        if request.method == "GET" and self.typist.transport.puts and not self.typed:
+            await asyncio.Event().wait()  # until the driver cancels the read
+
+    async def _peer_write(self, request: httpx.Request, response: httpx.Response) -> None:
+        if len(self.peer.transport.puts) >= 2:  # its handshake write and its next message
+            self.peer_wrote.set()
+
+    async def type_wrong_code(self) -> str:
+        await asyncio.wait_for(self.peer_wrote.wait(), GATE_WAIT)
+        self.typed = True
+        digits = (await self.peer.code).digits
+        return f"{(int(digits) + 1) % 100:02d}"
+
+
+NO_WATCH = TransportOptions(websocket=False)
+
+
+ROLES = pytest.mark.parametrize(
+    ("generation", "new_device_shows"),
+    [
+        pytest.param(1, True, id="gen1-wrong-code-on-new-device"),
+        pytest.param(1, False, id="gen1-wrong-code-on-existing-device"),
+        pytest.param(2, True, id="gen2-wrong-code-on-new-device"),
+        pytest.param(2, False, id="gen2-wrong-code-on-existing-device"),
+    ],
+)
+
+
+def typist_and_peer(new: Side, existing: Side, new_device_shows: bool) -> tuple[Side, Side, str]:
+    """The device the user types into, the other one, and the message the other one sends next."""
+    if new_device_shows:
+        return new, existing, "m.login.protocols"
+    return existing, new, "m.login.protocol"
+
+
+def assert_peer_told_promptly(outcome: Outcome, typist: Side, peer: Side, new: Side) -> None:
+    typist_error, peer_error = (outcome.new, outcome.existing) if typist is new else (outcome.existing, outcome.new)
+    assert isinstance(typist_error, CheckCodeMismatch) and typist_error.reason == "user_cancelled"
+    assert isinstance(peer_error, LoginCancelled) and peer_error.by_peer
+    assert outcome.seconds_after_typing(peer) < PROMPTLY
+    assert typist.sent == [{"type": FAILURE, "reason": "user_cancelled"}]
+
+
+@ROLES
+async def test_a_failure_that_loses_the_race_to_the_peers_message_is_sent_again_and_ends_the_peer(
+    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2], new_device_shows: bool
+) -> None:
+    new, existing = sides
+    typist, peer, peer_message = typist_and_peer(new, existing, new_device_shows)
+    CrossingWrites(first=peer, second=typist)
+    setup = Setup(generation=generation, new_device_shows=new_device_shows, wrong_code=True)
+
+    outcome = await run_login(stack, user, new, existing, setup)
+
+    assert_peer_told_promptly(outcome, typist, peer, new)
+    assert (typist.transport.conflicts, peer.transport.conflicts) == (1, 0)
+    assert peer.sent_types == [peer_message]
+
+
+@ROLES
+async def test_a_message_that_loses_the_race_to_a_failure_leaves_the_failure_to_be_read(
+    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2], new_device_shows: bool
+) -> None:
+    new, existing = sides
+    typist, peer, _ = typist_and_peer(new, existing, new_device_shows)
+    CrossingWrites(first=typist, second=peer)
+    setup = Setup(generation=generation, new_device_shows=new_device_shows, wrong_code=True)
+
+    outcome = await run_login(stack, user, new, existing, setup)
+
+    assert_peer_told_promptly(outcome, typist, peer, new)
+    assert (typist.transport.conflicts, peer.transport.conflicts) == (0, 1)
+    assert peer.sent_types == []
+
+
+@ROLES
+async def test_a_failure_typed_after_an_unread_peer_message_is_sealed_after_reading_it(
+    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2], new_device_shows: bool
+) -> None:
+    new, existing = sides
+    typist, peer, peer_message = typist_and_peer(new, existing, new_device_shows)
+    unread = UnreadUntilTyped(typist, peer)
+    setup = Setup(
+        generation=generation,
+        new_device_shows=new_device_shows,
+        typed_code=unread.type_wrong_code,
+        transport_options=NO_WATCH,
+    )
+
+    outcome = await run_login(stack, user, new, existing, setup)
+
+    assert_peer_told_promptly(outcome, typist, peer, new)
+    assert (typist.transport.conflicts, peer.transport.conflicts) == (0, 0)
+    assert peer.sent_types == [peer_message]
 
 
 # --- the rendezvous session disappears ----------------------------------------------------------------------
