@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 
+from ._x25519 import KeyPair
 from .base import ChannelStateError, Role
 
-__all__ = ["ChannelState", "Operation", "transition"]
+__all__ = ["ChannelState", "HandshakeChannel", "Operation", "transition"]
 
 
 class ChannelState(enum.Enum):
@@ -61,3 +62,40 @@ def transition(role: Role, operation: Operation, state: ChannelState) -> Channel
         raise ChannelStateError(
             f"{operation.value} is not allowed for role {role.name} in state {state.value}"
         ) from None
+
+
+class HandshakeChannel:
+    """What a channel of either generation holds before any cryptography: its role, its own X25519 key pair,
+    the peer's public key once known, and where the handshake stands."""
+
+    def __init__(self, role: Role, secret_key: bytes | None) -> None:
+        self._role = role
+        # G: the key in the QR code (Gs, Gp). S: its ephemeral key (Gen-2: the KEM ephemeral, so Sp is HPKE's enc).
+        self._key_pair = KeyPair(secret_key)
+        self._state = ChannelState.NEW
+        self._peer_public_key: bytes | None = None
+
+    @property
+    def role(self) -> Role:
+        """Generator (shows the QR code) or scanner."""
+        return self._role
+
+    @property
+    def public_key(self) -> bytes:
+        """Own X25519 public key: Gp for G (in the QR code), Sp for S (in Gen-2 also the HPKE ``enc``)."""
+        return self._key_pair.public_key
+
+    @property
+    def peer_public_key(self) -> bytes | None:
+        """The other side's public key once known."""
+        return self._peer_public_key
+
+    @property
+    def state(self) -> ChannelState:
+        """Where the handshake stands."""
+        return self._state
+
+    @property
+    def established(self) -> bool:
+        """Whether both handshake messages have been exchanged."""
+        return self._state is ChannelState.ESTABLISHED

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .._b64 import InvalidBase64, b64decode, b64encode
-from ._state import CHECK_CODE_STATES, ChannelState, Operation, transition
-from ._x25519 import KeyPair, check_public_key
+from ._state import CHECK_CODE_STATES, HandshakeChannel, Operation, transition
+from ._x25519 import check_public_key
 from .base import (
     KEY_LENGTH,
     LOGIN_INITIATE,
@@ -87,7 +87,7 @@ def _decode_ciphertext(text: str) -> bytes:
     return ciphertext
 
 
-class EciesChannel:
+class EciesChannel(HandshakeChannel):
     """The Gen-1 (MSC4108 2024) secure channel. Build one with :meth:`generator` or :meth:`scanner`.
 
     Implements :class:`~qrlink_client.channel.base.SecureChannel`; ``sequence_token`` arguments are accepted
@@ -95,11 +95,8 @@ class EciesChannel:
     """
 
     def __init__(self, role: Role, secret_key: bytes | None = None) -> None:
-        self._role = role
-        self._key_pair = KeyPair(secret_key)
-        self._state = ChannelState.NEW
+        super().__init__(role, secret_key)
         self._keys: _EciesKeys | None = None
-        self._peer_public_key: bytes | None = None
         self._send_counter = 0
         self._recv_counter = 0
 
@@ -112,31 +109,6 @@ class EciesChannel:
     def scanner(cls, secret_key: bytes | None = None) -> EciesChannel:
         """S's channel; ``secret_key`` fixes S's ephemeral key (tests, vectors)."""
         return cls(Role.SCANNER, secret_key)
-
-    @property
-    def role(self) -> Role:
-        """Generator (shows the QR code) or scanner."""
-        return self._role
-
-    @property
-    def public_key(self) -> bytes:
-        """Own X25519 public key (Gp for G, Sp for S)."""
-        return self._key_pair.public_key
-
-    @property
-    def peer_public_key(self) -> bytes | None:
-        """The other side's public key once known."""
-        return self._peer_public_key
-
-    @property
-    def state(self) -> ChannelState:
-        """Where the handshake stands."""
-        return self._state
-
-    @property
-    def established(self) -> bool:
-        """Whether both handshake messages have been exchanged."""
-        return self._state is ChannelState.ESTABLISHED
 
     @property
     def check_code(self) -> CheckCode:

@@ -26,8 +26,8 @@ import secrets
 
 from .._b64 import InvalidBase64, b64decode, b64encode
 from . import _hpke_primitives as hpke
-from ._state import CHECK_CODE_STATES, ChannelState, Operation, transition
-from ._x25519 import KeyPair, check_public_key
+from ._state import CHECK_CODE_STATES, HandshakeChannel, Operation, transition
+from ._x25519 import check_public_key
 from .base import (
     KEY_LENGTH,
     LOGIN_INITIATE,
@@ -120,7 +120,7 @@ def _decode(message: str, prefix_length: int, what: str) -> tuple[bytes, bytes]:
     return raw[:prefix_length], raw[prefix_length:]
 
 
-class HpkeChannel:
+class HpkeChannel(HandshakeChannel):
     """The Gen-2 (MSC4388) secure channel. Build one with :meth:`generator` or :meth:`scanner`.
 
     Implements :class:`~qrlink_client.channel.base.SecureChannel`. Every method that seals or opens needs the
@@ -137,14 +137,10 @@ class HpkeChannel:
     ) -> None:
         _aad_field(base_url, "base URL")
         _aad_field(rendezvous_id, "rendezvous id")
-        self._role = role
+        super().__init__(role, secret_key)
         self._base_url = base_url
         self._rendezvous_id = rendezvous_id
         self._profile = HpkeProfile(profile)
-        # G: the HPKE recipient key pair (Gs, Gp). S: the KEM ephemeral (Ss, Sp).
-        self._key_pair = KeyPair(secret_key)
-        self._state = ChannelState.NEW
-        self._peer_public_key: bytes | None = None
         self._send: hpke.Context | None = None
         self._receive: hpke.Context | None = None
         self._check_bytes: bytes | None = None
@@ -172,21 +168,6 @@ class HpkeChannel:
         return cls(Role.SCANNER, base_url, rendezvous_id, secret_key, profile)
 
     @property
-    def role(self) -> Role:
-        """Generator (shows the QR code) or scanner."""
-        return self._role
-
-    @property
-    def public_key(self) -> bytes:
-        """Own public key: Gp for G (in the QR code), Sp = HPKE ``enc`` for S."""
-        return self._key_pair.public_key
-
-    @property
-    def peer_public_key(self) -> bytes | None:
-        """The other side's public key once known."""
-        return self._peer_public_key
-
-    @property
     def profile(self) -> HpkeProfile:
         """The label profile in use."""
         return self._profile
@@ -200,16 +181,6 @@ class HpkeChannel:
     def rendezvous_id(self) -> str:
         """The rendezvous id bound into the AAD."""
         return self._rendezvous_id
-
-    @property
-    def state(self) -> ChannelState:
-        """Where the handshake stands."""
-        return self._state
-
-    @property
-    def established(self) -> bool:
-        """Whether both handshake messages have been exchanged."""
-        return self._state is ChannelState.ESTABLISHED
 
     @property
     def check_code(self) -> CheckCode:
