@@ -110,7 +110,7 @@ def _machine(use_wrk: bool) -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for package in ("uvicorn", "uvloop", "httptools", "granian", "redis"):
+    for package in ("uvicorn", "uvloop", "httptools", "granian", "redis", "hiredis"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -114,31 +114,31 @@ def start(target: Target, workdir: Path, *, redis_url: str, progress: Progress) 
     port = free_port()
     python = sys.executable
     env = child_environment()
-    if target.kind == "bare":
-        app, ready_path = "bench.bare:app", "/"
-        factory: list[str] = []
-    else:
+    app, ready_path = "bench.bare:app", "/"
+    if target.kind == "ours":
         env.update(_OUR_SETTINGS)
         env["RENDEZVOUS_STORE_URL"] = redis_url if target.redis else "memory://"
         env["RENDEZVOUS_WORKERS"] = str(target.workers)
-        app, ready_path = "rendezvous.app:app_from_environment", HEALTH_PATH
-        factory = ["--factory"]
-    if target.stack == "granian":
+        ready_path = HEALTH_PATH
+    if target.kind == "ours":
+        # Exactly what an operator runs; settings come from the RENDEZVOUS_* variables above. `--server granian`
+        # runs the same app factory under granian (--interface asgi --loop uvloop --http 1 --backlog 2048).
+        argv = [python, "-m", "rendezvous", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        if target.stack == "granian":
+            argv += ["--server", "granian"]
+    elif target.stack == "granian":
         # --backlog 2048: uvicorn's default listen backlog; granian's own (1024) drops SYNs when a thousand
         # devices connect within a second, which would measure TCP retransmission timers, not the server.
         argv = [
-            python, "-m", "granian", "--interface", "asgi", *factory, "--host", "127.0.0.1", "--port", str(port),
+            python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(target.workers), "--loop", "uvloop", "--http", "1", "--backlog", "2048",
             "--log-level", "warning", "--no-access-log", app,
         ]  # fmt: skip
-    elif target.kind == "bare":
+    else:
         argv = [
             python, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
             "--http", "httptools", "--log-level", "warning", "--no-access-log", "--no-server-header",
         ]  # fmt: skip
-    else:
-        # Exactly what an operator runs; settings come from the RENDEZVOUS_* variables above.
-        argv = [python, "-m", "rendezvous", "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = ManagedProcess(target.name, argv, log_path=workdir / f"{target.name}.log", cwd=Path.cwd(), env=env)
     process.start()
     try:
@@ -173,7 +173,6 @@ def _start_synapse(workdir: Path, progress: Progress) -> RunningServer:
     synapse = SynapseProcess(python, data_dir, config)
     (data_dir / "log.yaml").write_text(_SYNAPSE_LOG_CONFIG.format(log_file=synapse.log_file))
     synapse.start(timeout=START_TIMEOUT_S)
-    # SynapseProcess keeps its ManagedProcess private; its PID is what /proc is read for.
-    pid = synapse._process.pid
+    pid = synapse.pid
     assert pid is not None
     return RunningServer(TARGETS["synapse"], port, pid, synapse.stop, log_tail=synapse.log_tail)

@@ -238,6 +238,11 @@ class SynapseProcess:
     def running(self) -> bool:
         return self._process.running
 
+    @property
+    def pid(self) -> int | None:
+        """The PID of the running Synapse process (``None`` before it starts), e.g. to read its CPU time."""
+        return self._process.pid
+
     def start(self, timeout: float) -> None:
         """Start Synapse and return once ``/_matrix/client/versions`` answers."""
         self._process.start()

@@ -1,4 +1,4 @@
-"""``rendezvous serve``: validate the settings, then run uvicorn with one app per worker.
+"""``rendezvous serve``: validate the settings, then run uvicorn (or granian) with one app per worker.
 
 ``rendezvous selftest URL`` checks a deployment from the outside (see :mod:`rendezvous.selftest`); it reads no
 server settings.
@@ -13,6 +13,7 @@ checked.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default 8080)")
     serve.add_argument("--workers", type=int, help="worker processes; >1 needs a Redis store (default 1)")
+    serve.add_argument(
+        "--server", choices=["uvicorn", "granian"], help="HTTP server: uvicorn (default) or granian (an extra)"
+    )
     serve.add_argument("--public-base-url", help="URL clients reach this server at, for Gen-1 session URLs")
     serve.add_argument("--store", dest="store_url", metavar="URL", help="memory:// (default) or redis://…")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
@@ -147,9 +151,11 @@ def _selftest(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("host", "port", "workers", "public_base_url", "store_url", "log_level")
+        for name in ("host", "port", "workers", "server", "public_base_url", "store_url", "log_level")
     }
     settings = load_settings(args.config, **overrides)
+    if settings.server == "granian" and importlib.util.find_spec("granian") is None:
+        raise ConfigError("server: granian is not installed; install the 'server-granian' extra")
     # Building the store catches what settings alone cannot (a Redis URL it cannot parse, a missing extra)
     # before any worker starts. Nothing connects yet.
     open_store(settings.store_url)
@@ -157,11 +163,18 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(settings: Settings) -> None:
-    import uvicorn
-
     from .app import WORKER_SETTINGS_ENV
 
     os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
+    if settings.server == "granian":
+        _serve_granian(settings)
+    else:
+        _serve_uvicorn(settings)
+
+
+def _serve_uvicorn(settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         APP_FACTORY,
         factory=True,
@@ -176,6 +189,33 @@ def _serve(settings: Settings) -> None:
         server_header=False,
         lifespan="on",
     )
+
+
+#: granian's listen backlog. Its own default (1024) drops SYNs when a thousand devices connect within a second;
+#: this is uvicorn's default.
+GRANIAN_BACKLOG = 2048
+
+
+def _serve_granian(settings: Settings) -> None:
+    """The same app factory under granian: its Rust HTTP/1 server, an asyncio worker loop on uvloop."""
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    Server(
+        APP_FACTORY,
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        loop=Loops.uvloop,
+        # HTTP/1 only, as with uvicorn: the rendezvous clients speak it, and a proxy in front may offer HTTP/2.
+        http=HTTPModes.http1,
+        backlog=GRANIAN_BACKLOG,
+        log_level=LogLevels(settings.log_level),
+        log_access=settings.access_log,
+    ).serve()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

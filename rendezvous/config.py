@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
     workers: int = Field(1, ge=1, le=256, description="Worker processes; more than one needs a shared store.")
+    server: Literal["uvicorn", "granian"] = Field(
+        "uvicorn", description="HTTP server running the app: uvicorn, or granian (the server-granian extra)."
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     access_log: bool = Field(
         False, description="Log every request line. Off by default: session URLs are capabilities."

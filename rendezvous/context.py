@@ -9,7 +9,8 @@ from .config import Settings
 from .http import MatrixError, Request
 from .metrics import ExpiryWatch, Metrics
 from .proxy import ProxyResolver
-from .store import SessionStore
+from .store import Session, SessionStore, is_opaque_id
+from .store.base import RateLimit
 
 
 @dataclass(slots=True)
@@ -42,7 +43,25 @@ class ServerContext:
         if rate > 0:
             await self._take(f"session:{self.proxies.client_ip(request)}", rate, self.settings.session_burst)
 
+    async def limited_read(self, request: Request, session_id: str) -> Session | None:
+        """:meth:`limit_session`, then the session (``None`` if there is none): one store call where it can be.
+
+        Raises 429 without reading when the client's bucket is empty.
+        """
+        rate = self.settings.session_rate_per_second
+        if rate <= 0:
+            return await self.store.get(session_id) if is_opaque_id(session_id) else None
+        limit = RateLimit(f"session:{self.proxies.client_ip(request)}", rate, self.settings.session_burst)
+        retry_after_ms, session = await self.store.limited_get(session_id, limit)
+        if retry_after_ms > 0:
+            raise _too_many_requests(retry_after_ms)
+        return session
+
     async def _take(self, key: str, rate: float, burst: int) -> None:
         retry_after_ms = await self.store.rate_limit(key, rate_per_s=rate, burst=burst)
         if retry_after_ms > 0:
-            raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms)
+            raise _too_many_requests(retry_after_ms)
+
+
+def _too_many_requests(retry_after_ms: int) -> MatrixError:
+    return MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms)

@@ -172,8 +172,7 @@ class Gen1Api:
         With ``Prefer: wait=N`` (push extension) a request that would get 304 waits up to N seconds (capped at
         ``push_max_wait_seconds``) for the ETag to change: 200 as soon as it does, else 304 at the deadline.
         """
-        await self._context.limit_session(request)
-        session = await self._store.get(session_id) if is_opaque_id(session_id) else None
+        session = await self._context.limited_read(request, session_id)
         if session is None or session.generation is not Generation.GEN1:
             raise _not_found()
         headers = _session_headers(session, session.version, extra=self._push_headers)
@@ -209,31 +208,27 @@ class Gen1Api:
         _check_text_plain(request)
         expected = _expected_version(session_id, request.header(b"if-match"))
         data = await request.read_body(context.settings.max_payload_bytes)
-        current = await self._store.get(session_id)
-        if current is None or current.generation is not Generation.GEN1:
-            raise _not_found()
-        if expected != current.version:
-            self._counters.conflicts.inc()
-            message = "ETag does not match"
-            if expected == _WEAK:
-                message = "Weak ETags never match; is a proxy compressing rendezvous responses?"
-            raise _concurrent_write(message, _dates(current))
         try:
-            result = await self._store.write(session_id, data, expected_version=expected)
+            # One store call: the generation check and the compare-and-swap together.
+            result = await self._store.write_generation(
+                session_id, data, generation=Generation.GEN1, expected_version=expected
+            )
         except SessionNotFound:
             raise _not_found() from None
         if result.outcome is WriteOutcome.CONFLICT:
             self._counters.conflicts.inc()
+            message = "ETag does not match"
+            if expected == _WEAK:
+                message = "Weak ETags never match; is a proxy compressing rendezvous responses?"
             # No ETag here on purpose: js-sdk adopts the ETag of any PUT answer, and adopting the current one
             # would make it skip the very payload that caused the conflict.
-            raise _concurrent_write("ETag does not match", _dates(result.session))
+            raise _concurrent_write(message, _dates(result.session))
         self._counters.writes.inc()
         return Response(202, _session_headers(result.session, result.version, extra=self._push_headers))
 
     async def delete(self, request: Request, session_id: str) -> Response:
         """``DELETE <session URL>``: 204, then every operation on it is 404."""
-        await self._context.limit_session(request)
-        session = await self._store.get(session_id) if is_opaque_id(session_id) else None
+        session = await self._context.limited_read(request, session_id)
         if session is None or session.generation is not Generation.GEN1:
             raise _not_found()
         if not await self._store.delete(session_id):

@@ -47,6 +47,13 @@ def _not_found() -> MatrixError:
     return MatrixError(404, "M_NOT_FOUND", "Rendezvous session not found")
 
 
+def _of_gen2(session: Session | None) -> Session:
+    """``session`` if it is a live Gen-2 session; otherwise 404."""
+    if session is None or session.generation is not Generation.GEN2:
+        raise _not_found()
+    return session
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body)
@@ -160,12 +167,6 @@ class Gen2Api:
             return True
         return context.settings.gen2_create_policy is CreatePolicy.OPEN
 
-    async def _session(self, session_id: str) -> Session:
-        session = await self._store.get(session_id) if is_opaque_id(session_id) else None
-        if session is None or session.generation is not Generation.GEN2:
-            raise _not_found()
-        return session
-
     def _conflict(self) -> MatrixError:
         return MatrixError(409, self._concurrent_errcode, "sequence_token does not match")
 
@@ -213,10 +214,10 @@ class Gen2Api:
         the state as it is then, changed or not.
         """
         _check_not_navigation(request)
-        await self._context.limit_session(request)
+        found = await self._context.limited_read(request, session_id)
         query = request.scope.get("query_string")
         since, timeout_ms = _long_poll_params(query) if query and self._push.long_poll else (None, 0)
-        session = await self._session(session_id)
+        session = _of_gen2(found)
         if timeout_ms > 0 and since == str(session.version):
             if self._push.has_room():
                 request.route = self._long_poll_route
@@ -253,10 +254,12 @@ class Gen2Api:
         body = _json_object(await request.read_body(self._body_limit))
         sequence_token = _string_field(body, "sequence_token")
         data = _data_bytes(body, self._payload_limit)
-        await self._session(session_id)
         expected = _version_of(sequence_token)
         try:
-            result = await self._store.write(session_id, data, expected_version=expected, txn_id=txn_id)
+            # One store call: the generation check, the txnId lookup and the compare-and-swap together.
+            result = await self._store.write_generation(
+                session_id, data, generation=Generation.GEN2, expected_version=expected, txn_id=txn_id
+            )
         except SessionNotFound:
             raise _not_found() from None
         if result.replayed:
@@ -275,8 +278,7 @@ class Gen2Api:
 
     async def delete(self, request: Request, session_id: str) -> Response:
         """``DELETE …/rendezvous/{id}`` → 200 ``{}``; later operations on it are 404."""
-        await self._context.limit_session(request)
-        await self._session(session_id)
+        _of_gen2(await self._context.limited_read(request, session_id))
         if not await self._store.delete(session_id):
             raise _not_found()
         self._counters.deleted.inc()

@@ -61,6 +61,15 @@ class Session:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One token bucket to take from: its key, refill rate and size (see :meth:`SessionStore.rate_limit`)."""
+
+    key: str
+    rate_per_s: float
+    burst: int
+
+
 class WriteOutcome(enum.Enum):
     """What a compare-and-swap write did."""
 
@@ -156,6 +165,35 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     def waiter_count(self) -> int:
         """How many :meth:`wait_for_change` calls are parked in this process right now."""
+
+    async def limited_get(self, session_id: str, limit: RateLimit) -> tuple[int, Session | None]:
+        """:meth:`rate_limit` on ``limit``, then :meth:`get` if a token was taken: one call where the backend can.
+
+        Returns ``(0, snapshot or None)``, or ``(ms until a token will be available, None)`` without reading.
+        """
+        retry_after_ms = await self.rate_limit(limit.key, rate_per_s=limit.rate_per_s, burst=limit.burst)
+        if retry_after_ms > 0:
+            return retry_after_ms, None
+        return 0, await self.get(session_id)
+
+    async def write_generation(
+        self,
+        session_id: str,
+        data: bytes,
+        *,
+        generation: Generation,
+        expected_version: int,
+        txn_id: str | None = None,
+    ) -> WriteResult:
+        """:meth:`write`, to a session of ``generation`` only: one call where the backend can.
+
+        A session of the other generation is left untouched and raises :class:`SessionNotFound`, as each
+        generation's API sees only its own sessions.
+        """
+        current = await self.get(session_id)
+        if current is None or current.generation is not generation:
+            raise SessionNotFound
+        return await self.write(session_id, data, expected_version=expected_version, txn_id=txn_id)
 
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` if the backend cannot serve requests now."""

@@ -2,12 +2,18 @@
 
 The default backend for a single server process. Each operation runs without yielding to the event loop between its
 read and its write, which is what makes compare-and-swap atomic here. Expired sessions are removed lazily (a read
-treats them as gone) and swept from a deadline heap whenever sessions are created or counted.
+treats them as gone) and swept whenever sessions are created or counted.
+
+Memory per idle session is kept small, since a busy server holds tens of thousands: a session is its id, one
+small slotted object and its payload. The server gives every session the same lifetime, so deadlines arrive in
+creation order and the sweep needs only a queue of ids; a session whose deadline comes before its
+predecessor's (a shorter lifetime) goes into a heap instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import time
 from collections.abc import Callable
@@ -25,17 +31,25 @@ from .base import (
 
 
 class _Entry:
-    __slots__ = ("data", "deadline", "expires_at_ms", "generation", "last_modified_ms", "txns", "version")
+    # No txnId records here: most sessions never have one, and they live in MemoryStore._txns instead.
+    __slots__ = ("data", "deadline", "expires_at_ms", "generation", "modified_to_expiry_ms", "version")
 
     def __init__(self, generation: Generation, data: bytes, deadline: float, now_ms: int, ttl_ms: int) -> None:
         self.generation = generation
         self.data = data
         self.version = 1
         self.deadline = deadline
-        self.last_modified_ms = now_ms
         self.expires_at_ms = now_ms + ttl_ms
-        # Created on the first txnId write only: most Gen-1 sessions never need it.
-        self.txns: dict[str, tuple[WriteOutcome, int]] | None = None
+        # Last-modified as its distance to the (fixed) expiry: until the first write that is the lifetime, one
+        # int object shared by every session created with it, instead of one more timestamp per session.
+        self.modified_to_expiry_ms = ttl_ms
+
+    @property
+    def last_modified_ms(self) -> int:
+        return self.expires_at_ms - self.modified_to_expiry_ms
+
+    def modified(self, now_ms: int) -> None:
+        self.modified_to_expiry_ms = self.expires_at_ms - now_ms
 
 
 class _Bucket:
@@ -61,7 +75,14 @@ class MemoryStore(SessionStore):
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._sessions: dict[str, _Entry] = {}
+        #: Ids in creation order, while each deadline is no earlier than the one before (one lifetime for all).
+        self._in_order: collections.deque[str] = collections.deque()
+        #: (deadline, id) of the sessions that would have broken that order.
         self._deadlines: list[tuple[float, str]] = []
+        #: txnId -> (outcome, version answered), per session, for the sessions that have any.
+        self._txns: dict[str, dict[str, tuple[WriteOutcome, int]]] = {}
+        #: The lifetime of the newest session, kept so that sessions sharing it share one int object.
+        self._lifetime_ms = 0
         self._buckets: dict[str, _Bucket] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._waiter_count = 0
@@ -77,6 +98,7 @@ class MemoryStore(SessionStore):
 
     def _drop(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+        self._txns.pop(session_id, None)
         self._wake(session_id)
 
     def _wake(self, session_id: str) -> None:
@@ -86,12 +108,31 @@ class MemoryStore(SessionStore):
 
     def _sweep_expired(self) -> None:
         now = self._monotonic()
+        sessions = self._sessions
+        in_order = self._in_order
+        while in_order:
+            entry = sessions.get(in_order[0])
+            if entry is not None and entry.deadline > now:
+                break
+            session_id = in_order.popleft()
+            if entry is not None:
+                self._drop(session_id)
         heap = self._deadlines
         while heap and heap[0][0] <= now:
             deadline, session_id = heapq.heappop(heap)
-            entry = self._sessions.get(session_id)
+            entry = sessions.get(session_id)
             if entry is not None and entry.deadline == deadline:
                 self._drop(session_id)
+
+    def _last_deadline(self) -> float | None:
+        """The deadline of the newest session still queued in creation order."""
+        in_order = self._in_order
+        while in_order:
+            entry = self._sessions.get(in_order[-1])
+            if entry is not None:
+                return entry.deadline
+            in_order.pop()  # deleted already: nothing to sweep
+        return None
 
     def _snapshot(self, session_id: str, entry: _Entry) -> Session:
         return Session(
@@ -115,10 +156,18 @@ class MemoryStore(SessionStore):
         session_id = new_session_id()
         while session_id in self._sessions:  # 192 random bits: never in practice, but cheap to rule out
             session_id = new_session_id()
+        if ttl_ms == self._lifetime_ms:
+            ttl_ms = self._lifetime_ms  # the shared int object (see _Entry)
+        else:
+            self._lifetime_ms = ttl_ms
         deadline = self._monotonic() + ttl_ms / 1000
         entry = _Entry(generation, data, deadline, int(self._wall_clock() * 1000), ttl_ms)
         self._sessions[session_id] = entry
-        heapq.heappush(self._deadlines, (deadline, session_id))
+        last = self._last_deadline()
+        if last is None or deadline >= last:
+            self._in_order.append(session_id)
+        else:
+            heapq.heappush(self._deadlines, (deadline, session_id))
         return self._snapshot(session_id, entry)
 
     async def get(self, session_id: str) -> Session | None:
@@ -131,21 +180,20 @@ class MemoryStore(SessionStore):
         entry = self._live(session_id)
         if entry is None:
             raise SessionNotFound
-        if txn_id is not None and entry.txns is not None and txn_id in entry.txns:
-            outcome, version = entry.txns[txn_id]
+        txns = self._txns.get(session_id) if txn_id is not None else None
+        if txns is not None and txn_id in txns:
+            outcome, version = txns[txn_id]
             return WriteResult(outcome, version, self._snapshot(session_id, entry), replayed=True)
         if entry.version == expected_version:
             entry.data = data
             entry.version += 1
-            entry.last_modified_ms = int(self._wall_clock() * 1000)
+            entry.modified(int(self._wall_clock() * 1000))
             outcome = WriteOutcome.WRITTEN
             self._wake(session_id)
         else:
             outcome = WriteOutcome.CONFLICT
         if txn_id is not None:
-            if entry.txns is None:
-                entry.txns = {}
-            entry.txns[txn_id] = (outcome, entry.version)
+            self._txns.setdefault(session_id, {})[txn_id] = (outcome, entry.version)
         return WriteResult(outcome, entry.version, self._snapshot(session_id, entry))
 
     async def delete(self, session_id: str) -> bool:

@@ -10,8 +10,10 @@ Key layout, for the default prefix ``rz`` (see ``docs/redis.md``)::
 
 A session's keys share the ``{<id>}`` hash tag, so each of its scripts touches one cluster slot. Every write
 is one Lua script (compare-and-swap, txnId record, version bump and publish together), so nothing is ever
-half-written. Every Redis failure surfaces as :class:`~rendezvous.store.base.StoreUnavailable`; connections
-are re-made on the next call once Redis answers again.
+half-written. On a single server, a few scripts also touch the session count or a rate-limit bucket (other
+slots), saving a round trip: creating and counting, deleting and uncounting, a rate-limit take and a read.
+Every Redis failure surfaces as :class:`~rendezvous.store.base.StoreUnavailable`; connections are re-made on
+the next call once Redis answers again.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError, ResponseError, SlotNotCoveredError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError, SlotNotCoveredError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import _redis_scripts as scripts
 from .base import (
     Generation,
+    RateLimit,
     Session,
     SessionNotFound,
     SessionStore,
@@ -113,6 +117,12 @@ class RedisStore(SessionStore):
         # redis-py fails a command at once when its pool is exhausted; a burst should queue briefly instead.
         self._connections = asyncio.Semaphore(max_connections)
         self._queue_timeout_s = queue_timeout_s
+        #: One server: every script call shares one pipelined connection (see :class:`_Multiplexer`). A
+        #: cluster routes each call to its slot's node through redis-py's cluster client.
+        self._multiplexer = _Multiplexer(client) if isinstance(client, Redis) else None
+        retry = client.get_retry() if isinstance(client, Redis) else None
+        #: Re-sends after a connection error, as the client's own retry policy does for its commands.
+        self._retries = retry.get_retries() if retry is not None else 0
         register = client.register_script
         self._reserve = register(scripts.RESERVE)
         self._release = register(scripts.RELEASE)
@@ -121,7 +131,10 @@ class RedisStore(SessionStore):
         self._get = register(scripts.GET)
         self._write = register(scripts.WRITE)
         self._delete = register(scripts.DELETE)
+        self._create_counted = register(scripts.CREATE_COUNTED)
+        self._delete_counted = register(scripts.DELETE_COUNTED)
         self._rate_limit = register(scripts.RATE_LIMIT)
+        self._limited_get = register(scripts.LIMITED_GET)
 
     @classmethod
     def from_url(
@@ -189,16 +202,45 @@ class RedisStore(SessionStore):
         return f"{self._prefix}:rl:{key}"
 
     async def _call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        """Run ``script``, waiting for a free connection if all are busy. Raises redis-py's errors."""
+        """Run ``script``, waiting for a free slot if ``max_connections`` calls are in flight.
+
+        Raises redis-py's errors.
+        """
+        connections = self._connections
+        if connections.locked():
+            try:
+                async with asyncio.timeout(self._queue_timeout_s):
+                    await connections.acquire()
+            except TimeoutError as exc:
+                raise RedisConnectionError("no free Redis connection") from exc
+        else:
+            await connections.acquire()
         try:
-            async with asyncio.timeout(self._queue_timeout_s):
-                await self._connections.acquire()
-        except TimeoutError as exc:
-            raise RedisConnectionError("no free Redis connection") from exc
-        try:
-            return await script(keys=keys, args=args)
+            multiplexer = self._multiplexer
+            if multiplexer is None:
+                return await script(keys=keys, args=args)
+            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+            attempt = 0
+            while True:
+                try:
+                    return await multiplexer.call(command)
+                except _UnsupportedConnection:
+                    # The multiplexer uses a private attribute of redis-py's connections; if a redis-py release
+                    # changes it, the store keeps working through redis-py's own client, only slower.
+                    _log.warning("redis-py's connection is not the one expected: not pipelining script calls")
+                    self._multiplexer = None
+                    await multiplexer.close()
+                    return await script(keys=keys, args=args)
+                except NoScriptError:
+                    # Redis lost its script cache (a restart, SCRIPT FLUSH): the script object loads it again.
+                    return await script(keys=keys, args=args)
+                except RedisConnectionError:
+                    # Never after a timeout (a TimeoutError): the first attempt may have been applied.
+                    attempt += 1
+                    if attempt > self._retries:
+                        raise
         finally:
-            self._connections.release()
+            connections.release()
 
     async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         with _unavailable_on_redis_errors():
@@ -224,7 +266,9 @@ class RedisStore(SessionStore):
         if ttl_ms <= 0:
             raise ValueError("ttl_ms must be positive")
         limit = -1 if max_sessions is None else max_sessions
-        # The count and the session live in different slots, so no one script can do both. Order and
+        if self._multiplexer is not None:
+            return await self._create_counted_session(generation, data, ttl_ms, limit)
+        # On a cluster the count and the session live in different slots, so no one script can do both. Order and
         # compensation keep them consistent: the session is counted first and stored second, so a stored
         # session is always counted. If storing fails, the session keys are deleted (in case the script ran
         # but its answer was lost) and then the reservation is released. If Redis is unreachable for that too,
@@ -252,17 +296,40 @@ class RedisStore(SessionStore):
                 # 192 random bits: never in practice, but the reservation must not outlive the attempt.
                 await self._release_reservation(session_id)
                 continue
-            created_ms, pttl = (_int(v) for v in created)
-            return Session(
-                id=session_id,
-                generation=generation,
-                data=data,
-                version=1,
-                last_modified_ms=created_ms,
-                expires_at_ms=created_ms + ttl_ms,
-                expires_in_ms=max(0, pttl),
-            )
+            return self._created(session_id, generation, data, ttl_ms, created)
         raise StoreUnavailable("could not allocate a session id")
+
+    async def _create_counted_session(self, generation: Generation, data: bytes, ttl_ms: int, limit: int) -> Session:
+        """:meth:`create` on a single server: counting and storing the session are one script."""
+        for _ in range(3):
+            session_id = new_session_id()
+            keys = [self._live_key, self._session_key(session_id)]
+            args = [session_id, int(generation), data, ttl_ms, limit]
+            try:
+                created = await self._run(self._create_counted, keys, args)
+            except BaseException:
+                # The script may have run with only its answer lost: nobody will ever know the id, so undo it.
+                await self._forget(session_id)
+                raise
+            if created is None:
+                continue  # 192 random bits: never in practice
+            if not isinstance(created, list):
+                raise StoreFull
+            return self._created(session_id, generation, data, ttl_ms, created)
+        raise StoreUnavailable("could not allocate a session id")
+
+    @staticmethod
+    def _created(session_id: str, generation: Generation, data: bytes, ttl_ms: int, reply: list[Any]) -> Session:
+        created_ms, pttl = (_int(v) for v in reply)
+        return Session(
+            id=session_id,
+            generation=generation,
+            data=data,
+            version=1,
+            last_modified_ms=created_ms,
+            expires_at_ms=created_ms + ttl_ms,
+            expires_in_ms=max(0, pttl),
+        )
 
     async def _forget(self, session_id: str) -> None:
         """Best-effort undo of a create whose outcome is unknown (see :meth:`create`)."""
@@ -294,12 +361,34 @@ class RedisStore(SessionStore):
     async def write(
         self, session_id: str, data: bytes, *, expected_version: int, txn_id: str | None = None
     ) -> WriteResult:
+        return await self._write_script(session_id, data, expected_version, txn_id, None)
+
+    async def write_generation(
+        self,
+        session_id: str,
+        data: bytes,
+        *,
+        generation: Generation,
+        expected_version: int,
+        txn_id: str | None = None,
+    ) -> WriteResult:
+        return await self._write_script(session_id, data, expected_version, txn_id, generation)
+
+    async def _write_script(
+        self, session_id: str, data: bytes, expected_version: int, txn_id: str | None, generation: Generation | None
+    ) -> WriteResult:
         if not is_opaque_id(session_id):
             raise SessionNotFound
         reply = await self._run(
             self._write,
             [self._session_key(session_id), self._txn_key(session_id)],
-            [data, expected_version, txn_id if txn_id is not None else "", self._channel(session_id)],
+            [
+                data,
+                expected_version,
+                txn_id if txn_id is not None else "",
+                self._channel(session_id),
+                "" if generation is None else int(generation),
+            ],
         )
         if reply is None:
             raise SessionNotFound
@@ -316,6 +405,9 @@ class RedisStore(SessionStore):
     async def delete(self, session_id: str) -> bool:
         if not is_opaque_id(session_id):
             return False
+        if self._multiplexer is not None:
+            keys = [self._session_key(session_id), self._txn_key(session_id), self._live_key]
+            return _int(await self._run(self._delete_counted, keys, [self._channel(session_id), session_id])) == 1
         deleted = _int(
             await self._run(
                 self._delete,
@@ -337,6 +429,21 @@ class RedisStore(SessionStore):
             raise ValueError("rate_per_s must be positive and burst at least 1")
         args = [repr(float(rate_per_s)), burst]
         return _int(await self._run(self._rate_limit, [self._bucket_key(key)], args))
+
+    async def limited_get(self, session_id: str, limit: RateLimit) -> tuple[int, Session | None]:
+        if self._multiplexer is None:
+            # A cluster keeps the bucket and the session in different slots: two calls.
+            return await super().limited_get(session_id, limit)
+        if limit.rate_per_s <= 0 or limit.burst < 1:
+            raise ValueError("rate_per_s must be positive and burst at least 1")
+        keys = [self._bucket_key(limit.key)]
+        if is_opaque_id(session_id):
+            keys.append(self._session_key(session_id))
+        reply = await self._run(self._limited_get, keys, [repr(float(limit.rate_per_s)), limit.burst])
+        retry_after_ms = _int(reply[0])
+        if retry_after_ms > 0 or len(reply) == 1:
+            return retry_after_ms, None
+        return 0, self._snapshot(session_id, reply[1:])
 
     async def wait_for_change(self, session_id: str, after_version: int, timeout_s: float) -> Session | None:
         loop = asyncio.get_running_loop()
@@ -379,8 +486,229 @@ class RedisStore(SessionStore):
 
     async def close(self) -> None:
         await self._subscriber.close()
+        if self._multiplexer is not None:
+            await self._multiplexer.close()
         with contextlib.suppress(*_REDIS_ERRORS):
             await self._client.aclose()
+
+
+# -- one pipelined connection per process (single server) -----------------------------------------------------
+
+_PackedCommand: TypeAlias = "list[bytes]"
+
+
+class _UnsupportedConnection(Exception):
+    """The installed redis-py's connection does not expose the stream the multiplexer writes to."""
+
+
+class _Multiplexer:
+    """Every script call of one process, on one connection, pipelined: sent without waiting for earlier replies.
+
+    Under load most of a Redis round trip is spent in the client, not in Redis: through redis-py's client, every
+    command takes a connection from the pool, writes and reads with a system call each way under timeouts of
+    its own, and does its own bookkeeping. Here a call packs its command and queues it; the commands queued
+    while the event loop runs request handlers go out together in one write, and one reader task matches the
+    replies to the callers in order (Redis answers a connection's commands in the order it received them).
+    Each script is still its own atomic step in Redis: commands share a connection, not a transaction, and an
+    error reply fails only its own caller.
+
+    The connection is made with redis-py's connection class and options (TLS, authentication, database), in
+    RESP2 so that no out-of-band push message can come between the replies. When it fails, every call waiting
+    on it fails with the error, and the next call opens a new one. A reply missing for ``socket_timeout``
+    fails the connection the same way.
+    """
+
+    def __init__(self, client: Redis) -> None:
+        pool = client.connection_pool
+        self._connection_class = pool.connection_class
+        self._connection_kwargs = _resp2_kwargs(pool.connection_kwargs)
+        self._reply_timeout_s: float | None = pool.connection_kwargs.get("socket_timeout")
+        self._pipe: _Pipe | None = None
+        self._connecting: asyncio.Task[_Pipe] | None = None
+        self._closed = False
+
+    async def call(self, command: tuple[Any, ...]) -> Any:
+        """Send ``command`` and return its reply. Raises redis-py's errors (an error reply included)."""
+        pipe = self._pipe
+        if pipe is None or pipe.closed:
+            pipe = await self._open()
+        return await pipe.send(command)
+
+    async def _open(self) -> _Pipe:
+        if self._closed:
+            raise RedisConnectionError("the store is closed")
+        task = self._connecting
+        if task is None:
+            # A task of its own: a caller cancelled meanwhile must not abort the connection for the others.
+            task = self._connecting = asyncio.create_task(self._connect())
+            task.add_done_callback(self._connected)
+        return await asyncio.shield(task)
+
+    async def _connect(self) -> _Pipe:
+        connection = self._connection_class(**self._connection_kwargs)
+        await connection.connect()  # type: ignore[no-untyped-call]
+        if self._closed:
+            await connection.disconnect()
+            raise RedisConnectionError("the store is closed")
+        try:
+            pipe = self._pipe = _Pipe(connection, reply_timeout_s=self._reply_timeout_s)
+        except _UnsupportedConnection:
+            await connection.disconnect()
+            raise
+        return pipe
+
+    def _connected(self, task: asyncio.Task[_Pipe]) -> None:
+        self._connecting = None
+        if not task.cancelled():
+            task.exception()  # retrieved here; each caller gets it from its own await
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._pipe is not None:
+            await self._pipe.close()
+
+
+def _resp2_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """redis-py connection options for a RESP2 connection without maintenance notifications (RESP3 only)."""
+    options = dict(kwargs)
+    options["protocol"] = 2
+    for key in [k for k in options if k.startswith("maint_notifications") or k.startswith("oss_cluster_maint")]:
+        del options[key]
+    return options
+
+
+class _Pipe:
+    """One connection of a :class:`_Multiplexer`: commands to write, a reader task, the calls awaiting replies."""
+
+    def __init__(self, connection: AbstractConnection, *, reply_timeout_s: float | None) -> None:
+        self._connection = connection
+        # The connection's stream, written without awaiting: commands are small and their number is capped
+        # (``max_connections``), and a server that stops reading is caught by the watchdog below. redis-py's
+        # own send awaits a drain under asyncio.wait_for, which on Python 3.11 can swallow the cancellation
+        # that closing the store needs.
+        stream = getattr(connection, "_writer", None)
+        if not isinstance(stream, asyncio.StreamWriter):
+            raise _UnsupportedConnection
+        self._stream = stream
+        self._reply_timeout_s = reply_timeout_s
+        #: The caller of every command queued or written, in order; replies come in the same order.
+        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._outbox: list[bytes] = []
+        self._to_read = asyncio.Event()
+        #: Replies read so far; the watchdog compares it between two of its checks.
+        self._replies = 0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self.closed = False
+        self._disconnecting: asyncio.Task[None] | None = None
+        self._reader = asyncio.create_task(self._read_loop())
+
+    def send(self, command: tuple[bytes | str | int, ...]) -> asyncio.Future[Any]:
+        """Queue ``command``; the future gets its reply, the error reply, or the connection's failure."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self.closed:
+            future.set_exception(RedisConnectionError("the Redis connection was closed"))
+            return future
+        if not self._outbox:
+            # Written at the end of this turn of the loop, with everything else the turn queues: one write.
+            loop.call_soon(self._flush)
+        self._outbox.append(_pack(command))
+        self._waiting.append(future)
+        self._to_read.set()
+        if self._watchdog is None and self._reply_timeout_s is not None:
+            self._watchdog = loop.call_later(self._reply_timeout_s, self._check_progress, self._replies)
+        return future
+
+    def _flush(self) -> None:
+        chunks, self._outbox = self._outbox, []
+        if self.closed or not chunks:
+            return
+        if self._stream.is_closing():
+            self._fail(RedisConnectionError("the Redis connection was closed"))
+            return
+        try:
+            self._stream.writelines(chunks)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _check_progress(self, replies_then: int) -> None:
+        """No reply for a whole ``socket_timeout`` while calls wait: the server hung or the network did."""
+        self._watchdog = None
+        if self.closed or not self._waiting:
+            return
+        if self._replies == replies_then:
+            self._fail(RedisTimeoutError("no reply from Redis within the socket timeout"))
+            return
+        assert self._reply_timeout_s is not None
+        self._watchdog = asyncio.get_running_loop().call_later(
+            self._reply_timeout_s, self._check_progress, self._replies
+        )
+
+    async def _read_loop(self) -> None:
+        waiting = self._waiting
+        read = self._connection.read_response
+        try:
+            while True:
+                if not waiting:
+                    self._to_read.clear()
+                    await self._to_read.wait()
+                    continue
+                try:
+                    # No timeout per read (the watchdog covers the connection as a whole).
+                    reply: Any = await read(timeout=math.inf, disconnect_on_error=False)
+                except ResponseError as exc:
+                    reply = exc
+                self._replies += 1
+                future = waiting.popleft()
+                if future.done():  # the caller was cancelled meanwhile; the command ran all the same
+                    continue
+                if isinstance(reply, ResponseError):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, error: Exception) -> None:
+        """Close for good: every caller still waiting gets ``error`` (a redis-py error)."""
+        if self.closed:
+            return
+        self.closed = True
+        if not isinstance(error, _REDIS_ERRORS):
+            error = RedisConnectionError(f"the Redis connection failed: {type(error).__name__}")
+        elif isinstance(error, OSError):
+            error = RedisConnectionError(f"the Redis connection failed: {type(error).__name__}")
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if asyncio.current_task() is not self._reader:
+            self._reader.cancel()
+        self._disconnecting = asyncio.get_running_loop().create_task(self._disconnect())
+
+    async def _disconnect(self) -> None:
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await self._connection.disconnect(nowait=True)
+
+    async def close(self) -> None:
+        self._fail(RedisConnectionError("the store is closed"))
+        tasks = [t for t in (self._reader, self._disconnecting) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _pack(command: tuple[bytes | str | int, ...]) -> bytes:
+    """``command`` in the Redis protocol (RESP): an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        value = arg.encode() if isinstance(arg, str) else b"%d" % arg if isinstance(arg, int) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    return b"".join(parts)
 
 
 # -- cross-process wake-ups ----------------------------------------------------------------------------------

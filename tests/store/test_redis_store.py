@@ -134,3 +134,23 @@ async def test_a_write_by_one_worker_wakes_waiters_of_another(backend: str) -> N
             await second.write(s.id, b"news", expected_version=1)
         results = await asyncio.wait_for(asyncio.gather(*waiters), 2)
         assert all(r is not None and r.version == 2 for r in results)
+
+
+async def test_without_the_expected_connection_internals_the_store_falls_back_to_redis_py(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pipelined connection reads a private attribute of redis-py's connections; a redis-py release without
+    # it must cost speed, not service.
+    import rendezvous.store.redis as redis_store
+
+    def unsupported(*args: object, **kwargs: object) -> None:
+        raise redis_store._UnsupportedConnection
+
+    monkeypatch.setattr(redis_store, "_Pipe", unsupported)
+    session = await store.create(Generation.GEN2, b"x", ttl_ms=60_000)
+    written = await store.write(session.id, b"y", expected_version=1)
+    got = await store.get(session.id)
+    assert written.version == 2
+    assert got is not None and got.data == b"y"
+    assert await store.delete(session.id) is True
+    assert store._multiplexer is None
