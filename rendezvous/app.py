@@ -46,8 +46,7 @@ from .metrics import CONTENT_TYPE, METRICS_PATH, ExpiryWatch, InstrumentedStore,
 from .openapi import HEALTH_PATH, OPENAPI_PATH, build_openapi
 from .proxy import ProxyResolver
 from .push import Push, Watcher, refuse
-from .store import Generation, Session, SessionStore, StoreUnavailable, WriteResult
-from .store.base import RateLimit
+from .store import Generation, SessionStore, StoreUnavailable
 from .store.factory import open_store
 
 logger = logging.getLogger("rendezvous")
@@ -91,31 +90,6 @@ def _under(path: str, prefix: str) -> bool:
     return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
 
 
-class _StoreView(InstrumentedStore):
-    """:class:`InstrumentedStore` that also hands the combined operations to the store itself.
-
-    The inherited defaults would split them into their parts (two store calls); the Redis store does each in
-    one script. Each is timed and counted under the operation it stands in for.
-    """
-
-    async def limited_get(self, session_id: str, limit: RateLimit) -> tuple[int, Session | None]:
-        return await self._timed("get", self.inner.limited_get(session_id, limit))
-
-    async def write_generation(
-        self,
-        session_id: str,
-        data: bytes,
-        *,
-        generation: Generation,
-        expected_version: int,
-        txn_id: str | None = None,
-    ) -> WriteResult:
-        call = self.inner.write_generation(
-            session_id, data, generation=generation, expected_version=expected_version, txn_id=txn_id
-        )
-        return await self._timed("write", call)
-
-
 class RendezvousApp:
     """The rendezvous server as an ASGI 3 application."""
 
@@ -134,7 +108,7 @@ class RendezvousApp:
             )
         self.metrics = Metrics()
         # The routes see the store through the instrumented wrapper, which times and counts every call.
-        store_view = _StoreView(self.store, self.metrics)
+        store_view = InstrumentedStore(self.store, self.metrics)
         self.expiry = ExpiryWatch(store_view, self.metrics)
         self.context = ServerContext(
             settings, store_view, ProxyResolver(settings.trusted_proxies), self.metrics, self.expiry, verifier
