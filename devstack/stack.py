@@ -2,7 +2,8 @@
 
 Start order follows the dependencies: the OAuth server first (Synapse fetches its metadata and introspects
 against it), then Synapse, then the rendezvous server. Stop order is the reverse. Every part binds to
-127.0.0.1.
+127.0.0.1. With ``gen2_rendezvous="qrlink"`` a front reverse proxy (:mod:`devstack.front`) starts before
+Synapse and becomes the homeserver URL, sending the rendezvous paths to our server.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from devstack._process import ManagedProcess, StartupError, child_environment, free_port, wait_for_http
+from devstack.front import FrontProxy, FrontServer
 from devstack.oauth import DeviceTokens, OAuthService, OAuthSettings, build_oauth_service
 from devstack.serving import ServerThread, bound_socket
 from devstack.synapse import SynapseProcess, ensure_synapse, homeserver_config
@@ -47,6 +49,10 @@ class DevStack:
     :param server_name: Synapse's ``server_name`` (user IDs end in ``:<server_name>``).
     :param synapse_overrides: keys deep-merged into Synapse's configuration.
     :param start_timeout: seconds each component may take to answer.
+    :param gen2_rendezvous: who hosts Gen-2 sessions. ``"synapse"``: Synapse's own MSC4388 endpoint, and
+        :attr:`homeserver_url` is Synapse. ``"qrlink"``: our rendezvous server (required then) behind a front
+        reverse proxy that is :attr:`homeserver_url` and Synapse's ``public_baseurl``; Synapse's MSC4388 is off
+        and our server's Gen-1 session URLs name the front too.
     """
 
     def __init__(
@@ -60,10 +66,18 @@ class DevStack:
         server_name: str = "localhost",
         synapse_overrides: Mapping[str, Any] | None = None,
         start_timeout: float = 60.0,
+        gen2_rendezvous: Literal["synapse", "qrlink"] = "synapse",
     ) -> None:
+        if gen2_rendezvous not in ("synapse", "qrlink"):
+            raise ValueError(f"gen2_rendezvous must be 'synapse' or 'qrlink', not {gen2_rendezvous!r}")
+        if gen2_rendezvous == "qrlink":
+            if rendezvous is False:
+                raise StartupError("gen2_rendezvous='qrlink' needs the rendezvous server, but rendezvous=False")
+            rendezvous = True
         if rendezvous and not rendezvous_available():
             raise StartupError("rendezvous=True, but this checkout has no `python -m rendezvous serve`")
         self._want_rendezvous = rendezvous if rendezvous is not None else rendezvous_available()
+        self._gen2_rendezvous = gen2_rendezvous
         self._poll_interval = poll_interval
         self._device_code_lifetime = device_code_lifetime
         self._access_token_lifetime = access_token_lifetime
@@ -78,8 +92,10 @@ class DevStack:
         self._oauth: OAuthService | None = None
         self._synapse: SynapseProcess | None = None
         self._rendezvous: ManagedProcess | None = None
+        self._front: FrontServer | None = None
         self._issuer = ""
         self._homeserver_url = ""
+        self._synapse_url = ""
         self._rendezvous_url: str | None = None
 
     @classmethod
@@ -98,8 +114,14 @@ class DevStack:
 
     @property
     def homeserver_url(self) -> str:
-        """Synapse's client-server API base URL (its ``public_baseurl``, with a trailing slash)."""
+        """The client-server API base URL (Synapse's ``public_baseurl``, with a trailing slash): Synapse itself,
+        or the front proxy with ``gen2_rendezvous="qrlink"``."""
         return self._homeserver_url
+
+    @property
+    def synapse_url(self) -> str:
+        """Synapse's own listener, with a trailing slash; equals :attr:`homeserver_url` without a front."""
+        return self._synapse_url
 
     @property
     def issuer(self) -> str:
@@ -143,7 +165,27 @@ class DevStack:
         oauth_socket = bound_socket()
         self._issuer = f"http://127.0.0.1:{oauth_socket.getsockname()[1]}/"
         synapse_port = free_port()
-        self._homeserver_url = f"http://127.0.0.1:{synapse_port}/"
+        self._synapse_url = self._homeserver_url = f"http://127.0.0.1:{synapse_port}/"
+        experimental_features: dict[str, Any] | None = None
+        synapse_overrides = self._synapse_overrides
+        rendezvous_port: int | None = None
+        if self._gen2_rendezvous == "qrlink":
+            # The front must know where our server will listen before Synapse and our server are up.
+            while rendezvous_port in (None, synapse_port):
+                rendezvous_port = free_port()
+            # The front starts first: Synapse's public_baseurl is the front's URL, and the readiness check of
+            # Synapse goes through it. It needs no upstream to be up until a request arrives.
+            front_socket = bound_socket()
+            self._front = FrontServer(
+                FrontProxy(homeserver_url=self._synapse_url, rendezvous_url=f"http://127.0.0.1:{rendezvous_port}/"),
+                front_socket,
+            )
+            self._front.start(self._start_timeout)
+            self._homeserver_url = self._front.base_url
+            # Gen-1 stays advertised in /versions; Gen-2 is left off in Synapse, as docs/deployment.md says to
+            # do when our server answers it, so a Gen-2 request that reached Synapse would fail.
+            experimental_features = {"msc4108_enabled": True}
+            synapse_overrides = {"public_baseurl": self._homeserver_url, **synapse_overrides}
 
         self._oauth = build_oauth_service(
             OAuthSettings(
@@ -152,7 +194,8 @@ class DevStack:
                 poll_interval=self._poll_interval,
                 access_token_lifetime=self._access_token_lifetime,
             ),
-            homeserver_url=self._homeserver_url,
+            # MAS calls Synapse's /_synapse/mas API on Synapse itself, never through the public front.
+            homeserver_url=self._synapse_url,
             server_name=self.server_name,
             synapse_secret=self._mas_secret,
             admin_token=self._admin_token,
@@ -166,31 +209,36 @@ class DevStack:
             server_name=self.server_name,
             mas_endpoint=self._issuer,
             mas_secret=self._mas_secret,
-            overrides=self._synapse_overrides,
+            experimental_features=experimental_features,
+            overrides=synapse_overrides,
         )
         self._synapse = SynapseProcess(python, self._data_dir / "synapse", config)
         self._synapse.start(self._start_timeout)
 
         if self._want_rendezvous:
-            self._start_rendezvous(self._data_dir)
+            self._start_rendezvous(self._data_dir, rendezvous_port)
 
         for localpart, password in self._initial_users.items():
             self.create_user(localpart, password)
 
-    def _start_rendezvous(self, data_dir: Path) -> None:
-        port = free_port()
+    def _start_rendezvous(self, data_dir: Path, port: int | None) -> None:
+        port = port if port is not None else free_port()
         base_url = f"http://127.0.0.1:{port}/"
+        # The front carries no WebSocket, so our server must not advertise its watch endpoint behind it.
+        behind_front = {"RENDEZVOUS_PUSH_WEBSOCKET": "false"} if self._front is not None else {}
         self._rendezvous = ManagedProcess(
             "rendezvous",
             [sys.executable, "-m", "rendezvous", "serve", "--host", "127.0.0.1", "--port", str(port)],
             log_path=data_dir / "rendezvous.log",
             env=child_environment(
                 {
-                    "RENDEZVOUS_PUBLIC_BASE_URL": base_url,
-                    "RENDEZVOUS_HOMESERVER_URL": self._homeserver_url,
+                    # Behind the front, Gen-1 session URLs name the front, as in a reverse-proxied deployment.
+                    "RENDEZVOUS_PUBLIC_BASE_URL": self._homeserver_url if self._front is not None else base_url,
+                    "RENDEZVOUS_HOMESERVER_URL": self._synapse_url,
                     # Tests and demos create sessions in bursts from one address.
                     "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
                     "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
+                    **behind_front,
                 }
             ),
         )
@@ -199,13 +247,16 @@ class DevStack:
         self._rendezvous_url = base_url
 
     def close(self) -> None:
-        """Stop every component (rendezvous, Synapse, OAuth server) and remove the data directory."""
+        """Stop every component (rendezvous, Synapse, front, OAuth server) and remove the data directory."""
         if self._rendezvous is not None:
             self._rendezvous.stop()
             self._rendezvous = None
         if self._synapse is not None:
             self._synapse.stop()
             self._synapse = None
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
         if self._oauth_thread is not None:
             self._oauth_thread.stop()
             self._oauth_thread = None
