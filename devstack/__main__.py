@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device-code-lifetime", type=int, default=1200, help="seconds (default 1200)")
     up.add_argument("--access-token-lifetime", type=int, default=3600, help="seconds (default 3600)")
     up.add_argument("--no-rendezvous", action="store_true", help="do not start the rendezvous server")
+    up.add_argument(
+        "--gen2-rendezvous",
+        choices=("synapse", "qrlink"),
+        default="synapse",
+        help="who hosts Gen-2 (MSC4388) sessions: Synapse's own endpoint (default), or our rendezvous server "
+        "behind a front proxy that then serves as the homeserver URL",
+    )
 
     create = commands.add_parser("create-user", help="DEV ONLY: create or reset a user on the running stack")
     create.add_argument("localpart")
@@ -104,6 +111,7 @@ def _up(args: argparse.Namespace, state_file: Path) -> int:
             device_code_lifetime=args.device_code_lifetime,
             access_token_lifetime=args.access_token_lifetime,
             users=dict(args.user),
+            gen2_rendezvous=args.gen2_rendezvous,
         )
         print("devstack: starting (the first run installs Synapse, ~1-2 min) …", flush=True)
         with stack, _state_file(state_file, stack):
@@ -143,6 +151,7 @@ def _state_file(path: Path, stack: DevStack) -> Iterator[None]:
 def _print_urls(stack: DevStack, users: list[str], state_file: Path) -> None:
     rows = [
         ("homeserver", f"{stack.homeserver_url}  (server name {stack.server_name})"),
+        *([("Synapse", stack.synapse_url)] if stack.synapse_url != stack.homeserver_url else []),
         ("OAuth issuer", stack.issuer),
         ("verification", f"{stack.issuer}link"),
         ("account", f"{stack.issuer}account"),
