@@ -70,7 +70,11 @@ class Results:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.splitlines()[0] if __doc__ else "",
+        epilog="`python -m bench demo-login --help`: end-to-end time of `qrlink demo --auto`'s login, poll vs push",
+    )
     parser.add_argument("--quick", action="store_true", help="one short repetition of smaller runs (~3 min)")
     parser.add_argument(
         "--targets",
@@ -255,6 +259,11 @@ def _idle(server: RunningServer, plan: Plan, results: Results) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo-login"]:  # its own command: one dev stack, not the targets below (bench/demo_login.py)
+        from bench import demo_login
+
+        return demo_login.main(argv[1:])
     args = _parser().parse_args(argv)
     plan = Plan.for_args(args)
     chosen = [targets.TARGETS[name] for name in (args.targets or targets.TARGETS)]
