@@ -12,9 +12,8 @@ Cases:
 - ``gen1``: MSC4108 through our rendezvous server, as ``qrlink demo --gen 1`` runs it.
 - ``gen2-synapse``: MSC4388 with the session on Synapse, as ``qrlink demo --gen 2`` runs it. Synapse does not
   advertise the push extension, so ``--push`` falls back to interval polling: both rows measure the same thing.
-- ``gen2-ours``: MSC4388 with the session on our rendezvous server instead. With ``new-shows`` the QR code's
-  base URL only says where the session lives (the new device learns its homeserver from the phone's
-  ``m.login.protocols``), so the demo's login runs unchanged apart from where the desktop creates the session.
+- ``gen2-ours``: MSC4388 with the session on our rendezvous server, as ``qrlink demo --gen 2 --gen2-rendezvous
+  qrlink`` runs it: a second dev stack whose homeserver URL is a front proxy with our rendezvous server under it.
   This is the Gen-2 comparison that means something.
 """
 
@@ -27,7 +26,7 @@ import io
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,6 @@ from bench.stats import median, percentile
 
 if TYPE_CHECKING:
     from devstack import DevStack
-    from qrlink_client.login import ShowGen1, ShowGen2
 
 CASES = ("gen1", "gen2-synapse", "gen2-ours")
 #: The RFC 8628 ``interval`` the demo hands its devices (``run_demo`` starts its stack with it).
@@ -110,34 +108,6 @@ def _progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def _gen2_session_on(base_url: str | None) -> Iterator[None]:
-    """While active, the demo's desktop creates its Gen-2 session at ``base_url`` instead of on the homeserver.
-
-    ``qrlink demo`` has no option for this (its Gen-2 is "the session on Synapse"), so the bench swaps the one
-    function that picks where the session is created, and puts it back afterwards; everything else is the demo's
-    own code path. ``None`` leaves the demo as it is.
-    """
-    from qrlink_client import cli_demo
-    from qrlink_client.login import ShowGen2
-
-    if base_url is None:
-        yield
-        return
-    original = cli_demo._show
-
-    async def show(http: Any, stack: DevStack, generation: Any) -> ShowGen1 | ShowGen2:
-        if generation == 2:
-            return ShowGen2(base_url)
-        return await original(http, stack, generation)
-
-    cli_demo._show = show  # see the docstring: the demo has no such option
-    try:
-        yield
-    finally:
-        cli_demo._show = original
-
-
 def _one_login(stack: DevStack, case: Case, push: bool) -> tuple[float | None, str]:
     """Run the demo's ``--auto`` login once; its ``elapsed_ms`` (None when it failed) and its progress lines."""
     from qrlink_client import cli_demo
@@ -145,9 +115,8 @@ def _one_login(stack: DevStack, case: Case, push: bool) -> tuple[float | None, s
 
     args = argparse.Namespace(auto=True, gen=case.generation, roles=cli_demo.NEW_SHOWS, push=push)
     log = io.StringIO()
-    ours = stack.rendezvous_url if case.rendezvous == "ours" and case.generation == 2 else None
     # The demo's consoles write to stderr, looked up when they write: 60 logins' progress goes to the log instead.
-    with contextlib.redirect_stderr(log), _gen2_session_on(ours):
+    with contextlib.redirect_stderr(log):
         try:
             summary = asyncio.run(cli_demo._demo(args, stack, Console("[demo]")))
         except Exception as exc:  # a failed login is counted and shown, the others still run
@@ -221,22 +190,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = [_CASES[name] for name in args.cases]
     began = time.monotonic()
     _progress("starting the development stack (OAuth server, Synapse, rendezvous server)")
-    with DevStack.start(poll_interval=DEMO_DEVICE_GRANT_INTERVAL_S, rendezvous=True) as stack:
+    with contextlib.ExitStack() as running:
+        stack = running.enter_context(DevStack.start(poll_interval=DEMO_DEVICE_GRANT_INTERVAL_S, rendezvous=True))
+        # Gen-2 through our server: a second stack whose homeserver URL is a front proxy with our rendezvous server
+        # under it (`qrlink demo --gen2-rendezvous qrlink`), the shape an admin deploys.
+        front = None
+        if any(case.rendezvous == "ours" and case.generation == 2 for case in cases):
+            front = running.enter_context(
+                DevStack.start(poll_interval=DEMO_DEVICE_GRANT_INTERVAL_S, gen2_rendezvous="qrlink")
+            )
         stack_start = time.monotonic() - began
-        _progress(f"stack up in {stack_start:.1f}s")
+        _progress(f"stack{'s' if front else ''} up in {stack_start:.1f}s")
         advertised = _push_advertised(stack)
         _progress(f"push advertised: {advertised}")
+
+        def stack_for(case: Case) -> DevStack:
+            return front if front is not None and case.rendezvous == "ours" and case.generation == 2 else stack
+
         results = [
             CaseResult(case.name, case.generation, case.rendezvous, push, advertised.get(case.rendezvous, False))
             for case in cases
             for push in (False, True)
         ]
         for _ in range(args.warmup):
-            _one_login(stack, cases[0], push=False)
+            _one_login(stack_for(cases[0]), cases[0], push=False)
         # Interleaved: round i runs every case and mode once, so slow spells of the machine spread over all rows.
         for round_ in range(args.runs):
             for result in results:
-                elapsed, log = _one_login(stack, _CASES[result.case], result.push_requested)
+                case = _CASES[result.case]
+                elapsed, log = _one_login(stack_for(case), case, result.push_requested)
                 mode = "push" if result.push_requested else "poll"
                 if elapsed is None:
                     result.failures.append(log)

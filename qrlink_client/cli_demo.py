@@ -66,7 +66,16 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
         type=int,
         choices=(1, 2),
         default=1,
-        help="1 = MSC4108 through our rendezvous server (default), 2 = MSC4388 on Synapse",
+        help="1 = MSC4108 through our rendezvous server (default), 2 = MSC4388 under the homeserver URL",
+    )
+    parser.add_argument(
+        "--gen2-rendezvous",
+        choices=("synapse", "qrlink"),
+        default="synapse",
+        help=(
+            "who hosts Gen-2 sessions: Synapse's own MSC4388 endpoint (default), or our rendezvous server behind a "
+            "front proxy that serves as the homeserver URL, as an admin would deploy it"
+        ),
     )
     parser.add_argument(
         "--roles",
@@ -109,7 +118,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         started = time.monotonic()
         try:
-            with DevStack.start(poll_interval=1) as stack:
+            with DevStack.start(poll_interval=1, gen2_rendezvous=args.gen2_rendezvous) as stack:
                 console.line(f"stack up in {time.monotonic() - started:.1f}s")
                 console.line(f"  homeserver  {stack.homeserver_url}  (server name {stack.server_name})")
                 console.line(f"  OAuth       {stack.issuer}")
