@@ -1,13 +1,10 @@
 """The push extension (long-poll, WebSocket watch) and its automatic fallback to interval polling.
 
-Our server does not implement the extension yet, so :class:`PushServer` below stands in for it: a tiny ASGI
-app (Starlette) served by real uvicorn on a real socket, implementing just the extension as specified (header
-and discovery field, ``since`` + ``timeout_ms``, ``Prefer: wait``, ``/watch`` WebSockets closing with 4404)
-plus the bare session semantics around it. It stands in for the extension until the server implements it. The
-fallback is tested against our real server, which advertises nothing.
-
-The stand-in also serves the expiry tests, because it can give sessions a lifetime of a second or two and a
-skewed clock, which a real server (120 s minimum, honest clock) cannot.
+Delivery itself is tested against our real server (long-poll and WebSocket watch, both generations), and so is
+the fallback when the server advertises nothing. :class:`PushServer` below is a stand-in for what our server
+cannot be made to do on purpose: a tiny ASGI app (Starlette) on real uvicorn implementing the extension with
+knobs — refusing or closing watches, answering without push, sessions living a second or two, a skewed clock
+(a real server has a 120 s minimum lifetime and an honest clock) — plus the request shapes it records.
 """
 
 from __future__ import annotations
@@ -41,6 +38,7 @@ from qrlink_client.transport import (
 )
 from qrlink_client.transport.push import parse_push_discovery, parse_push_header
 from tests.support import transport as support
+from tests.support.server import serve_cli
 from tests.support.transport import OurServer, RecordingTransport, UvicornThread
 
 # Fixtures shared with the other transport tests.
@@ -356,19 +354,6 @@ async def test_gen1_long_poll_sends_prefer_wait_with_if_none_match(
     assert all("if-none-match" in p.headers for p in polls)
 
 
-@pytest.mark.parametrize("push_server", [LONG_POLL_ONLY], indirect=True)
-async def test_gen1_long_poll_delivers_faster_than_the_poll_interval(
-    http: httpx.AsyncClient, opened: list[Any], push_server: tuple[PushServer, str]
-) -> None:
-    generator, scanner = await gen1_pair(http, push_server[1], opened)
-    await scanner.send("initiate")
-    assert await generator.receive(timeout=5) == "initiate"
-
-    received, latency = await timed_receive(scanner, generator, "ok")
-
-    assert received == "ok"
-    assert latency < 1.0  # interval polling would need up to 3 s
-
 
 @pytest.mark.parametrize("push_server", [LONG_POLL_ONLY], indirect=True)
 async def test_gen2_long_poll_sends_since_and_timeout_ms(
@@ -418,41 +403,53 @@ async def test_push_disabled_by_options_polls_plainly(
     )
 
 
+# --- delivery through our real server ----------------------------------------------------------------------
+
+GEN1_CREATE_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+
+
+@pytest.fixture(scope="module", params=["websocket", "long-poll"])
+def our_push_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """Our rendezvous server with push on; ``long-poll``: the WebSocket watch switched off. Rate limits off."""
+    env = {"RENDEZVOUS_SESSION_RATE_PER_SECOND": "0", "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0"}
+    if request.param == "long-poll":
+        env["RENDEZVOUS_PUSH_WEBSOCKET"] = "false"
+    with serve_cli(env) as base_url:
+        yield request.param, base_url
+
+
+@pytest.mark.parametrize("generation", [1, 2])
+async def test_our_server_delivers_faster_than_the_poll_interval(
+    http: httpx.AsyncClient,
+    opened: list[Any],
+    recorder: RecordingTransport,
+    our_push_server: tuple[str, str],
+    generation: int,
+) -> None:
+    mode, base = our_push_server
+    if generation == 1:
+        gen1 = await Gen1Transport.create(http, base + GEN1_CREATE_PATH, options=options())
+        generator: Gen1Transport | Gen2Transport = gen1
+        scanner: Gen1Transport | Gen2Transport = await Gen1Transport.join(http, gen1.url, options=options())
+    else:
+        generator = await Gen2Transport.create(http, base, options=options())
+        scanner = await Gen2Transport.join(http, base, generator.rendezvous_id, options=options())
+    opened += [generator, scanner]
+    await scanner.send("initiate")
+    assert await generator.receive(timeout=5) == "initiate"
+    recorder.exchanges.clear()
+
+    received, latency = await timed_receive(scanner, generator, "ok")
+
+    assert received == "ok"
+    assert latency < 1.0  # interval polling would need up to 3 s
+    if mode == "websocket":
+        assert recorder.requests("GET") == []  # delivered over the watch, no polls
+
+
 # --- WebSocket watch ----------------------------------------------------------------------------------------
 
 
-async def test_gen1_watch_delivers_without_polling(
-    http: httpx.AsyncClient,
-    opened: list[Any],
-    recorder: RecordingTransport,
-    push_server: tuple[PushServer, str],
-) -> None:
-    generator, scanner = await gen1_pair(http, push_server[1], opened)
-    await scanner.send("initiate")
-    assert await generator.receive(timeout=5) == "initiate"
-    recorder.exchanges.clear()
-
-    received, latency = await timed_receive(scanner, generator, "ok")
-
-    assert (received, latency < 1.0) == ("ok", True)
-    assert recorder.requests("GET") == []
-
-
-async def test_gen2_watch_delivers_without_polling(
-    http: httpx.AsyncClient,
-    opened: list[Any],
-    recorder: RecordingTransport,
-    push_server: tuple[PushServer, str],
-) -> None:
-    generator, scanner = await gen2_pair(http, push_server[1], opened)
-    await scanner.send("initiate")
-    assert await generator.receive(timeout=5) == "initiate"
-    recorder.exchanges.clear()
-
-    received, latency = await timed_receive(scanner, generator, "ok")
-
-    assert (received, latency < 1.0) == ("ok", True)
-    assert recorder.requests("GET") == []
 
 
 async def test_watch_skips_the_echo_of_its_own_write(
