@@ -1,0 +1,43 @@
+"""The rendezvous protocol's names: URL paths and Matrix errcodes, in one place.
+
+The route handlers, the OpenAPI document, the self-test and the tests all read these. The module imports
+nothing, so a client of the server (the self-test, a test) can use it without loading the server.
+"""
+
+from __future__ import annotations
+
+# --- paths ----------------------------------------------------------------------------------------------------
+
+#: Gen-1 (MSC4108, 2024 text): what every shipping Element client speaks.
+GEN1_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+#: Gen-2 (MSC4388) under its unstable prefix.
+GEN2_UNSTABLE_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
+#: Gen-2 under the stable prefix (served only when enabled).
+GEN2_STABLE_PATH = "/_matrix/client/v1/rendezvous"
+
+HEALTH_PATH = "/health"
+OPENAPI_PATH = "/_rendezvous/openapi.json"
+METRICS_PATH = "/metrics"
+#: The homeserver endpoint that the Gen-2 create policy ``authenticated`` asks about an access token.
+WHOAMI_PATH = "/_matrix/client/v3/account/whoami"
+#: The homeserver endpoint a client reads to learn which unstable features (and so which generations) exist.
+VERSIONS_PATH = "/_matrix/client/versions"
+
+# --- errcodes -------------------------------------------------------------------------------------------------
+
+M_BAD_JSON = "M_BAD_JSON"
+M_CONCURRENT_WRITE = "M_CONCURRENT_WRITE"
+M_FORBIDDEN = "M_FORBIDDEN"
+M_INVALID_PARAM = "M_INVALID_PARAM"
+M_LIMIT_EXCEEDED = "M_LIMIT_EXCEEDED"
+M_MISSING_PARAM = "M_MISSING_PARAM"
+M_NOT_FOUND = "M_NOT_FOUND"
+M_NOT_JSON = "M_NOT_JSON"
+M_TOO_LARGE = "M_TOO_LARGE"
+M_UNKNOWN = "M_UNKNOWN"
+M_UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"  # noqa: S105 (an errcode, not a secret)
+M_UNRECOGNIZED = "M_UNRECOGNIZED"
+
+#: Gen-2's concurrent-write errcode differs by prefix: the unstable one is namespaced.
+GEN2_UNSTABLE_CONCURRENT_WRITE = "IO_ELEMENT_MSC4388_CONCURRENT_WRITE"
+GEN2_STABLE_CONCURRENT_WRITE = M_CONCURRENT_WRITE
