@@ -22,10 +22,9 @@ import httpx
 from .auth import TokenVerifier
 from .config import CreatePolicy, Settings, load_settings
 from .context import ServerContext
-from .gen1 import PATH as GEN1_PATH
 from .gen1 import Gen1Api
 from .gen1 import watch_frame as gen1_watch_frame
-from .gen2 import STABLE_PATH, UNSTABLE_PATH, Gen2Api
+from .gen2 import Gen2Api
 from .gen2 import watch_frame as gen2_watch_frame
 from .http import (
     COMMON_HEADERS,
@@ -42,8 +41,18 @@ from .http import (
     json_response,
 )
 from .logs import configure_logging
-from .metrics import CONTENT_TYPE, METRICS_PATH, ExpiryWatch, InstrumentedStore, Metrics, serve_metrics_port
-from .openapi import HEALTH_PATH, OPENAPI_PATH, build_openapi
+from .metrics import CONTENT_TYPE, ExpiryWatch, InstrumentedStore, Metrics, serve_metrics_port
+from .openapi import build_openapi
+from .protocol import (
+    GEN1_PATH,
+    GEN2_STABLE_PATH,
+    GEN2_UNSTABLE_PATH,
+    HEALTH_PATH,
+    M_UNKNOWN,
+    M_UNRECOGNIZED,
+    METRICS_PATH,
+    OPENAPI_PATH,
+)
 from .proxy import ProxyResolver
 from .push import Push, Watcher, refuse
 from .store import Generation, SessionStore, StoreUnavailable
@@ -60,11 +69,11 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _unrecognized() -> MatrixError:
-    return MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
+    return MatrixError(404, M_UNRECOGNIZED, "Unrecognized request")
 
 
 def _method_not_allowed(allowed: str) -> MatrixError:
-    return MatrixError(405, "M_UNRECOGNIZED", "Method not allowed", headers=[(b"allow", allowed.encode())])
+    return MatrixError(405, M_UNRECOGNIZED, "Method not allowed", headers=[(b"allow", allowed.encode())])
 
 
 def _preflight() -> Response:
@@ -118,9 +127,9 @@ class RendezvousApp:
         gen2_on = settings.gen2_create_policy is not CreatePolicy.OFF
         self._gen2: list[tuple[str, Gen2Api]] = []
         if gen2_on:
-            self._gen2.append((UNSTABLE_PATH, Gen2Api(self.context, self.push, stable=False)))
+            self._gen2.append((GEN2_UNSTABLE_PATH, Gen2Api(self.context, self.push, stable=False)))
             if settings.gen2_stable_api:
-                self._gen2.append((STABLE_PATH, Gen2Api(self.context, self.push, stable=True)))
+                self._gen2.append((GEN2_STABLE_PATH, Gen2Api(self.context, self.push, stable=True)))
         self._gen1_watch = Watcher(self.context, self.push, Generation.GEN1, gen1_watch_frame)
         self._gen2_watch = Watcher(self.context, self.push, Generation.GEN2, gen2_watch_frame)
         self._openapi = json_bytes(build_openapi(settings))
@@ -197,13 +206,13 @@ class RendezvousApp:
             response = exc.to_response()
         except StoreUnavailable:
             response = MatrixError(
-                503, "M_UNKNOWN", "Session store unavailable", retry_after_ms=STORE_RETRY_AFTER_MS
+                503, M_UNKNOWN, "Session store unavailable", retry_after_ms=STORE_RETRY_AFTER_MS
             ).to_response()
         except ClientDisconnected:
             response = None
         except Exception:
             logger.exception("unexpected error handling %s", scope.get("method"))
-            response = MatrixError(500, "M_UNKNOWN", "Internal server error").to_response()
+            response = MatrixError(500, M_UNKNOWN, "Internal server error").to_response()
         if response is not None:
             await response.send(send)
         route = request.route
@@ -320,7 +329,7 @@ class RendezvousApp:
             if (await receive())["type"] == "websocket.connect":
                 await refuse(scope, send, _unrecognized())
         except StoreUnavailable:
-            error = MatrixError(503, "M_UNKNOWN", "Session store unavailable", retry_after_ms=STORE_RETRY_AFTER_MS)
+            error = MatrixError(503, M_UNKNOWN, "Session store unavailable", retry_after_ms=STORE_RETRY_AFTER_MS)
             try:
                 await refuse(scope, send, error)
             except (RuntimeError, OSError):

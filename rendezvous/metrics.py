@@ -34,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .protocol import METRICS_PATH
 from .store import Generation, Session, SessionStore, StoreError, StoreUnavailable, WriteResult
 from .store.base import RateLimit
 
@@ -41,7 +42,6 @@ logger = logging.getLogger("rendezvous.metrics")
 
 #: Set by operators for multi-worker deployments; prometheus-client reads it when it is imported.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-METRICS_PATH = "/metrics"
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
 #: Request latency buckets (seconds): sub-millisecond reads up to the longest long-poll.

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the routes this server mounts, served at :data:`OPENAPI_PATH`.
+"""The OpenAPI 3.1 description of the routes this server mounts, served at :data:`rendezvous.protocol.OPENAPI_PATH`.
 
 It is built from the same settings that decide which prefixes the router mounts, so a disabled API is absent
 here too; ``tests/server`` checks every described operation against the running server.
@@ -10,11 +10,15 @@ from typing import Any
 
 from . import __version__
 from .config import CreatePolicy, Settings
-from .gen1 import PATH as GEN1_PATH
-from .gen2 import STABLE_CONCURRENT_WRITE, STABLE_PATH, UNSTABLE_CONCURRENT_WRITE, UNSTABLE_PATH
-
-OPENAPI_PATH = "/_rendezvous/openapi.json"
-HEALTH_PATH = "/health"
+from .protocol import (
+    GEN1_PATH,
+    GEN2_STABLE_CONCURRENT_WRITE,
+    GEN2_STABLE_PATH,
+    GEN2_UNSTABLE_CONCURRENT_WRITE,
+    GEN2_UNSTABLE_PATH,
+    HEALTH_PATH,
+    OPENAPI_PATH,
+)
 
 _ERROR = {"$ref": "#/components/schemas/MatrixError"}
 
@@ -210,9 +214,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
     if settings.gen1_enabled:
         paths.update(_gen1_paths())
     if settings.gen2_create_policy is not CreatePolicy.OFF:
-        paths.update(_gen2_paths(UNSTABLE_PATH, UNSTABLE_CONCURRENT_WRITE, "Gen-2 (MSC4388)", "gen2"))
+        paths.update(_gen2_paths(GEN2_UNSTABLE_PATH, GEN2_UNSTABLE_CONCURRENT_WRITE, "Gen-2 (MSC4388)", "gen2"))
         if settings.gen2_stable_api:
-            paths.update(_gen2_paths(STABLE_PATH, STABLE_CONCURRENT_WRITE, "Gen-2 stable", "gen2Stable"))
+            paths.update(_gen2_paths(GEN2_STABLE_PATH, GEN2_STABLE_CONCURRENT_WRITE, "Gen-2 stable", "gen2Stable"))
     paths[HEALTH_PATH] = {
         "get": {
             "operationId": "health",

@@ -38,6 +38,9 @@ M_UNKNOWN = "M_UNKNOWN"
 M_UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"  # noqa: S105 (an errcode, not a secret)
 M_UNRECOGNIZED = "M_UNRECOGNIZED"
 
+#: Gen-1's 412 carries ``M_UNKNOWN`` as its errcode and the real one, ``M_CONCURRENT_WRITE``, in this field.
+MSC4108_ERRCODE_FIELD = "org.matrix.msc4108.errcode"
+
 #: Gen-2's concurrent-write errcode differs by prefix: the unstable one is namespaced.
 GEN2_UNSTABLE_CONCURRENT_WRITE = "IO_ELEMENT_MSC4388_CONCURRENT_WRITE"
 GEN2_STABLE_CONCURRENT_WRITE = M_CONCURRENT_WRITE
