@@ -44,6 +44,7 @@ from .protocol import (
     MSC4108_ERRCODE_FIELD,
 )
 from .push import Push, preferred_wait
+from .routes import GEN1_LONG_POLL
 from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome, is_opaque_id
 
 logger = logging.getLogger("rendezvous.gen1")
@@ -155,7 +156,7 @@ class Gen1Api:
         #: The push advertisement, on every session answer (POST, GET, PUT).
         self._push_headers = push.headers
         self._counters = context.metrics.generations[Generation.GEN1]
-        self._long_poll_route = context.metrics.routes["gen1.long_poll"]
+        self._long_poll_route = context.metrics.routes[GEN1_LONG_POLL]
 
     async def create(self, request: Request) -> Response:
         """``POST …/rendezvous``: text/plain body (may be empty) → 201 ``{"url"}``. Unauthenticated."""

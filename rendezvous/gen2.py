@@ -36,6 +36,7 @@ from .protocol import (
     M_UNKNOWN_TOKEN,
 )
 from .push import DISCOVERY_FIELD, Push
+from .routes import GEN2_LONG_POLL
 from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome, is_opaque_id
 
 logger = logging.getLogger("rendezvous.gen2")
@@ -156,7 +157,7 @@ class Gen2Api:
         #: The push advertisement, on every session answer (POST, GET, PUT).
         self._push_headers = push.headers
         self._counters = context.metrics.generations[Generation.GEN2]
-        self._long_poll_route = context.metrics.routes["gen2.long_poll"]
+        self._long_poll_route = context.metrics.routes[GEN2_LONG_POLL]
         self._concurrent_errcode = GEN2_STABLE_CONCURRENT_WRITE if stable else GEN2_UNSTABLE_CONCURRENT_WRITE
         settings = context.settings
         self._payload_limit = settings.max_payload_bytes
@@ -255,7 +256,7 @@ class Gen2Api:
             self._push_headers,
         )
 
-    async def put(self, request: Request, session_id: str, txn_id: str | None) -> Response:
+    async def put(self, request: Request, session_id: str, txn_id: str | None = None) -> Response:
         """``PUT …/rendezvous/{id}[/{txnId}] {"sequence_token", "data"}`` → ``{"sequence_token"}``.
 
         With a txnId, a repeated txnId gets the recorded answer (409 included) without a new compare-and-swap.
