@@ -12,6 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from rendezvous.store import Generation, StoreFull
+from rendezvous.store import _redis_pipeline as redis_pipeline
 from rendezvous.store.redis import RedisStore
 from tests.store.conftest import REDIS_URL, redis_store_at, shared_cluster
 
@@ -141,12 +142,10 @@ async def test_without_the_expected_connection_internals_the_store_falls_back_to
 ) -> None:
     # The pipelined connection reads a private attribute of redis-py's connections; a redis-py release without
     # it must cost speed, not service.
-    import rendezvous.store.redis as redis_store
-
     def unsupported(*args: object, **kwargs: object) -> None:
-        raise redis_store._UnsupportedConnection
+        raise redis_pipeline.UnsupportedConnection
 
-    monkeypatch.setattr(redis_store, "_Pipe", unsupported)
+    monkeypatch.setattr(redis_pipeline, "Pipe", unsupported)
     session = await store.create(Generation.GEN2, b"x", ttl_ms=60_000)
     written = await store.write(session.id, b"y", expected_version=1)
     got = await store.get(session.id)
