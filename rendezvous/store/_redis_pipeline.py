@@ -54,6 +54,11 @@ class Multiplexer:
         self._connecting: asyncio.Task[Pipe] | None = None
         self._closed = False
 
+    @property
+    def connected(self) -> bool:
+        """Whether a pipelined connection is open (made at the first call, and again after a failure)."""
+        return self._pipe is not None and not self._pipe.closed
+
     async def call(self, command: tuple[Any, ...]) -> Any:
         """Send ``command`` and return its reply. Raises redis-py's errors (an error reply included)."""
         pipe = self._pipe

@@ -468,6 +468,16 @@ class RedisStore(SessionStore):
         finally:
             self._waiters -= 1
 
+    @property
+    def pipelined(self) -> bool:
+        """Whether script calls go over the pipelined connection (see ``docs/redis.md``).
+
+        True on a single server until the first call finds that the installed redis-py's connections lack the
+        internals the pipeline needs; from then on calls go through redis-py's client (slower, and a warning is
+        logged). Always False on a cluster.
+        """
+        return self._multiplexer is not None
+
     def waiter_count(self) -> int:
         return self._waiters
 
