@@ -1,7 +1,7 @@
 """``python -m bench demo-login``: end-to-end time of ``qrlink demo --auto``'s login, interval polling vs push.
 
 One development stack (OAuth server, Synapse, our rendezvous server) is started once; then the demo's own login
-(:func:`qrlink_client.cli_demo._demo`, roles ``new-shows``) runs N times per case, with ``--push`` and with
+(:func:`qrlink_client.cli.demo._demo`, roles ``new-shows``) runs N times per case, with ``--push`` and with
 ``--no-push``, interleaved so that drift on a shared machine hits every case alike. The time of one login is
 the demo's ``elapsed_ms``: from the start of both devices to the end of the new device's checks on Synapse
 (``/keys/query`` cross-signing chain, ``/room_keys/version`` backup key). The stack start and the creation of
@@ -110,8 +110,8 @@ def _progress(message: str) -> None:
 
 def _one_login(stack: DevStack, case: Case, push: bool) -> tuple[float | None, str]:
     """Run the demo's ``--auto`` login once; its ``elapsed_ms`` (None when it failed) and its progress lines."""
-    from qrlink_client import cli_demo
-    from qrlink_client.cli_io import Console
+    from qrlink_client.cli import demo as cli_demo
+    from qrlink_client.cli.io import Console
 
     args = argparse.Namespace(auto=True, gen=case.generation, roles=cli_demo.NEW_SHOWS, push=push)
     log = io.StringIO()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import QrLinkError
+from ..errors import QrLinkError
 
 if TYPE_CHECKING:
     import httpx
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from devstack import DevStack
     from devstack.demo import DemoUser
 
-    from .cli_io import Console
-    from .flow import Progress
-    from .login import CheckCodePrompt, NewDeviceLoginResult, ShowGen1, ShowGen2
+    from ..flow import Progress
+    from ..login import CheckCodePrompt, NewDeviceLoginResult, ShowGen1, ShowGen2
+    from .io import Console
 
 __all__ = ["ApprovalFailed", "StackUnavailable", "configure_demo", "run_demo"]
 
@@ -96,8 +96,8 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; exit status 0 only if the desktop ends cross-signed with the right backup key."""
-    from .cli_io import Console
-    from .cli_login import require_e2ee
+    from .io import Console
+    from .login import require_e2ee
 
     require_e2ee()
     try:
@@ -149,8 +149,8 @@ class _Handover:
 
     def watch(self, printer: Callable[[Progress], None]) -> Callable[[Progress], None]:
         """``printer``, also catching the QR payload and the displayed check code for the other side."""
-        from .flow import EstablishingSecureChannel
-        from .login import QrCodeReady
+        from ..flow import EstablishingSecureChannel
+        from ..login import QrCodeReady
 
         def on_progress(step: Progress) -> None:
             printer(step)
@@ -168,10 +168,10 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
 
     from devstack.demo import create_demo_user
 
-    from .cli_io import Console, ProgressPrinter
-    from .e2ee import E2eeHomeserver, SecretStorageSecrets
-    from .login import grant_login, login_new_device
-    from .transport import TransportOptions
+    from ..e2ee import E2eeHomeserver, SecretStorageSecrets
+    from ..login import grant_login, login_new_device
+    from ..transport import TransportOptions
+    from .io import Console, ProgressPrinter
 
     generation: Literal[1, 2] = 1 if args.gen == 1 else 2
     new_shows = args.roles == NEW_SHOWS
@@ -271,8 +271,8 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
 
 
 async def _show(http: httpx.AsyncClient, stack: DevStack, generation: Literal[1, 2]) -> ShowGen1 | ShowGen2:
-    from .cli_io import discover_gen1_rendezvous, gen1_create_url
-    from .login import ShowGen1, ShowGen2
+    from ..login import ShowGen1, ShowGen2
+    from .io import discover_gen1_rendezvous, gen1_create_url
 
     if generation == 2:
         return ShowGen2(stack.homeserver_url)
@@ -283,7 +283,7 @@ async def _show(http: httpx.AsyncClient, stack: DevStack, generation: Literal[1,
 
 def _prompt(args: argparse.Namespace, console: Console, peer: str, handover: _Handover) -> CheckCodePrompt:
     """The showing device's check-code prompt: stdin, or with ``--auto`` the code the scanner displayed."""
-    from .cli_io import check_code_prompt
+    from .io import check_code_prompt
 
     if not args.auto:
         return check_code_prompt(console, peer=peer)
@@ -350,7 +350,7 @@ async def _check_on_synapse(
 ) -> tuple[bool, bool]:
     """Ask the homeserver, with the desktop's new token, whether its keys are cross-signed and whether the
     backup key it received is the one of the server's current backup."""
-    from .e2ee import MEGOLM_BACKUP_ALGORITHM, E2eeError, E2eeHomeserver, check_backup_key, verify_json
+    from ..e2ee import MEGOLM_BACKUP_ALGORITHM, E2eeError, E2eeHomeserver, check_backup_key, verify_json
 
     homeserver = E2eeHomeserver(homeserver_url, result.access_token, user_id=result.user_id, client=http)
     keys = await homeserver.query_keys([result.user_id])

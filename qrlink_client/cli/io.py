@@ -22,9 +22,9 @@ from typing import ClassVar, TextIO
 
 import httpx
 
-from ._b64 import b64encode
-from .errors import QrLinkError
-from .flow import (
+from .._b64 import b64encode
+from ..errors import QrLinkError
+from ..flow import (
     Done,
     EstablishingSecureChannel,
     ExistingDeviceResult,
@@ -34,7 +34,7 @@ from .flow import (
     WaitingForAuth,
     WaitingForToken,
 )
-from .login import CheckCodePrompt, QrCodeReady
+from ..login import CheckCodePrompt, QrCodeReady
 
 __all__ = [
     "GEN1_RENDEZVOUS_PATH",
@@ -149,7 +149,7 @@ class ProgressPrinter:
         elif isinstance(step, QrCodeReady):
             data = step.data
             if self.show_qr:
-                from .qr_render import render_terminal
+                from ..qr.render import render_terminal
 
                 self.console.block(render_terminal(data))
             say(f"QR code ready ({len(data)} bytes): scan it with {self.peer}")

@@ -26,16 +26,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from . import __version__
-from ._b64 import b64decode, b64encode
-from .channel import EciesChannel, HpkeChannel, HpkeProfile, Role, SecureChannel
-from .errors import QrLinkError
-from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, QrPrefix, decode_qr
+from .. import __version__
+from .._b64 import b64decode, b64encode
+from ..channel import EciesChannel, HpkeChannel, HpkeProfile, Role, SecureChannel
+from ..errors import QrLinkError
+from ..qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, QrPrefix, decode_qr
 
 if TYPE_CHECKING:
     import httpx
 
-    from .transport import RendezvousTransport as Transport
+    from ..transport import RendezvousTransport as Transport
 
 __all__ = [
     "BadJson",
@@ -531,7 +531,7 @@ async def op_handshake_start(peer: Peer, req: Request) -> Response:
 
 
 async def _start_generator(peer: Peer, req: Request, secret: bytes | None) -> Response:
-    from .transport import Gen1Transport, Gen2Transport
+    from ..transport import Gen1Transport, Gen2Transport
 
     generation = _int(req, "generation", (1, 2))
     nonce = _hex(req, "response_nonce_hex", required=False)
@@ -585,7 +585,7 @@ async def _discard(transport: Transport) -> None:
 
 
 async def _start_scanner(peer: Peer, req: Request, secret: bytes | None) -> Response:
-    from .transport import Gen1Transport, Gen2Transport
+    from ..transport import Gen1Transport, Gen2Transport
 
     qr = decode_qr(_req_hex(req, "qr_hex"))
     transport: Transport

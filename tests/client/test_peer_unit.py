@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrlink_client import peer as peer_module
-from qrlink_client.peer import Peer, qr_from_fields, qr_to_fields
+from qrlink_client.cli import peer as peer_module
+from qrlink_client.cli.peer import Peer, qr_from_fields, qr_to_fields
 from qrlink_client.qr import decode_qr
 from tests.client._vectors import qr_login
 
