@@ -24,7 +24,7 @@ def _run_decode(args: argparse.Namespace) -> int:
     import json
 
     from ..qr import decode_qr
-    from .peer import qr_to_fields
+    from ..qr.fields import qr_to_fields
 
     data = read_qr_input(args.input)
     fields = qr_to_fields(decode_qr(data))
