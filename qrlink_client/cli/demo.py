@@ -271,8 +271,8 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
 
 
 async def _show(http: httpx.AsyncClient, stack: DevStack, generation: Literal[1, 2]) -> ShowGen1 | ShowGen2:
+    from ..discovery import discover_gen1_rendezvous, gen1_create_url
     from ..login import ShowGen1, ShowGen2
-    from .io import discover_gen1_rendezvous, gen1_create_url
 
     if generation == 2:
         return ShowGen2(stack.homeserver_url)

@@ -266,8 +266,8 @@ async def _login(args: argparse.Namespace, pickle_key: bytes) -> NewDeviceLoginR
 
 async def _show(http: httpx.AsyncClient, args: argparse.Namespace) -> ShowGen1 | ShowGen2:
     """Where to create the session this device shows: ``--gen``, ``--rendezvous`` and ``--homeserver``."""
+    from ..discovery import discover_gen1_rendezvous, gen1_create_url
     from ..login import ShowGen1, ShowGen2
-    from .io import discover_gen1_rendezvous, gen1_create_url
 
     if args.gen == 2:
         if not args.homeserver:
