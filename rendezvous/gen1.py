@@ -49,9 +49,6 @@ from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome
 
 logger = logging.getLogger("rendezvous.gen1")
 
-#: Only for ``rendezvous/selftest.py``, which imports the path from here until it reads :mod:`rendezvous.protocol`.
-PATH = GEN1_PATH
-
 # RFC 9110 entity-tag: optional W/, then a quoted run of etagc characters. Anything else is malformed.
 _ENTITY_TAG_RE = re.compile(rb'(W/)?"[\x21\x23-\x7e\x80-\xff]*"')
 _OUR_ETAG_RE = re.compile(rb'"([A-Za-z0-9_-]{8})-([1-9][0-9]{0,17})"')

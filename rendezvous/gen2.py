@@ -22,9 +22,7 @@ from .http import MatrixError, Request, Response, json_response
 from .logs import redact
 from .protocol import (
     GEN2_STABLE_CONCURRENT_WRITE,
-    GEN2_STABLE_PATH,
     GEN2_UNSTABLE_CONCURRENT_WRITE,
-    GEN2_UNSTABLE_PATH,
     M_FORBIDDEN,
     M_INVALID_PARAM,
     M_LIMIT_EXCEEDED,
@@ -40,12 +38,6 @@ from .routes import GEN2_LONG_POLL
 from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome, is_opaque_id
 
 logger = logging.getLogger("rendezvous.gen2")
-
-# Only for ``rendezvous/selftest.py``, which imports these from here until it reads rendezvous.protocol.
-UNSTABLE_PATH = GEN2_UNSTABLE_PATH
-STABLE_PATH = GEN2_STABLE_PATH
-UNSTABLE_CONCURRENT_WRITE = GEN2_UNSTABLE_CONCURRENT_WRITE
-STABLE_CONCURRENT_WRITE = GEN2_STABLE_CONCURRENT_WRITE
 
 #: The longest decimal version we issue or parse; anything longer cannot be one of our tokens.
 _MAX_TOKEN_DIGITS = 18
