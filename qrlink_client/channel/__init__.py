@@ -4,6 +4,7 @@ Both are pure state machines (no I/O, no clock); see :class:`SecureChannel` for 
 :mod:`qrlink_client.channel.base` for roles, the check code and the error hierarchy.
 """
 
+from ._url import serialise_url
 from .base import (
     ChannelError,
     ChannelStateError,
@@ -38,4 +39,5 @@ __all__ = [
     "Role",
     "SecureChannel",
     "build_aad",
+    "serialise_url",
 ]
