@@ -1,4 +1,4 @@
-"""Gen-2 secure channel: HPKE per MSC4388 (PROTOCOL.md §3.2 as amended by §0.5).
+"""Gen-2 secure channel: HPKE per MSC4388 (docs/protocol.md, "Gen-2 channel: HPKE" and "Profiles").
 
 RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305, info
 ``MATRIX_QR_CODE_LOGIN``.
@@ -10,12 +10,13 @@ RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305
   ``"key"``/``"nonce"``. LoginOkMessage = ``b64(response_nonce ‖ Seal(aad, "MATRIX_QR_CODE_LOGIN_OK"))`` (G's
   sequence 0).
 * Every later message is ``b64(ciphertext)``; S seals with its sender context, G with the response context.
-* Every Seal/Open binds ``AAD = u8len(base_url)‖base_url‖u8len(id)‖id‖u8len(token)‖token``, with the base URL
-  exactly as carried in the QR code. The caller passes the sequence token: the sender the token it puts in its
-  PUT, the receiver the token its own last write (or create) returned.
+* Every Seal/Open binds an AAD of the length-prefixed base URL, rendezvous id and sequence token. The caller
+  passes the sequence token: the sender the token it puts in its PUT, the receiver the token its own last write
+  (or create) returned.
 * The check code is ``Export(CC_CTX, 2)`` shown as ``b0 % 9 + 1, b1 % 10``.
 
-The MSC text and vodozemac's source disagree on two labels; :class:`HpkeProfile` selects one set.
+The MSC text, vodozemac's source and Element X disagree on the two labels and on how the AAD writes the base
+URL; :class:`HpkeProfile` selects one set.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import secrets
 from .._b64 import InvalidBase64, b64decode, b64encode
 from . import _hpke_primitives as hpke
 from ._state import CHECK_CODE_STATES, HandshakeChannel, Operation, transition
+from ._url import serialise_url
 from ._x25519 import check_public_key
 from .base import (
     KEY_LENGTH,
@@ -51,16 +53,38 @@ RESPONSE_NONCE_LENGTH = 32
 """vodozemac draws the response nonce with the AEAD key size, 32 bytes."""
 
 _TAG_LENGTH = 16
-_AAD_FIELD_MAX = 0xFF
+_U8_MAX = 0xFF
+_U16_MAX = 0xFFFF
 
 
 class HpkeProfile(enum.Enum):
-    """The label set to use where the MSC4388 text and vodozemac's source disagree (PROTOCOL.md §0.5.7)."""
+    """The labels and AAD encoding to use where the sources disagree (docs/protocol.md, "Profiles").
+
+    Parse a name with :meth:`parse` or ``HpkeProfile(name)``: the text's profile is ``"msc4388"`` in the
+    documentation and answers to that name as well as to its value ``"msc"``.
+    """
 
     MSC = "msc"
-    """Response label ``"MATRIX_QR_CODE_LOGIN response"``; check-code context ``"…_CHECKCODE"‖Gp‖Sp``."""
+    """The MSC4388 text: response label ``"MATRIX_QR_CODE_LOGIN response"``, check-code context
+    ``"…_CHECKCODE"‖Gp‖Sp``, AAD base URL as u8 length + the exact QR bytes."""
     VODOZEMAC = "vodozemac"
-    """Response label ``"MATRIX_QR_CODE_LOGIN_RESPONSE"``; context ``"…_CHECKCODE|" b64(Gp) "|" b64(Sp)``."""
+    """vodozemac's labels, ``"MATRIX_QR_CODE_LOGIN_RESPONSE"`` and ``"…_CHECKCODE|" b64(Gp) "|" b64(Sp)``; the
+    AAD as in the text."""
+    ELEMENT_X = "element-x"
+    """Element X's Gen-2 branch: vodozemac's labels, and the AAD base URL as u16 length + the ``url`` crate's
+    serialisation of the QR's base URL."""
+
+    @classmethod
+    def parse(cls, name: str) -> HpkeProfile:
+        """The profile called ``name`` (a value or an alias); :class:`ValueError` for an unknown name."""
+        return cls(name)
+
+    @classmethod
+    def _missing_(cls, value: object) -> HpkeProfile | None:
+        # The value stays "msc" for now because the test peer matches values literally and sends "msc".
+        if value == "msc4388":
+            return cls.MSC
+        return None
 
     def response_label(self) -> bytes:
         """The exporter context for the response secret."""
@@ -72,23 +96,45 @@ class HpkeProfile(enum.Enum):
         """The exporter context for the check bytes."""
         if self is HpkeProfile.MSC:
             return INFO + b"_CHECKCODE" + generator_key + scanner_key
+        # G's key first on both sides, whichever side computes it.
         return INFO + b"_CHECKCODE|" + f"{b64encode(generator_key)}|{b64encode(scanner_key)}".encode("ascii")
 
+    def aad_prefix(self, base_url: str, rendezvous_id: str) -> bytes:
+        """The AAD's base URL and rendezvous id fields, the part that is the same for every message.
 
-def _aad_field(value: str, what: str) -> bytes:
+        Raises :class:`InvalidAadField` if a field does not fit its length, or (``element-x``) if the base URL
+        cannot be serialised.
+        """
+        if self is HpkeProfile.ELEMENT_X:
+            # Element X binds its parsed Url: the QR carries "https://host", both sides bind "https://host/".
+            try:
+                url = serialise_url(base_url)
+            except ValueError as exc:
+                raise InvalidAadField(f"base URL cannot be serialised: {exc}") from None
+            url_field = _aad_field(url, "base URL", _U16_MAX)
+        else:
+            url_field = _aad_field(base_url, "base URL", _U8_MAX)
+        return url_field + _aad_field(rendezvous_id, "rendezvous id", _U8_MAX)
+
+
+def _aad_field(value: str, what: str, limit: int) -> bytes:
+    """``value`` in UTF-8 behind its big-endian length: one byte wide for ``limit`` 255, two for 65535."""
     raw = value.encode("utf-8")
-    if len(raw) > _AAD_FIELD_MAX:
-        raise InvalidAadField(f"{what} is {len(raw)} bytes; the AAD allows at most {_AAD_FIELD_MAX}")
-    return bytes([len(raw)]) + raw
+    if len(raw) > limit:
+        raise InvalidAadField(f"{what} is {len(raw)} bytes; the AAD allows at most {limit}")
+    return len(raw).to_bytes(1 if limit == _U8_MAX else 2, "big") + raw
 
 
-def build_aad(base_url: str, rendezvous_id: str, sequence_token: str) -> bytes:
-    """``u8len(base_url)‖base_url‖u8len(id)‖id‖u8len(token)‖token`` (UTF-8; each at most 255 bytes)."""
-    return (
-        _aad_field(base_url, "base URL")
-        + _aad_field(rendezvous_id, "rendezvous id")
-        + _aad_field(sequence_token, "sequence token")
-    )
+def build_aad(
+    base_url: str, rendezvous_id: str, sequence_token: str, profile: HpkeProfile = HpkeProfile.MSC
+) -> bytes:
+    """The AAD of one message: ``profile``'s base URL and id fields, then ``u8len(token)‖token``.
+
+    ``msc4388``, ``vodozemac``: ``u8len(base_url)‖base_url‖u8len(id)‖id‖u8len(token)‖token``, the base URL
+    exactly as in the QR code. ``element-x``: ``u16len(url)‖url‖u8len(id)‖id‖u8len(token)‖token``, ``url`` the
+    ``url`` crate's serialisation of the base URL (:func:`serialise_url`). All text is UTF-8.
+    """
+    return profile.aad_prefix(base_url, rendezvous_id) + _aad_field(sequence_token, "sequence token", _U8_MAX)
 
 
 def response_key_material(response_secret: bytes, enc: bytes, response_nonce: bytes) -> tuple[bytes, bytes]:
@@ -135,12 +181,14 @@ class HpkeChannel(HandshakeChannel):
         secret_key: bytes | None = None,
         profile: HpkeProfile = HpkeProfile.MSC,
     ) -> None:
-        _aad_field(base_url, "base URL")
-        _aad_field(rendezvous_id, "rendezvous id")
+        profile = HpkeProfile(profile)
+        # Built once: it validates both fields up front, and only the sequence token changes per message.
+        aad_prefix = profile.aad_prefix(base_url, rendezvous_id)
         super().__init__(role, secret_key)
         self._base_url = base_url
         self._rendezvous_id = rendezvous_id
-        self._profile = HpkeProfile(profile)
+        self._profile = profile
+        self._aad_prefix = aad_prefix
         self._send: hpke.Context | None = None
         self._receive: hpke.Context | None = None
         self._check_bytes: bytes | None = None
@@ -169,12 +217,12 @@ class HpkeChannel(HandshakeChannel):
 
     @property
     def profile(self) -> HpkeProfile:
-        """The label profile in use."""
+        """The profile in use: the labels and the AAD encoding."""
         return self._profile
 
     @property
     def base_url(self) -> str:
-        """The base URL bound into the AAD, exactly as in the QR code."""
+        """The base URL exactly as in the QR code (``element-x`` binds its serialisation into the AAD)."""
         return self._base_url
 
     @property
@@ -193,7 +241,7 @@ class HpkeChannel(HandshakeChannel):
         """The AAD for ``sequence_token`` on this rendezvous."""
         if sequence_token is None:
             raise MissingSequenceToken("Gen-2 messages need the sequence_token that goes into the AAD")
-        return build_aad(self._base_url, self._rendezvous_id, sequence_token)
+        return self._aad_prefix + _aad_field(sequence_token, "sequence token", _U8_MAX)
 
     def _check_bytes_from(self, context: hpke.Context, generator_key: bytes, scanner_key: bytes) -> bytes:
         return context.export(self._profile.check_code_context(generator_key, scanner_key), 2)

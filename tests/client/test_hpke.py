@@ -309,6 +309,109 @@ def test_base_url_over_255_bytes_is_invalid_aad_field() -> None:
         HpkeChannel.generator("https://h/" + "p" * 250, RENDEZVOUS_ID)
 
 
+# --- profiles: names and the element-x AAD ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "profile"),
+    [
+        ("msc", HpkeProfile.MSC),
+        ("msc4388", HpkeProfile.MSC),
+        ("vodozemac", HpkeProfile.VODOZEMAC),
+        ("element-x", HpkeProfile.ELEMENT_X),
+    ],
+)
+def test_profile_names_parse(name: str, profile: HpkeProfile) -> None:
+    assert HpkeProfile.parse(name) is profile
+    assert HpkeProfile(name) is profile
+
+
+def test_unknown_profile_name_is_value_error() -> None:
+    with pytest.raises(ValueError):
+        HpkeProfile.parse("element_x")
+
+
+def test_element_x_uses_vodozemac_labels() -> None:
+    g, s = b64decode(V["G_public_b64"]), b64decode(V["S_public_b64"])
+    assert HpkeProfile.ELEMENT_X.response_label() == HpkeProfile.VODOZEMAC.response_label()
+    assert HpkeProfile.ELEMENT_X.check_code_context(g, s) == HpkeProfile.VODOZEMAC.check_code_context(g, s)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "aad_url"),
+    [
+        ("https://matrix-client.matrix.org", b"https://matrix-client.matrix.org/"),
+        ("https://matrix-client.matrix.org/", b"https://matrix-client.matrix.org/"),
+        ("HTTPS://Example.org:443/matrix", b"https://example.org/matrix"),
+    ],
+)
+def test_element_x_aad_is_u16_length_and_serialised_base_url(base_url: str, aad_url: bytes) -> None:
+    aad = build_aad(base_url, "ab", "SEQ1", HpkeProfile.ELEMENT_X)
+    assert aad == len(aad_url).to_bytes(2, "big") + aad_url + b"\x02ab\x04SEQ1"
+
+
+@pytest.mark.parametrize("profile", [HpkeProfile.MSC, HpkeProfile.VODOZEMAC])
+def test_text_aad_is_u8_length_and_exact_base_url(profile: HpkeProfile) -> None:
+    assert build_aad("https://h", "ab", "SEQ1", profile) == b"\x09https://h\x02ab\x04SEQ1"
+    assert build_aad("https://h", "ab", "SEQ1") == build_aad("https://h", "ab", "SEQ1", profile)
+
+
+def test_channel_aad_follows_its_profile() -> None:
+    channel = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X)
+    assert channel.aad("SEQ1") == build_aad(BASE_URL, RENDEZVOUS_ID, "SEQ1", HpkeProfile.ELEMENT_X)
+    assert channel.base_url == BASE_URL
+
+
+def test_element_x_base_url_may_exceed_255_bytes() -> None:
+    long_url = "https://h/" + "p" * 300
+    generator, scanner = (
+        HpkeChannel.generator(long_url, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X),
+        HpkeChannel.scanner(long_url, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X),
+    )
+    generator.accept_initiate(
+        scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
+    )
+    assert generator.aad("T1")[:2] == (len(long_url)).to_bytes(2, "big")
+
+
+def test_element_x_base_url_over_65535_bytes_is_invalid_aad_field() -> None:
+    with pytest.raises(InvalidAadField):
+        HpkeChannel.generator("https://h/" + "p" * 65530, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X)
+
+
+@pytest.mark.parametrize("base_url", ["matrix.org", "https://bücher.example"])
+def test_element_x_base_url_that_cannot_be_serialised_is_invalid_aad_field(base_url: str) -> None:
+    with pytest.raises(InvalidAadField):
+        HpkeChannel.scanner(base_url, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X)
+
+
+def test_element_x_binds_the_serialisation_so_a_root_slash_does_not_matter() -> None:
+    # G writes "…org" into the QR; Element X as S parses it into "…org/". Both bind "…org/".
+    generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X)
+    scanner = HpkeChannel.scanner(BASE_URL + "/", RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X)
+    generator.accept_initiate(
+        scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
+    )
+    scanner.accept_ok(generator.ok_message(sequence_token="T2"), sequence_token="T2")
+    assert generator.check_code == scanner.check_code
+
+
+def test_element_x_and_vodozemac_profiles_differ_in_the_aad() -> None:
+    generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.VODOZEMAC)
+    scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X)
+    with pytest.raises(DecryptionError):
+        generator.accept_initiate(
+            scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
+        )
+
+
+def test_element_x_pair_exchanges_messages() -> None:
+    generator, scanner = hpke_pair(profile=HpkeProfile.ELEMENT_X)
+    assert generator.decrypt(scanner.encrypt(b"hi", sequence_token="T3"), sequence_token="T3") == b"hi"
+    assert scanner.decrypt(generator.encrypt(b"yo", sequence_token="T4"), sequence_token="T4") == b"yo"
+    assert generator.check_code == scanner.check_code
+
+
 # --- handshake rules and ordering ---------------------------------------------------------------------------
 
 
