@@ -1,4 +1,4 @@
-"""The binary QR payload of Matrix sign in with QR code, both generations (docs/protocol.md §2, §0.5).
+"""The binary QR payload of Matrix sign in with QR code, both generations (docs/protocol.md, "QR payloads").
 
 Gen-1 (MSC4108, 2024)::
 
@@ -11,9 +11,10 @@ Gen-2 (MSC4388, newest text)::
 All integers are big-endian byte lengths of the UTF-8 text that follows. Decoding dispatches on prefix and the
 type byte, so ``MATRIX 0x02`` is Gen-1 and ``MATRIX 0x03`` is a stable-prefixed Gen-2 code.
 
-Older MSC4388 revisions and matrix-sdk-crypto-wasm 18.9.0 wrote u16 lengths (for the id, and for the base
-URL); :func:`decode_qr` accepts those too (see :func:`_read_gen2_fields` for the rule), while encoders always
-write the newest u8 layout.
+The Gen-2 length fields come in three layouts (:class:`Gen2Layout`): the text's u8/u8, Element X's u8 id and u16
+base URL (also MSC4388 ``726e1154``), and the u16/u16 of older revisions and matrix-sdk-crypto-wasm 18.9.0.
+:func:`decode_qr` reads all three and records which one it saw (see :func:`_read_gen2_fields` for the rule);
+encoders write the layout a code asks for, the u16/u16 one excepted.
 
 Trailing bytes after the last field are ignored, as the shipping decoders (rust-sdk's cursor reader, and so
 matrix-sdk-crypto-wasm) do; a QR scanner may also pad the payload, and rejecting it would buy nothing because
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ __all__ = [
     "Gen1Mode",
     "Gen1QrCode",
     "Gen2Intent",
+    "Gen2Layout",
     "Gen2QrCode",
     "InvalidField",
     "InvalidIntent",
@@ -128,6 +130,24 @@ class Gen2Intent(enum.IntEnum):
     """The existing device shows the QR code and offers to log a new device in."""
 
 
+class Gen2Layout(enum.Enum):
+    """How a Gen-2 payload writes its two length fields.
+
+    The names of the two layouts a live client writes are :class:`~qrlink_client.channel.HpkeProfile` names
+    too, so ``HpkeProfile.parse(code.layout.value)`` gives a scanner its channel profile: an ``element-x``
+    code comes from Element X, which needs that profile to log in.
+    """
+
+    MSC4388 = "msc4388"
+    """u8 id length, u8 base-URL length: the newest MSC4388 text."""
+    ELEMENT_X = "element-x"
+    """u8 id length, u16 base-URL length: Element X's Gen-2 branch (and MSC4388 ``726e1154``). Encoding drops a
+    root ``/`` from the base URL, as Element X's encoder does."""
+    LEGACY_U16 = "legacy-u16"
+    """u16 lengths for both: older MSC4388 revisions and matrix-sdk-crypto-wasm 18.9.0. Read only:
+    :meth:`Gen2QrCode.to_bytes` writes such a code in the :attr:`MSC4388` layout."""
+
+
 def _validate_url(url: str) -> None:
     """Require an absolute http(s) URL with a host; raise :class:`InvalidUrl` otherwise."""
     # Control characters cannot travel in an HTTP request line, so a URL holding one is unusable.
@@ -149,13 +169,25 @@ def _validate_key(public_key: bytes) -> None:
         raise InvalidPublicKey(f"public key must be {PUBLIC_KEY_LENGTH} bytes")
 
 
-def _length_prefixed(text: str, *, width: int, field: str) -> bytes:
+def _length_prefixed(text: str, *, width: int, what: str) -> bytes:
     """Encode ``text`` as UTF-8 behind a big-endian length of ``width`` bytes (1 or 2)."""
     raw = text.encode("utf-8")
     limit = _U8_MAX if width == 1 else _U16_MAX
     if len(raw) > limit:
-        raise FieldTooLong(f"{field} is {len(raw)} bytes; its length prefix holds at most {limit}")
+        raise FieldTooLong(f"{what} is {len(raw)} bytes; its length prefix holds at most {limit}")
     return len(raw).to_bytes(width, "big") + raw
+
+
+def _without_root_slash(url: str) -> str:
+    """``url`` less the ``/`` of a bare root path, as Element X writes its base URL (``https://h/`` → ``https://h``).
+
+    Element X trims trailing slashes whenever the path is ``/``, even off a query; a base URL has no query, so
+    only the plain case is reproduced and a URL with a query or fragment is left alone.
+    """
+    parts = urlsplit(url)
+    if parts.path == "/" and url.endswith("/") and not parts.query and not parts.fragment:
+        return url[:-1]
+    return url
 
 
 @dataclass(frozen=True)
@@ -186,9 +218,9 @@ class Gen1QrCode:
     def to_bytes(self) -> bytes:
         """Encode the payload; raises :class:`FieldTooLong` if a field exceeds 65535 bytes."""
         out = QrPrefix.MATRIX.value + bytes((GEN1_TYPE, self.mode)) + self.public_key
-        out += _length_prefixed(self.rendezvous_url, width=2, field="rendezvous URL")
+        out += _length_prefixed(self.rendezvous_url, width=2, what="rendezvous URL")
         if self.server_name is not None:
-            out += _length_prefixed(self.server_name, width=2, field="server name")
+            out += _length_prefixed(self.server_name, width=2, what="server name")
         return out
 
 
@@ -197,7 +229,11 @@ class Gen2QrCode:
     """A Gen-2 (MSC4388) QR payload.
 
     ``base_url`` is kept exactly as carried in the QR (no slash, case or port normalisation) because the
-    secure channel's AAD binds these exact bytes; normalise a separate copy when building request URLs.
+    secure channel's AAD binds these exact bytes (or, for Element X, their serialisation); normalise a separate
+    copy when building request URLs.
+
+    ``layout`` is the one :func:`decode_qr` found, or the one :meth:`to_bytes` is to write. It says how the code
+    was written, not what it says, so it takes no part in equality.
     """
 
     public_key: bytes
@@ -205,6 +241,7 @@ class Gen2QrCode:
     rendezvous_id: str
     base_url: str
     prefix: QrPrefix = QrPrefix.IO_ELEMENT_MSC4388
+    layout: Gen2Layout = field(default=Gen2Layout.MSC4388, compare=False)
 
     generation: ClassVar[int] = 2
 
@@ -216,16 +253,25 @@ class Gen2QrCode:
             raise InvalidIntent("Gen-2 intent must be 0x00 (login) or 0x01 (reciprocate)") from None
         if not isinstance(self.prefix, QrPrefix):
             raise InvalidPrefix("prefix must be a QrPrefix")
+        if not isinstance(self.layout, Gen2Layout):
+            raise InvalidField("layout must be a Gen2Layout")
         # An empty id would encode as a 0x00 length, which decoders read as the start of a legacy u16 length.
         if not self.rendezvous_id:
             raise InvalidField("rendezvous id must not be empty")
         _validate_url(self.base_url)
 
     def to_bytes(self) -> bytes:
-        """Encode in the newest layout (u8 lengths); :class:`FieldTooLong` for a field over 255 bytes."""
+        """Encode in :attr:`layout` (the u8/u8 one for :attr:`Gen2Layout.LEGACY_U16`).
+
+        Raises :class:`FieldTooLong` for an id over 255 bytes, or a base URL over 255 (65535 for
+        :attr:`Gen2Layout.ELEMENT_X`).
+        """
         out = self.prefix.value + bytes((GEN2_TYPE, self.intent)) + self.public_key
-        out += _length_prefixed(self.rendezvous_id, width=1, field="rendezvous id")
-        out += _length_prefixed(self.base_url, width=1, field="base URL")
+        out += _length_prefixed(self.rendezvous_id, width=1, what="rendezvous id")
+        if self.layout is Gen2Layout.ELEMENT_X:
+            out += _length_prefixed(_without_root_slash(self.base_url), width=2, what="base URL")
+        else:
+            out += _length_prefixed(self.base_url, width=1, what="base URL")
         return out
 
 
@@ -246,6 +292,10 @@ class _Reader:
         if self._offset >= len(self._data):
             raise NotEnoughData("payload ends before a length field")
         return self._data[self._offset]
+
+    def peek(self, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``start`` bytes ahead, without moving; fewer near the end."""
+        return self._data[self._offset + start : self._offset + start + length]
 
     def take(self, n: int, what: str) -> bytes:
         end = self._offset + n
@@ -314,25 +364,34 @@ def _decode_gen2(reader: _Reader, prefix: QrPrefix) -> Gen2QrCode:
     if intent_byte not in (Gen2Intent.LOGIN, Gen2Intent.RECIPROCATE):
         raise InvalidIntent(f"Gen-2 intent byte 0x{intent_byte:02x} is not 0x00 or 0x01")
     public_key = reader.take(PUBLIC_KEY_LENGTH, "public key")
-    rendezvous_id, base_url = _read_gen2_fields(reader)
+    rendezvous_id, base_url, layout = _read_gen2_fields(reader)
     # The constructor validates the URLs and the id, so decoded and hand-built codes obey the same rules.
-    return Gen2QrCode(public_key, Gen2Intent(intent_byte), rendezvous_id, base_url, prefix)
+    return Gen2QrCode(public_key, Gen2Intent(intent_byte), rendezvous_id, base_url, prefix, layout)
 
 
-def _read_gen2_fields(reader: _Reader) -> tuple[str, str]:
-    """Read the id and base URL in the newest (u8) layout or a legacy u16 one.
+_URL_START = b"http"
 
-    Layouts seen: u8 id + u8 URL (newest MSC), u8 id + u16 URL (MSC4388 ``726e1154``), u16 id + u16 URL
-    (matrix-sdk-crypto-wasm 18.9.0, rust-sdk main). Neither field may be empty and ids are at most 255 bytes,
-    so a length field whose first byte is 0x00 can only be the high byte of a u16 length. A u16 id length
-    means the whole code is the legacy layout, whose base URL length is u16 as well (even when its high byte
-    is non-zero).
+
+def _read_gen2_fields(reader: _Reader) -> tuple[str, str, Gen2Layout]:
+    """Read the id and base URL in whichever :class:`Gen2Layout` the code uses, and say which.
+
+    Neither field may be empty and ids are at most 255 bytes, so a length field whose first byte is 0x00 can
+    only be the high byte of a u16 length. A u16 id length means the whole code is the u16/u16 layout, whose
+    base URL length is u16 as well (even when its high byte is non-zero).
+
+    After a u8 id, a base-URL length whose first byte is not 0x00 is either a u8 length or the high byte of a
+    u16 length for a URL of 256 bytes or more. Every base URL starts with ``http``. A u8 layout puts it one
+    byte after that first byte, so two bytes after it stands ``ttp``; a u16 layout puts it two bytes after. So
+    ``http`` two bytes on means u16, and anything else is read as u8, as it always was.
     """
-    legacy = reader.peek_u8() == 0
-    id_length = reader.u16("rendezvous id length") if legacy else reader.u8("rendezvous id length")
-    rendezvous_id = reader.text(id_length, "rendezvous id")
-    if legacy or reader.peek_u8() == 0:
+    if reader.peek_u8() == 0:
+        id_length = reader.u16("rendezvous id length")
+        rendezvous_id = reader.text(id_length, "rendezvous id")
         url_length = reader.u16("base URL length")
+        return rendezvous_id, reader.text(url_length, "base URL"), Gen2Layout.LEGACY_U16
+    rendezvous_id = reader.text(reader.u8("rendezvous id length"), "rendezvous id")
+    if reader.peek_u8() == 0 or reader.peek(2, len(_URL_START)).lower() == _URL_START:
+        url_length, layout = reader.u16("base URL length"), Gen2Layout.ELEMENT_X
     else:
-        url_length = reader.u8("base URL length")
-    return rendezvous_id, reader.text(url_length, "base URL")
+        url_length, layout = reader.u8("base URL length"), Gen2Layout.MSC4388
+    return rendezvous_id, reader.text(url_length, "base URL"), layout

@@ -22,3 +22,10 @@ def wasm_qr() -> dict[str, Any]:
     """``matrix-sdk-crypto-wasm-18.9.0-qr.json``."""
     data: dict[str, Any] = json.loads((VECTORS_DIR / "matrix-sdk-crypto-wasm-18.9.0-qr.json").read_text())
     return data
+
+
+@cache
+def element_x() -> dict[str, Any]:
+    """``element-x-vectors.json``."""
+    data: dict[str, Any] = json.loads((VECTORS_DIR / "element-x-vectors.json").read_text())
+    return data

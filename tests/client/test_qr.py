@@ -8,12 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from qrlink_client.channel import serialise_url
 from qrlink_client.errors import QrLinkError
 from qrlink_client.qr import (
     FieldTooLong,
     Gen1Mode,
     Gen1QrCode,
     Gen2Intent,
+    Gen2Layout,
     Gen2QrCode,
     InvalidField,
     InvalidIntent,
@@ -28,7 +30,7 @@ from qrlink_client.qr import (
     decode_qr,
 )
 
-from ._vectors import qr_login, wasm_qr
+from ._vectors import element_x, qr_login, wasm_qr
 
 QR = qr_login()["qr"]
 KEY = base64.b64decode(QR["public_key_b64"] + "=")
@@ -120,6 +122,113 @@ def test_gen2_with_u8_id_and_u16_base_url_decodes() -> None:
     url = b"https://matrix-client.matrix.org"
     data = b"MATRIX\x03\x01" + KEY + b"\x02ab" + len(url).to_bytes(2, "big") + url
     assert decode_qr(data) == Gen2QrCode(KEY, Gen2Intent.RECIPROCATE, "ab", url.decode(), QrPrefix.MATRIX)
+    assert decode_qr(data).layout is Gen2Layout.ELEMENT_X  # type: ignore[union-attr]
+
+
+# --- layouts, and Element X's (element-x-vectors.json) ------------------------------------------------------
+
+EXQ = element_x()["qr"]
+EX_QR_NAMES = ["login", "reciprocate", "base64"]
+
+
+def _ex_qr(name: str) -> bytes:
+    return bytes.fromhex(EXQ[name]["hex"])
+
+
+def test_rust_sdk_base64_vector_is_its_hex() -> None:
+    encoded = EXQ["base64"]["base64"]
+    assert base64.b64decode(encoded + "=" * (-len(encoded) % 4)) == _ex_qr("base64")
+
+
+@pytest.mark.parametrize("name", EX_QR_NAMES)
+def test_rust_sdk_vector_decodes_to_its_fields_in_the_element_x_layout(name: str) -> None:
+    vector = EXQ[name]
+    key = base64.b64decode(vector.get("public_key_b64", EXQ["public_key_b64"]) + "=")
+    code = decode_qr(_ex_qr(name))
+    assert code == Gen2QrCode(
+        key, Gen2Intent(vector["intent"]), vector["rendezvous_id_text"], vector["base_url_text"]
+    )
+    assert isinstance(code, Gen2QrCode)
+    assert code.layout is Gen2Layout.ELEMENT_X
+    # rust-sdk's tests assert the parsed Url, which is what the element-x AAD binds.
+    assert serialise_url(code.base_url) == vector["rust_base_url_as_str"]
+
+
+@pytest.mark.parametrize("name", EX_QR_NAMES)
+def test_rust_sdk_vector_reencodes_byte_exact(name: str) -> None:
+    assert decode_qr(_ex_qr(name)).to_bytes() == _ex_qr(name)
+
+
+@pytest.mark.parametrize("name", EX_QR_NAMES)
+def test_element_x_layout_encodes_rust_sdk_bytes_from_the_parsed_url(name: str) -> None:
+    # Element X holds "https://host/" and writes "https://host": a root "/" is trimmed.
+    vector = EXQ[name]
+    key = base64.b64decode(vector.get("public_key_b64", EXQ["public_key_b64"]) + "=")
+    for base_url in (vector["base_url_text"], vector["rust_base_url_as_str"]):
+        code = Gen2QrCode(
+            key,
+            Gen2Intent(vector["intent"]),
+            vector["rendezvous_id_text"],
+            base_url,
+            layout=Gen2Layout.ELEMENT_X,
+        )
+        assert code.to_bytes() == _ex_qr(name)
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://example.org/matrix", "https://example.org/matrix/", "https://h/?", "https://h/#f"]
+)
+def test_element_x_layout_trims_only_a_bare_root_slash(base_url: str) -> None:
+    code = Gen2QrCode(KEY, Gen2Intent.LOGIN, "ab", base_url, layout=Gen2Layout.ELEMENT_X)
+    assert code.to_bytes().endswith(len(base_url).to_bytes(2, "big") + base_url.encode())
+
+
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [
+        ("gen2_stable_new_device", Gen2Layout.MSC4388),
+        ("gen2_unstable_existing_device", Gen2Layout.MSC4388),
+        ("gen2_unstable_u16_legacy", Gen2Layout.LEGACY_U16),
+    ],
+)
+def test_decoding_reports_the_layout(name: str, layout: Gen2Layout) -> None:
+    code = decode_qr(_hex(name))
+    assert isinstance(code, Gen2QrCode)
+    assert code.layout is layout
+
+
+def test_layout_takes_no_part_in_equality() -> None:
+    text = Gen2QrCode(KEY, Gen2Intent.LOGIN, "ab", "https://h")
+    assert text == Gen2QrCode(KEY, Gen2Intent.LOGIN, "ab", "https://h", layout=Gen2Layout.ELEMENT_X)
+
+
+def test_layout_must_be_a_gen2_layout() -> None:
+    with pytest.raises(InvalidField):
+        Gen2QrCode(KEY, Gen2Intent.LOGIN, "ab", "https://h", layout="element-x")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scheme", [b"https", b"HTTPS", b"http"])
+@pytest.mark.parametrize("url_length", [256, 300, 0x68 + 0x100, 1000])
+def test_u16_base_url_of_256_bytes_or_more_decodes(scheme: bytes, url_length: int) -> None:
+    # The high byte of such a length is not 0x00; it used to be read as a u8 length.
+    head = scheme + b"://h/"
+    url = head + b"p" * (url_length - len(head))
+    data = b"IO_ELEMENT_MSC4388\x03\x01" + KEY + b"\x02ab" + len(url).to_bytes(2, "big") + url
+    code = decode_qr(data)
+    assert code == Gen2QrCode(KEY, Gen2Intent.RECIPROCATE, "ab", url.decode())
+    assert code.layout is Gen2Layout.ELEMENT_X  # type: ignore[union-attr]
+    assert code.to_bytes() == data
+
+
+def test_element_x_base_url_over_65535_bytes_is_field_too_long() -> None:
+    with pytest.raises(FieldTooLong):
+        Gen2QrCode(KEY, Gen2Intent.LOGIN, "id", "https://h/" + "p" * 65530, layout=Gen2Layout.ELEMENT_X).to_bytes()
+
+
+def test_element_x_base_url_over_255_bytes_encodes() -> None:
+    url = "https://h/" + "p" * 250
+    code = Gen2QrCode(KEY, Gen2Intent.LOGIN, "id", url, layout=Gen2Layout.ELEMENT_X)
+    assert decode_qr(code.to_bytes()) == code
 
 
 # --- matrix-sdk-crypto-wasm 18.9.0 --------------------------------------------------------------------------
@@ -326,6 +435,21 @@ _urls = st.builds(
 def test_gen2_round_trips(key: bytes, intent: Gen2Intent, rid: str, url: str, prefix: QrPrefix) -> None:
     code = Gen2QrCode(key, intent, rid, url, prefix)
     assert decode_qr(code.to_bytes()) == code
+
+
+_long_urls = st.builds(lambda url, tail: url + "/" + tail, _urls, st.text("abc/", max_size=400))
+
+
+@given(st.binary(min_size=32, max_size=32), st.sampled_from(Gen2Intent), _ids, st.one_of(_urls, _long_urls))
+def test_element_x_layout_round_trips(key: bytes, intent: Gen2Intent, rid: str, url: str) -> None:
+    code = Gen2QrCode(key, intent, rid, url, layout=Gen2Layout.ELEMENT_X)
+    decoded = decode_qr(code.to_bytes())
+    assert isinstance(decoded, Gen2QrCode)
+    assert decoded.layout is Gen2Layout.ELEMENT_X
+    # Only a bare root "/" may be lost, and the url crate's serialisation puts it back.
+    assert decoded.base_url in (url, url.removesuffix("/"))
+    assert serialise_url(decoded.base_url) == serialise_url(url)
+    assert decoded.to_bytes() == code.to_bytes()
 
 
 @given(st.binary(min_size=32, max_size=32), st.sampled_from(Gen1Mode), _urls, st.text(max_size=80))
