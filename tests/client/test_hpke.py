@@ -1,4 +1,4 @@
-"""Gen-2 HPKE channel: RFC 9180 A.2.1, the MSC4388 vectors in both label profiles, AAD binding and errors."""
+"""Gen-2 HPKE channel: RFC 9180 A.2.1, the MSC4388 and Element X vectors for each profile, AAD binding, errors."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from qrlink_client.channel import (
 from qrlink_client.channel import _hpke_primitives as primitives
 from qrlink_client.channel._x25519 import KeyPair
 from qrlink_client.channel.hpke import INFO, response_key_material
+from qrlink_client.qr import Gen2QrCode, decode_qr
 
 from ._channels import BASE_URL, RENDEZVOUS_ID, hpke_pair
-from ._vectors import qr_login
+from ._vectors import element_x, qr_login
 
 A21 = qr_login()["rfc9180_a_2_1"]
 V = qr_login()["gen2_hpke"]
@@ -218,6 +219,120 @@ def test_later_messages_match_vector_in_both_directions(profile: HpkeProfile) ->
     assert (
         generator.decrypt(s_wire, sequence_token=s_msg["aad_token_text"]) == s_msg["plaintext_text"].encode()
     )
+
+
+# --- Element X vectors (element-x-vectors.json) -------------------------------------------------------------
+
+EX = element_x()["hpke"]
+EX_CASES = ["root_base_url", "path_base_url"]
+
+
+def _ex_token(step: str) -> str:
+    token: str = EX["tokens"][EX["token_use"][step]]
+    return token
+
+
+def _ex_channels(case: str) -> tuple[HpkeChannel, HpkeChannel]:
+    # S takes everything from the QR it scanned, the profile included.
+    code = decode_qr(_h(EX[case]["qr_hex"]))
+    assert isinstance(code, Gen2QrCode)
+    profile = HpkeProfile.parse(code.layout.value)
+    return (
+        HpkeChannel.generator(EX[case]["base_url_text"], EX["rendezvous_id_text"], _h(EX["G_secret"]), profile),
+        HpkeChannel.scanner(code.base_url, code.rendezvous_id, _h(EX["S_secret"]), profile),
+    )
+
+
+def _ex_handshake(case: str) -> tuple[HpkeChannel, HpkeChannel]:
+    generator, scanner = _ex_channels(case)
+    initiate = scanner.initiate(generator.public_key, sequence_token=_ex_token("login_initiate"))
+    generator.accept_initiate(initiate, sequence_token=_ex_token("login_initiate"))
+    ok = generator.ok_message(sequence_token=_ex_token("login_ok"), response_nonce=_h(EX["response_nonce"]))
+    scanner.accept_ok(ok, sequence_token=_ex_token("login_ok"))
+    return generator, scanner
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+def test_element_x_qr_selects_the_element_x_profile(case: str) -> None:
+    generator, scanner = _ex_channels(case)
+    assert generator.profile is scanner.profile is HpkeProfile.ELEMENT_X
+    assert (b64encode(generator.public_key), b64encode(scanner.public_key)) == (
+        EX["G_public_b64"],
+        EX["S_public_b64"],
+    )
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+def test_element_x_aad_matches_vector_on_both_sides(case: str) -> None:
+    generator, scanner = _ex_channels(case)
+    serialised = EX[case]["aad_base_url_text"].encode()
+    for token, aad in EX[case]["aad"].items():
+        assert generator.aad(token).hex() == scanner.aad(token).hex() == aad
+        assert _h(aad)[:2] == len(serialised).to_bytes(2, "big")
+        assert _h(aad)[2 : 2 + len(serialised)] == serialised
+
+
+def test_element_x_main_context_and_response_context_match_vector() -> None:
+    schedule = primitives.key_schedule_base(
+        primitives.decap(b64decode(EX["S_public_b64"]), KeyPair(_h(EX["G_secret"]))), INFO
+    )
+    assert (schedule.key.hex(), schedule.base_nonce.hex(), schedule.exporter_secret.hex()) == (
+        EX["hpke_key"],
+        EX["hpke_base_nonce"],
+        EX["hpke_exporter_secret"],
+    )
+    assert HpkeProfile.ELEMENT_X.response_label().decode() == EX["response_export_label_text"]
+    secret = schedule.context().export(HpkeProfile.ELEMENT_X.response_label(), 32)
+    key, nonce = response_key_material(secret, b64decode(EX["S_public_b64"]), _h(EX["response_nonce"]))
+    assert (secret.hex(), key.hex(), nonce.hex()) == (
+        EX["response_secret"],
+        EX["response_key"],
+        EX["response_base_nonce"],
+    )
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+def test_element_x_handshake_matches_vector(case: str) -> None:
+    generator, scanner = _ex_channels(case)
+    initiate = scanner.initiate(generator.public_key, sequence_token=_ex_token("login_initiate"))
+    assert initiate == EX[case]["login_initiate_b64"]
+    assert b64encode(generator.accept_initiate(initiate, sequence_token=_ex_token("login_initiate"))) == (
+        EX["S_public_b64"]
+    )
+    ok = generator.ok_message(sequence_token=_ex_token("login_ok"), response_nonce=_h(EX["response_nonce"]))
+    assert ok == EX[case]["login_ok_b64"]
+    scanner.accept_ok(ok, sequence_token=_ex_token("login_ok"))
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+def test_element_x_check_code_matches_vector_on_both_sides(case: str) -> None:
+    generator, scanner = _ex_handshake(case)
+    context = HpkeProfile.ELEMENT_X.check_code_context(generator.public_key, scanner.public_key)
+    assert context.decode() == EX["check_code_context_text"]
+    assert generator.check_code.raw.hex() == scanner.check_code.raw.hex() == EX["check_bytes"]
+    assert generator.check_code.digits == scanner.check_code.digits == EX["check_code_text"]
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+def test_element_x_later_messages_match_vector_in_both_directions(case: str) -> None:
+    generator, scanner = _ex_handshake(case)
+    g_plain, s_plain = EX["G_message_1_plaintext_text"].encode(), EX["S_message_1_plaintext_text"].encode()
+    g_wire = generator.encrypt(g_plain, sequence_token=_ex_token("G_message_1"))
+    assert g_wire == EX[case]["G_message_1_b64"]
+    assert scanner.decrypt(g_wire, sequence_token=_ex_token("G_message_1")) == g_plain
+    s_wire = scanner.encrypt(s_plain, sequence_token=_ex_token("S_message_1"))
+    assert s_wire == EX[case]["S_message_1_b64"]
+    assert generator.decrypt(s_wire, sequence_token=_ex_token("S_message_1")) == s_plain
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+def test_element_x_vectors_do_not_open_under_the_vodozemac_profile(case: str) -> None:
+    # Same labels, so only the AAD tells the two apart: the u16 length and the serialised URL must matter.
+    generator = HpkeChannel.generator(
+        EX[case]["base_url_text"], EX["rendezvous_id_text"], _h(EX["G_secret"]), HpkeProfile.VODOZEMAC
+    )
+    with pytest.raises(DecryptionError):
+        generator.accept_initiate(EX[case]["login_initiate_b64"], sequence_token=_ex_token("login_initiate"))
 
 
 def test_channels_satisfy_the_secure_channel_interface() -> None:

@@ -175,6 +175,20 @@ def test_element_x_layout_encodes_rust_sdk_bytes_from_the_parsed_url(name: str) 
         assert code.to_bytes() == _ex_qr(name)
 
 
+@pytest.mark.parametrize("case", ["root_base_url", "path_base_url"])
+def test_element_x_channel_vector_qr_bytes(case: str) -> None:
+    hpke, vector = element_x()["hpke"], element_x()["hpke"][case]
+    code = Gen2QrCode(
+        base64.b64decode(hpke["G_public_b64"] + "="),
+        Gen2Intent(vector["intent"]),
+        hpke["rendezvous_id_text"],
+        vector["base_url_text"],
+        layout=Gen2Layout.ELEMENT_X,
+    )
+    assert code.to_bytes().hex() == vector["qr_hex"]
+    assert decode_qr(code.to_bytes()).layout is Gen2Layout.ELEMENT_X  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     "base_url", ["https://example.org/matrix", "https://example.org/matrix/", "https://h/?", "https://h/#f"]
 )
