@@ -35,6 +35,7 @@ PAIRS: dict[str, Callable[[], Pair]] = {
     "ecies": ecies_pair,
     "hpke-msc": lambda: hpke_pair(profile=HpkeProfile.MSC),
     "hpke-vodozemac": lambda: hpke_pair(profile=HpkeProfile.VODOZEMAC),
+    "hpke-element-x": lambda: hpke_pair(profile=HpkeProfile.ELEMENT_X),
 }
 _pair_param = pytest.mark.parametrize("make_pair", PAIRS.values(), ids=PAIRS.keys())
 

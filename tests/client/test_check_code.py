@@ -6,7 +6,7 @@ import pytest
 
 from qrlink_client.channel import CheckCode
 
-from ._vectors import qr_login, wasm_qr
+from ._vectors import element_x, qr_login, wasm_qr
 
 DIGITS = qr_login()["check_code_digits"]
 
@@ -52,3 +52,9 @@ def test_repr_hides_the_code() -> None:
 def test_wrong_number_of_bytes_is_rejected() -> None:
     with pytest.raises(ValueError):
         CheckCode.no_leading_zero(b"\x01")
+
+
+def test_element_x_check_bytes_give_the_recorded_digits() -> None:
+    # Element X shows the Gen-2 code with vodozemac's NoLeadingZero rule.
+    vector = element_x()["hpke"]
+    assert CheckCode.no_leading_zero(bytes.fromhex(vector["check_bytes"])).digits == vector["check_code_text"]
