@@ -95,12 +95,17 @@ def _not_found() -> MatrixError:
 
 
 def _check_text_plain(request: Request) -> None:
-    kind = media_type(request.header(b"content-type"))
-    if kind is None:
+    value = request.header(b"content-type")
+    if value is None:
         raise MatrixError(400, M_MISSING_PARAM, "Content-Type header is required")
-    # Parameters (e.g. a browser's ";charset=UTF-8") are tolerated; the media type itself must be text/plain.
-    if kind != TEXT_PLAIN:
+    # MSC4108 asks for exactly text/plain, and Synapse refuses anything else: a client that passes here must
+    # not then fail against Synapse. Element's clients send exactly text/plain.
+    if media_type(value) != TEXT_PLAIN:
         raise MatrixError(400, M_INVALID_PARAM, "Content-Type must be text/plain")
+    if value.strip().lower() != TEXT_PLAIN:
+        raise MatrixError(
+            400, M_INVALID_PARAM, "Content-Type must be exactly text/plain, without parameters such as charset"
+        )
 
 
 #: Stands for a weak ETag in If-Match: never a version, and worth its own error message.

@@ -23,6 +23,7 @@ from .logs import redact
 from .protocol import (
     GEN2_STABLE_CONCURRENT_WRITE,
     GEN2_UNSTABLE_CONCURRENT_WRITE,
+    M_BAD_JSON,
     M_FORBIDDEN,
     M_INVALID_PARAM,
     M_LIMIT_EXCEEDED,
@@ -69,7 +70,9 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except (ValueError, RecursionError):
         raise MatrixError(400, M_NOT_JSON, "Content not JSON") from None
     if not isinstance(value, dict):
-        raise MatrixError(400, M_NOT_JSON, "Content must be a JSON object")
+        # Valid JSON of the wrong shape: M_BAD_JSON, as the spec and Synapse answer; M_NOT_JSON is for bodies
+        # that do not parse at all.
+        raise MatrixError(400, M_BAD_JSON, "Content must be a JSON object")
     return value
 
 

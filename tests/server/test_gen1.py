@@ -68,9 +68,23 @@ def test_create_stores_initial_payload(client: httpx.Client) -> None:
     assert client.get(url).content == b"initial"
 
 
-def test_create_accepts_text_plain_with_charset(client: httpx.Client) -> None:
-    response = client.post(GEN1, content=b"x", headers={"Content-Type": "text/plain;charset=UTF-8"})
-    assert response.status_code == 201
+@pytest.mark.parametrize("content_type", ["text/plain;charset=UTF-8", "text/plain; charset=utf-8", "text/plain;a=b"])
+def test_create_refuses_text_plain_with_parameters(client: httpx.Client, content_type: str) -> None:
+    response = client.post(GEN1, content=b"x", headers={"Content-Type": content_type})
+    assert_matrix_error(response, 400, "M_INVALID_PARAM")
+    assert "exactly text/plain" in response.json()["error"]
+
+
+def test_put_refuses_text_plain_with_a_charset(client: httpx.Client) -> None:
+    url, etag = gen1_session(client)
+    response = client.put(url, content=b"x", headers={"Content-Type": "text/plain; charset=utf-8", "If-Match": etag})
+    assert_matrix_error(response, 400, "M_INVALID_PARAM")
+    assert client.get(url).content == b""  # nothing was written
+
+
+def test_create_refuses_another_media_type(client: httpx.Client) -> None:
+    response = client.post(GEN1, content=b"x", headers={"Content-Type": "application/octet-stream"})
+    assert_matrix_error(response, 400, "M_INVALID_PARAM")
 
 
 def test_create_without_content_type_is_missing_param(client: httpx.Client) -> None:

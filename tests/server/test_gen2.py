@@ -59,9 +59,16 @@ def test_create_with_malformed_json_is_not_json(client: httpx.Client, body: byte
 
 
 @pytest.mark.parametrize("body", [b"[]", b'"data"', b"null", b"42"])
-def test_create_with_json_that_is_not_an_object_is_not_json(client: httpx.Client, body: bytes) -> None:
+def test_create_with_json_that_is_not_an_object_is_bad_json(client: httpx.Client, body: bytes) -> None:
     response = client.post(GEN2, content=body, headers={"Content-Type": "application/json"})
-    assert_matrix_error(response, 400, "M_NOT_JSON")
+    assert_matrix_error(response, 400, "M_BAD_JSON")
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"data"', b"null"])
+def test_put_with_json_that_is_not_an_object_is_bad_json(client: httpx.Client, body: bytes) -> None:
+    session = gen2_session(client)
+    response = client.put(f"{GEN2}/{session['id']}/{_txn()}", content=body)
+    assert_matrix_error(response, 400, "M_BAD_JSON")
 
 
 def test_create_with_lone_surrogate_is_invalid_param(client: httpx.Client) -> None:
