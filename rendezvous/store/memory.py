@@ -53,11 +53,14 @@ class _Entry:
 
 
 class _Bucket:
-    __slots__ = ("tokens", "updated")
+    # ``full_at``: when the bucket will be full again at its own rate and burst, so that a sweep can judge it
+    # without knowing which kind of limit (create, read/write) it belongs to.
+    __slots__ = ("full_at", "tokens", "updated")
 
     def __init__(self, tokens: float, updated: float) -> None:
         self.tokens = tokens
         self.updated = updated
+        self.full_at = updated
 
 
 class MemoryStore(SessionStore):
@@ -211,19 +214,23 @@ class MemoryStore(SessionStore):
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self._BUCKET_SWEEP_THRESHOLD:
-                self._sweep_buckets(now, rate_per_s, burst)
+                self._sweep_buckets(now)
             bucket = self._buckets[key] = _Bucket(float(burst), now)
         else:
             bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate_per_s)
             bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
-            return 0
-        return max(1, int((1.0 - bucket.tokens) / rate_per_s * 1000) + 1)
+            wait_ms = 0
+        else:
+            wait_ms = max(1, int((1.0 - bucket.tokens) / rate_per_s * 1000) + 1)
+        bucket.full_at = now + (burst - bucket.tokens) / rate_per_s
+        return wait_ms
 
-    def _sweep_buckets(self, now: float, rate_per_s: float, burst: int) -> None:
-        # A bucket that has refilled completely holds no information: dropping it changes no answer.
-        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * rate_per_s >= burst]
+    def _sweep_buckets(self, now: float) -> None:
+        # A bucket that has refilled completely holds no information: dropping it changes no answer. Each is
+        # judged by its own rate and burst (``full_at``), not by those of the take that triggered the sweep.
+        full = [k for k, b in self._buckets.items() if b.full_at <= now]
         for key in full:
             del self._buckets[key]
 
