@@ -9,7 +9,8 @@ reading the clock before writing is allowed).
 
 Session hash fields: ``g`` generation, ``d`` data, ``v`` version, ``m`` last-modified ms, ``e`` expires-at ms.
 Txn record hash: ``txnId -> "W<version>"`` or ``"C<version>"`` (written or conflict, and the version
-answered).
+answered); txn order list: the recorded txnIds, oldest first, at most
+:data:`~rendezvous.store.base.TXN_RECORDS_KEPT`.
 """
 
 from __future__ import annotations
@@ -107,13 +108,14 @@ end
 return {f[1], f[2], f[3], f[4], f[5], redis.call('PTTL', KEYS[1])}
 """
 
-#: KEYS: session, txn records. ARGV: data, expected version, txn id ('' for none), channel, generation ('' for
-#: any).
+#: KEYS: session, txn records, txn order. ARGV: data, expected version, txn id ('' for none), channel,
+#: generation ('' for any), txn records kept.
 #: Returns false if there is no session (of that generation), else {outcome, answered version, g, d, v, m, e,
 #: pttl} where outcome is W (written), C (conflict), RW / RC (replay of a recorded written / conflict).
 WRITE = """
 local session = KEYS[1]
 local txns = KEYS[2]
+local order = KEYS[3]
 local txn_id = ARGV[3]
 local generation = redis.call('HGET', session, 'g')
 if not generation or (ARGV[5] ~= '' and generation ~= ARGV[5]) then
@@ -144,18 +146,24 @@ else
     answered = version
     if txn_id ~= '' then
         redis.call('HSET', txns, txn_id, outcome .. version)
+        -- Recording order, oldest first: past the bound, the oldest record is forgotten.
+        if redis.call('RPUSH', order, txn_id) > tonumber(ARGV[6]) then
+            redis.call('HDEL', txns, redis.call('LPOP', order))
+        end
         -- The records die with their session, at the same instant.
-        redis.call('PEXPIREAT', txns, redis.call('PEXPIRETIME', session))
+        local deadline = redis.call('PEXPIRETIME', session)
+        redis.call('PEXPIREAT', txns, deadline)
+        redis.call('PEXPIREAT', order, deadline)
     end
 end
 local f = redis.call('HMGET', session, 'g', 'd', 'v', 'm', 'e')
 return {outcome, answered, f[1], f[2], f[3], f[4], f[5], redis.call('PTTL', session)}
 """
 
-#: KEYS: session, txn records. ARGV: channel. Returns 1 if a session was deleted, else 0.
+#: KEYS: session, txn records, txn order. ARGV: channel. Returns 1 if a session was deleted, else 0.
 DELETE = """
 local deleted = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 if deleted == 1 then
     redis.call('SPUBLISH', ARGV[1], 'deleted')
 end
@@ -190,13 +198,14 @@ end
 """
 
 #: One server only: DELETE and RELEASE in one step.
-#: KEYS: session, txn records, live-set. ARGV: channel, session id. Returns 1 if a session was deleted, else 0.
+#: KEYS: session, txn records, txn order, live-set. ARGV: channel, session id. Returns 1 if a session was deleted,
+#: else 0.
 DELETE_COUNTED = """
 local deleted = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 if deleted == 1 then
     redis.call('SPUBLISH', ARGV[1], 'deleted')
-    redis.call('ZREM', KEYS[3], ARGV[2])
+    redis.call('ZREM', KEYS[4], ARGV[2])
 end
 return deleted
 """

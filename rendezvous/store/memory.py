@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from .base import (
+    TXN_RECORDS_KEPT,
     Generation,
     Session,
     SessionNotFound,
@@ -82,7 +83,8 @@ class MemoryStore(SessionStore):
         self._in_order: collections.deque[str] = collections.deque()
         #: (deadline, id) of the sessions that would have broken that order.
         self._deadlines: list[tuple[float, str]] = []
-        #: txnId -> (outcome, version answered), per session, for the sessions that have any.
+        #: txnId -> (outcome, version answered), per session, for the sessions that have any; oldest first, at
+        #: most TXN_RECORDS_KEPT each.
         self._txns: dict[str, dict[str, tuple[WriteOutcome, int]]] = {}
         #: The lifetime of the newest session, kept so that sessions sharing it share one int object.
         self._lifetime_ms = 0
@@ -196,7 +198,10 @@ class MemoryStore(SessionStore):
         else:
             outcome = WriteOutcome.CONFLICT
         if txn_id is not None:
-            self._txns.setdefault(session_id, {})[txn_id] = (outcome, entry.version)
+            records = self._txns.setdefault(session_id, {})
+            records[txn_id] = (outcome, entry.version)
+            if len(records) > TXN_RECORDS_KEPT:
+                del records[next(iter(records))]  # dicts keep insertion order: the oldest record comes first
         return WriteResult(outcome, entry.version, self._snapshot(session_id, entry))
 
     async def delete(self, session_id: str) -> bool:

@@ -4,6 +4,7 @@ Key layout, for the default prefix ``rz`` (see ``docs/redis.md``)::
 
     rz:{<id>}:s      hash: generation, data, version, last-modified, expires-at; PEXPIRE = the session's TTL
     rz:{<id>}:t      hash: txnId -> recorded outcome; expires at the same instant as the session
+    rz:{<id>}:o      list: the recorded txnIds, oldest first (at most TXN_RECORDS_KEPT); expires with them
     rz:{<id>}:c      shard channel: a message on every write and delete (wakes ``wait_for_change``)
     rz:live          sorted set: session id -> deadline ms; the shared session count
     rz:rl:<key>      hash: one rate-limit token bucket; expires once it would be full again
@@ -38,6 +39,7 @@ from ._redis_common import REDIS_ERRORS, UNAVAILABLE_MESSAGE, log, unavailable_o
 from ._redis_pipeline import Multiplexer, UnsupportedConnection
 from ._redis_subscriber import Subscriber, SubscriptionLost
 from .base import (
+    TXN_RECORDS_KEPT,
     Generation,
     RateLimit,
     Session,
@@ -179,6 +181,13 @@ class RedisStore(SessionStore):
 
     def _txn_key(self, session_id: str) -> str:
         return f"{self._prefix}:{{{session_id}}}:t"
+
+    def _txn_order_key(self, session_id: str) -> str:
+        return f"{self._prefix}:{{{session_id}}}:o"
+
+    def _record_keys(self, session_id: str) -> list[str]:
+        """The session's keys that scripts write: the session, its txnId records and their order."""
+        return [self._session_key(session_id), self._txn_key(session_id), self._txn_order_key(session_id)]
 
     def _channel(self, session_id: str) -> bytes:
         return f"{self._prefix}:{{{session_id}}}:c".encode()
@@ -324,11 +333,7 @@ class RedisStore(SessionStore):
 
     async def _forget(self, session_id: str) -> None:
         """Best-effort undo of a create whose outcome is unknown (see :meth:`create`)."""
-        undo = self._call(
-            self._delete,
-            [self._session_key(session_id), self._txn_key(session_id)],
-            [self._channel(session_id)],
-        )
+        undo = self._call(self._delete, self._record_keys(session_id), [self._channel(session_id)])
         try:
             # Shielded: a request cancelled mid-create must still clean up after itself.
             await asyncio.shield(undo)
@@ -372,13 +377,14 @@ class RedisStore(SessionStore):
             raise SessionNotFound
         reply = await self._run(
             self._write,
-            [self._session_key(session_id), self._txn_key(session_id)],
+            self._record_keys(session_id),
             [
                 data,
                 expected_version,
                 txn_id if txn_id is not None else "",
                 self._channel(session_id),
                 "" if generation is None else int(generation),
+                TXN_RECORDS_KEPT,
             ],
         )
         if reply is None:
@@ -397,15 +403,9 @@ class RedisStore(SessionStore):
         if not is_opaque_id(session_id):
             return False
         if self._multiplexer is not None:
-            keys = [self._session_key(session_id), self._txn_key(session_id), self._live_key]
+            keys = [*self._record_keys(session_id), self._live_key]
             return _int(await self._run(self._delete_counted, keys, [self._channel(session_id), session_id])) == 1
-        deleted = _int(
-            await self._run(
-                self._delete,
-                [self._session_key(session_id), self._txn_key(session_id)],
-                [self._channel(session_id)],
-            )
-        )
+        deleted = _int(await self._run(self._delete, self._record_keys(session_id), [self._channel(session_id)]))
         if deleted:
             # The session is gone whatever happens next; a reservation left behind by an outage here stops
             # counting at the session's deadline, so the delete still reports success.
