@@ -6,7 +6,9 @@ whose payload was stored is not a conflict, a create makes one session (counted 
 is not "no such session".
 
 A :class:`~tests.support.fault_proxy.FaultProxy` sits between the store and each Redis server (on a cluster,
-one per master, through redis-py's ``address_remap``) and loses the reply to one chosen script call.
+one per master, through redis-py's ``address_remap``) and loses the reply to one chosen script call. A single
+server is tried both over the store's pipelined connection and over redis-py's client (the fallback), which
+re-sends by itself.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from rendezvous.store import Generation, WriteOutcome
+from rendezvous.store import _redis_pipeline as redis_pipeline
 from rendezvous.store import _redis_scripts as scripts
 from rendezvous.store.redis import RedisStore
 from tests.store.conftest import REDIS_URL, shared_cluster
@@ -94,9 +98,10 @@ async def _delete_keys(ports: list[int], prefix: str) -> None:
             await raw.aclose()
 
 
-@pytest.fixture(params=["redis", "redis-cluster"])
-async def lossy(request: Any) -> AsyncIterator[Lossy]:
-    if request.param == "redis":
+@pytest.fixture(params=["redis", "redis-unpipelined", "redis-cluster"])
+async def lossy(request: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Lossy]:
+    single = request.param != "redis-cluster"
+    if single:
         port = urlsplit(REDIS_URL).port
         ports = [6379 if port is None else port]
     else:
@@ -105,8 +110,13 @@ async def lossy(request: Any) -> AsyncIterator[Lossy]:
     prefix = f"rztest-{secrets.token_hex(6)}"
     async with contextlib.AsyncExitStack() as stack:
         proxies = {port: await stack.enter_async_context(fault_proxy(port)) for port in ports}
-        if request.param == "redis":
+        if single:
             store = RedisStore.from_url(proxies[ports[0]].url, key_prefix=prefix, **FAST)
+            if request.param == "redis-unpipelined":
+                # The fallback through redis-py's client (see docs/redis.md), which re-sends by itself.
+                monkeypatch.setattr(redis_pipeline, "Pipe", _unsupported)
+                await store.count()
+                assert not store.pipelined
         else:
 
             def through_proxy(address: tuple[str, int]) -> tuple[str, int]:
@@ -124,14 +134,18 @@ async def lossy(request: Any) -> AsyncIterator[Lossy]:
             await _delete_keys(ports, prefix)
 
 
+def _unsupported(*args: object, **kwargs: object) -> None:
+    raise redis_pipeline.UnsupportedConnection
+
+
 def _direct_url(lossy: Lossy) -> str:
     """A URL that reaches the same Redis without the proxies."""
-    scheme = "redis" if lossy.store.pipelined else "redis+cluster"
+    scheme = "redis+cluster" if isinstance(lossy.store._client, RedisCluster) else "redis"
     return f"{scheme}://127.0.0.1:{lossy.ports[0]}"
 
 
 def _create_scripts(store: RedisStore) -> list[AsyncScript]:
-    # One server: count and store in one script. A cluster: count (reserve), then store.
+    # Pipelined on one server: count and store in one script. Else: count (reserve), then store.
     return [store._create_counted] if store.pipelined else [store._reserve, store._create]
 
 
