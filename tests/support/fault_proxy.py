@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
-__all__ = ["FaultProxy", "fault_proxy"]
+__all__ = ["FaultProxy", "fault_proxy", "fault_proxy_thread"]
 
 _CHUNK = 65_536
 
@@ -128,3 +129,23 @@ async def fault_proxy(target_port: int) -> AsyncIterator[FaultProxy]:
         yield proxy
     finally:
         await proxy.close()
+
+
+@contextlib.contextmanager
+def fault_proxy_thread(target_port: int) -> Iterator[FaultProxy]:
+    """A :class:`FaultProxy` on an event loop of its own in a thread, for a test whose server runs elsewhere.
+
+    Arm it from the test's thread: :meth:`FaultProxy.drop_reply` only sets attributes its loop reads.
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fault-proxy", daemon=True)
+    thread.start()
+    proxy = FaultProxy(target_port)
+    try:
+        asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(timeout=10)
+        yield proxy
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
