@@ -2,7 +2,8 @@
 
 Key layout, for the default prefix ``rz`` (see ``docs/redis.md``)::
 
-    rz:{<id>}:s      hash: generation, data, version, last-modified, expires-at; PEXPIRE = the session's TTL
+    rz:{<id>}:s      hash: generation, data, version, last-modified, expires-at, the newest versions' write ids;
+                     PEXPIRE = the session's TTL
     rz:{<id>}:t      hash: txnId -> recorded outcome; expires at the same instant as the session
     rz:{<id>}:o      list: the recorded txnIds, oldest first (at most TXN_RECORDS_KEPT); expires with them
     rz:{<id>}:d      string: the write id of the call that deleted the session; for a minute after the delete
@@ -290,8 +291,8 @@ class RedisStore(SessionStore):
         # but its answer was lost) and then the reservation is released. If Redis is unreachable for that too,
         # what is left is a reservation scored by its deadline: it stops counting by itself when the session
         # would have expired. No session is ever stored uncounted, which would let the store exceed
-        # max_sessions. Each script is safe to re-send: the id (new to each attempt) makes the reservation
-        # idempotent, and the write id makes the store a create-if-absent that recognises its own session.
+        # max_sessions. Each script is safe to re-send: the session id (new to each create, the same in its
+        # re-sends) makes the reservation idempotent, and the write id lets storing recognise its own session.
         for _ in range(3):
             session_id = new_session_id()
             write_id = _write_id()
