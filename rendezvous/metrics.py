@@ -318,7 +318,10 @@ class ExpiryWatch:
         self._counters = {gen: m.expired for gen, m in metrics.generations.items()}
         self.margin_s = margin_s
         self._queue: collections.deque[tuple[float, str, Generation]] = collections.deque()
-        self._deleted: set[str] = set()
+        #: The queued ids still to look up: a deletion here takes its id out, so its probe is skipped. Only
+        #: ids in the queue are ever in here: with several workers most deletions are of sessions another
+        #: worker created, and remembering those would keep every such id forever.
+        self._watching: set[str] = set()
         self._pending = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -341,12 +344,17 @@ class ExpiryWatch:
             return
         probe_at = time.monotonic() + session.expires_in_ms / 1000 - self.margin_s
         self._queue.append((probe_at, session.id, session.generation))
+        self._watching.add(session.id)
         self._pending.set()
 
     def deleted(self, session_id: str) -> None:
-        """A session this process deleted: no need to look it up."""
-        if self._task is not None:
-            self._deleted.add(session_id)
+        """A session this process deleted: no need to look it up (if this process is watching it at all)."""
+        self._watching.discard(session_id)
+
+    @property
+    def held_ids(self) -> int:
+        """How many session ids the watch holds: one per session this process created and has yet to look up."""
+        return len(self._queue)
 
     async def _run(self) -> None:
         queue = self._queue
@@ -361,9 +369,9 @@ class ExpiryWatch:
                 await asyncio.sleep(delay)
                 continue
             queue.popleft()
-            if session_id in self._deleted:
-                self._deleted.discard(session_id)
-                continue
+            if session_id not in self._watching:
+                continue  # deleted by this process
+            self._watching.discard(session_id)
             try:
                 session = await self._store.get(session_id)
             except StoreError:

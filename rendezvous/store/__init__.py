@@ -1,6 +1,7 @@
 """Session stores: one interface (:class:`SessionStore`), one backend per deployment shape."""
 
 from .base import (
+    TXN_RECORDS_KEPT,
     Generation,
     Session,
     SessionNotFound,
@@ -16,6 +17,7 @@ from .base import (
 from .memory import MemoryStore
 
 __all__ = [
+    "TXN_RECORDS_KEPT",
     "Generation",
     "MemoryStore",
     "Session",

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from ..protocol import OPAQUE_ID_ALPHABET as OPAQUE_ID_ALPHABET
 from ..protocol import OPAQUE_ID_MAX_LENGTH as OPAQUE_ID_MAX_LENGTH
 from ..protocol import is_opaque_id as is_opaque_id
+#: At most this many txnId records are kept per session, the oldest forgotten first: enough for any honest
+#: client (a login takes a handful of writes), while a client sending fresh txnIds forever stays bounded.
+TXN_RECORDS_KEPT = 32
 
 
 def new_session_id() -> str:
@@ -130,8 +133,9 @@ class SessionStore(abc.ABC):
         """Replace the data if the current version is ``expected_version`` (compare-and-swap).
 
         With a ``txn_id`` already recorded for this session, nothing is compared or written: the recorded outcome is
-        returned with ``replayed=True``. Otherwise the outcome, conflict included, is recorded against ``txn_id`` for
-        the rest of the session's life. Raises :class:`SessionNotFound`.
+        returned with ``replayed=True``. Otherwise the outcome, conflict included, is recorded against ``txn_id``
+        for the rest of the session's life, or until :data:`TXN_RECORDS_KEPT` newer records of the session push it
+        out (the oldest goes first). Raises :class:`SessionNotFound`.
         """
 
     @abc.abstractmethod

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from .base import (
+    TXN_RECORDS_KEPT,
     Generation,
     Session,
     SessionNotFound,
@@ -53,11 +54,14 @@ class _Entry:
 
 
 class _Bucket:
-    __slots__ = ("tokens", "updated")
+    # ``full_at``: when the bucket will be full again at its own rate and burst, so that a sweep can judge it
+    # without knowing which kind of limit (create, read/write) it belongs to.
+    __slots__ = ("full_at", "tokens", "updated")
 
     def __init__(self, tokens: float, updated: float) -> None:
         self.tokens = tokens
         self.updated = updated
+        self.full_at = updated
 
 
 class MemoryStore(SessionStore):
@@ -79,7 +83,8 @@ class MemoryStore(SessionStore):
         self._in_order: collections.deque[str] = collections.deque()
         #: (deadline, id) of the sessions that would have broken that order.
         self._deadlines: list[tuple[float, str]] = []
-        #: txnId -> (outcome, version answered), per session, for the sessions that have any.
+        #: txnId -> (outcome, version answered), per session, for the sessions that have any; oldest first, at
+        #: most TXN_RECORDS_KEPT each.
         self._txns: dict[str, dict[str, tuple[WriteOutcome, int]]] = {}
         #: The lifetime of the newest session, kept so that sessions sharing it share one int object.
         self._lifetime_ms = 0
@@ -193,7 +198,10 @@ class MemoryStore(SessionStore):
         else:
             outcome = WriteOutcome.CONFLICT
         if txn_id is not None:
-            self._txns.setdefault(session_id, {})[txn_id] = (outcome, entry.version)
+            records = self._txns.setdefault(session_id, {})
+            records[txn_id] = (outcome, entry.version)
+            if len(records) > TXN_RECORDS_KEPT:
+                del records[next(iter(records))]  # dicts keep insertion order: the oldest record comes first
         return WriteResult(outcome, entry.version, self._snapshot(session_id, entry))
 
     async def delete(self, session_id: str) -> bool:
@@ -211,19 +219,23 @@ class MemoryStore(SessionStore):
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self._BUCKET_SWEEP_THRESHOLD:
-                self._sweep_buckets(now, rate_per_s, burst)
+                self._sweep_buckets(now)
             bucket = self._buckets[key] = _Bucket(float(burst), now)
         else:
             bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate_per_s)
             bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
-            return 0
-        return max(1, int((1.0 - bucket.tokens) / rate_per_s * 1000) + 1)
+            wait_ms = 0
+        else:
+            wait_ms = max(1, int((1.0 - bucket.tokens) / rate_per_s * 1000) + 1)
+        bucket.full_at = now + (burst - bucket.tokens) / rate_per_s
+        return wait_ms
 
-    def _sweep_buckets(self, now: float, rate_per_s: float, burst: int) -> None:
-        # A bucket that has refilled completely holds no information: dropping it changes no answer.
-        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * rate_per_s >= burst]
+    def _sweep_buckets(self, now: float) -> None:
+        # A bucket that has refilled completely holds no information: dropping it changes no answer. Each is
+        # judged by its own rate and burst (``full_at``), not by those of the take that triggered the sweep.
+        full = [k for k, b in self._buckets.items() if b.full_at <= now]
         for key in full:
             del self._buckets[key]
 

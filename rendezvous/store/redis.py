@@ -2,8 +2,11 @@
 
 Key layout, for the default prefix ``rz`` (see ``docs/redis.md``)::
 
-    rz:{<id>}:s      hash: generation, data, version, last-modified, expires-at; PEXPIRE = the session's TTL
+    rz:{<id>}:s      hash: generation, data, version, last-modified, expires-at, the newest versions' write ids;
+                     PEXPIRE = the session's TTL
     rz:{<id>}:t      hash: txnId -> recorded outcome; expires at the same instant as the session
+    rz:{<id>}:o      list: the recorded txnIds, oldest first (at most TXN_RECORDS_KEPT); expires with them
+    rz:{<id>}:d      string: the write id of the call that deleted the session; for a minute after the delete
     rz:{<id>}:c      shard channel: a message on every write and delete (wakes ``wait_for_change``)
     rz:live          sorted set: session id -> deadline ms; the shared session count
     rz:rl:<key>      hash: one rate-limit token bucket; expires once it would be full again
@@ -12,6 +15,9 @@ A session's keys share the ``{<id>}`` hash tag, so each of its scripts touches o
 is one Lua script (compare-and-swap, txnId record, version bump and publish together), so nothing is ever
 half-written. On a single server, a few scripts also touch the session count or a rate-limit bucket (other
 slots), saving a round trip: creating and counting, deleting and uncounting, a rate-limit take and a read.
+A script whose reply was lost with its connection is sent again, though it may have run: each call that
+changes a session carries a write id, the same in every attempt, so that a re-send answers what the first
+attempt did (see :mod:`._redis_scripts`).
 Every Redis failure surfaces as :class:`~rendezvous.store.base.StoreUnavailable`; connections are re-made on
 the next call once Redis answers again.
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from typing import Any, Final
 
 from redis.asyncio import Redis
@@ -38,6 +45,7 @@ from ._redis_common import REDIS_ERRORS, UNAVAILABLE_MESSAGE, log, unavailable_o
 from ._redis_pipeline import Multiplexer, UnsupportedConnection
 from ._redis_subscriber import Subscriber, SubscriptionLost
 from .base import (
+    TXN_RECORDS_KEPT,
     Generation,
     RateLimit,
     Session,
@@ -73,6 +81,11 @@ def _raise_if_cancelled() -> None:
 
 def _int(value: Any) -> int:
     return int(value)
+
+
+def _write_id() -> str:
+    """A fresh write id: picked once per store call and sent with each of its attempts (96 random bits)."""
+    return secrets.token_urlsafe(12)
 
 
 class RedisStore(SessionStore):
@@ -138,11 +151,12 @@ class RedisStore(SessionStore):
         ``redis+cluster://`` / ``rediss+cluster://`` (any one node's address; the others are discovered).
 
         The timeouts are short so that an outage turns into :class:`StoreUnavailable` quickly instead of
-        parking requests. ``retries`` re-sends a command only after a connection error (a stale pooled
-        connection after a Redis restart, a cluster failover), never after a timeout, where the first attempt
-        may have been applied. At most ``max_connections`` commands run at once (per node of a cluster);
-        more wait up to the time the timeouts allow. Other keyword arguments go to the redis-py client
-        (``ssl_ca_certs``, ``username``, ...).
+        parking requests. ``retries`` re-sends a command after a connection error (a stale pooled connection
+        after a Redis restart, a cluster failover; on a cluster redis-py also re-sends after a timeout). The
+        first attempt may have run with only its reply lost: every script that changes a session answers a
+        re-send as it answered the first attempt (see ``docs/redis.md``). At most ``max_connections`` commands
+        run at once (per node of a cluster); more wait up to the time the timeouts allow. Other keyword
+        arguments go to the redis-py client (``ssl_ca_certs``, ``username``, ...).
         """
         scheme, sep, rest = url.partition("://")
         if not sep:
@@ -179,6 +193,17 @@ class RedisStore(SessionStore):
 
     def _txn_key(self, session_id: str) -> str:
         return f"{self._prefix}:{{{session_id}}}:t"
+
+    def _txn_order_key(self, session_id: str) -> str:
+        return f"{self._prefix}:{{{session_id}}}:o"
+
+    def _record_keys(self, session_id: str) -> list[str]:
+        """The session's keys that scripts write: the session, its txnId records and their order."""
+        return [self._session_key(session_id), self._txn_key(session_id), self._txn_order_key(session_id)]
+
+    def _deletion_keys(self, session_id: str) -> list[str]:
+        """The keys a delete script takes: :meth:`_record_keys` and the deletion record."""
+        return [*self._record_keys(session_id), f"{self._prefix}:{{{session_id}}}:d"]
 
     def _channel(self, session_id: str) -> bytes:
         return f"{self._prefix}:{{{session_id}}}:c".encode()
@@ -228,7 +253,8 @@ class RedisStore(SessionStore):
                 # Redis lost its script cache (a restart, SCRIPT FLUSH): the script object loads it again.
                 return await script(keys=keys, args=args)
             except RedisConnectionError:
-                # Never after a timeout (a TimeoutError): the first attempt may have been applied.
+                # The first attempt may have run with only its reply lost: the scripts answer a re-send as they
+                # answered it (see _redis_scripts). Not after a timeout: a server that hung fails the call fast.
                 attempt += 1
                 if attempt > self._retries:
                     raise
@@ -265,9 +291,11 @@ class RedisStore(SessionStore):
         # but its answer was lost) and then the reservation is released. If Redis is unreachable for that too,
         # what is left is a reservation scored by its deadline: it stops counting by itself when the session
         # would have expired. No session is ever stored uncounted, which would let the store exceed
-        # max_sessions.
+        # max_sessions. Each script is safe to re-send: the session id (new to each create, the same in its
+        # re-sends) makes the reservation idempotent, and the write id lets storing recognise its own session.
         for _ in range(3):
             session_id = new_session_id()
+            write_id = _write_id()
             try:
                 now_ms = _int(await self._run(self._reserve, [self._live_key], [session_id, ttl_ms, limit]))
             except StoreUnavailable:
@@ -278,7 +306,7 @@ class RedisStore(SessionStore):
                 raise StoreFull
             try:
                 created = await self._run(
-                    self._create, [self._session_key(session_id)], [int(generation), data, ttl_ms]
+                    self._create, [self._session_key(session_id)], [int(generation), data, ttl_ms, write_id]
                 )
             except BaseException:
                 await self._forget(session_id)
@@ -293,9 +321,10 @@ class RedisStore(SessionStore):
     async def _create_counted_session(self, generation: Generation, data: bytes, ttl_ms: int, limit: int) -> Session:
         """:meth:`create` on a single server: counting and storing the session are one script."""
         for _ in range(3):
+            # Both chosen before the first attempt: a re-send after a lost reply finds its own session.
             session_id = new_session_id()
             keys = [self._live_key, self._session_key(session_id)]
-            args = [session_id, int(generation), data, ttl_ms, limit]
+            args = [session_id, int(generation), data, ttl_ms, limit, _write_id()]
             try:
                 created = await self._run(self._create_counted, keys, args)
             except BaseException:
@@ -324,11 +353,7 @@ class RedisStore(SessionStore):
 
     async def _forget(self, session_id: str) -> None:
         """Best-effort undo of a create whose outcome is unknown (see :meth:`create`)."""
-        undo = self._call(
-            self._delete,
-            [self._session_key(session_id), self._txn_key(session_id)],
-            [self._channel(session_id)],
-        )
+        undo = self._call(self._delete, self._deletion_keys(session_id), self._delete_args(session_id))
         try:
             # Shielded: a request cancelled mid-create must still clean up after itself.
             await asyncio.shield(undo)
@@ -372,13 +397,15 @@ class RedisStore(SessionStore):
             raise SessionNotFound
         reply = await self._run(
             self._write,
-            [self._session_key(session_id), self._txn_key(session_id)],
+            self._record_keys(session_id),
             [
                 data,
                 expected_version,
                 txn_id if txn_id is not None else "",
                 self._channel(session_id),
                 "" if generation is None else int(generation),
+                TXN_RECORDS_KEPT,
+                _write_id(),
             ],
         )
         if reply is None:
@@ -397,20 +424,19 @@ class RedisStore(SessionStore):
         if not is_opaque_id(session_id):
             return False
         if self._multiplexer is not None:
-            keys = [self._session_key(session_id), self._txn_key(session_id), self._live_key]
-            return _int(await self._run(self._delete_counted, keys, [self._channel(session_id), session_id])) == 1
-        deleted = _int(
-            await self._run(
-                self._delete,
-                [self._session_key(session_id), self._txn_key(session_id)],
-                [self._channel(session_id)],
-            )
-        )
+            keys = [*self._deletion_keys(session_id), self._live_key]
+            args = [*self._delete_args(session_id), session_id]
+            return _int(await self._run(self._delete_counted, keys, args)) == 1
+        deleted = _int(await self._run(self._delete, self._deletion_keys(session_id), self._delete_args(session_id)))
         if deleted:
             # The session is gone whatever happens next; a reservation left behind by an outage here stops
             # counting at the session's deadline, so the delete still reports success.
             await self._release_reservation(session_id)
         return deleted == 1
+
+    def _delete_args(self, session_id: str) -> list[Any]:
+        """A delete script's arguments, with a fresh write id: one call's, for each of its attempts."""
+        return [self._channel(session_id), _write_id(), scripts.DELETION_RECORD_MS]
 
     async def count(self) -> int:
         return _int(await self._run(self._count, [self._live_key], []))

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import email.utils
+import hashlib
+import os
+import secrets
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from rendezvous.store import _redis_scripts as scripts
+from tests.support.fault_proxy import fault_proxy_thread
+from tests.support.server import serve_settings
 
 from .helpers import (
     GEN1,
@@ -198,6 +206,36 @@ def test_put_with_current_etag_is_202_with_new_etag(client: httpx.Client) -> Non
     get = client.get(url)
     assert get.content == b"hello"
     assert get.headers["etag"] == response.headers["etag"]
+
+
+def test_put_whose_store_reply_was_lost_is_still_202() -> None:
+    # Redis stored the payload, then the connection broke before its reply arrived: the store's re-send must
+    # answer as the first attempt did, not 412 (the client would retry with the old ETag and the login break).
+    redis = pytest.importorskip("redis")
+    from rendezvous.store.redis import RedisStore
+
+    port = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")).port or 6379
+    redis.Redis(port=port).script_load(scripts.WRITE)  # so that the lost reply is the write's, not NOSCRIPT
+    prefix = f"rztest-{secrets.token_hex(6)}"
+    try:
+        with fault_proxy_thread(port) as proxy:
+            store = RedisStore.from_url(proxy.url, key_prefix=prefix)
+            with (
+                serve_settings(store=store, create_rate_per_second=0, session_rate_per_second=0) as base,
+                httpx.Client(base_url=base, timeout=10) as client,
+            ):
+                url, etag = gen1_session(client)
+                proxy.drop_reply(hashlib.sha1(scripts.WRITE.encode()).hexdigest().encode())
+                response = gen1_put(client, url, etag, b"hello")
+                assert proxy.dropped == 1
+                assert response.status_code == 202
+                get = client.get(url)
+                assert get.content == b"hello"
+                assert get.headers["etag"] == response.headers["etag"]
+    finally:
+        raw = redis.Redis(port=port)
+        for key in raw.scan_iter(match=f"{prefix}:*"):
+            raw.delete(key)
 
 
 def test_etag_changes_even_when_the_body_is_identical(client: httpx.Client) -> None:

@@ -17,6 +17,8 @@ import pytest
 
 from rendezvous.app import create_app
 from rendezvous.config import load_settings
+from rendezvous.metrics import ExpiryWatch, Metrics
+from rendezvous.store import Generation, MemoryStore
 from tests.server.helpers import GEN1, GEN2, TEXT, gen1_put, gen1_session, gen2_session
 from tests.server.test_push_redis import REDIS_URL
 from tests.server.test_push_support import NO_LIMITS, sample, scrape
@@ -208,3 +210,33 @@ async def test_parked_gauge_counts_a_long_poll_while_it_waits(server: str) -> No
         await http.put(f"{GEN2}/{session['id']}/{_txn()}", json={"sequence_token": "1", "data": "x"})
         await poll
         assert sample(scrape(server), "rendezvous_push_parked", kind="long_poll") == 0
+
+
+async def test_the_expiry_watch_holds_only_the_sessions_it_watches() -> None:
+    # With several workers, a DELETE is often served by a worker that did not create the session: the ids of
+    # those must not pile up in the worker that deleted them.
+    store = MemoryStore()
+    metrics = Metrics()
+    creator, deleter = ExpiryWatch(store, metrics, margin_s=0.8), ExpiryWatch(store, metrics, margin_s=0.8)
+    creator.start()
+    deleter.start()
+    try:
+        sessions = [await store.create(Generation.GEN2, b"", ttl_ms=1_000) for _ in range(2_000)]
+        for session in sessions:
+            creator.created(session)
+            await store.delete(session.id)
+            deleter.deleted(session.id)
+        assert deleter.held_ids == 0
+        assert creator.held_ids == 2_000
+        # The creator's own deletions and sessions still there at the deadline are judged as before.
+        own, kept = [await store.create(Generation.GEN2, b"", ttl_ms=1_000) for _ in range(2)]
+        creator.created(own)
+        creator.created(kept)
+        await store.delete(own.id)
+        creator.deleted(own.id)
+        await asyncio.sleep(0.6)
+        assert creator.held_ids == deleter.held_ids == 0
+        assert metrics.registry.get_sample_value("rendezvous_sessions_expired_total", {"generation": "gen2"}) == 1
+    finally:
+        await creator.stop()
+        await deleter.stop()

@@ -139,7 +139,7 @@ class Ledger:
         client = redis.Redis.from_url(url, socket_connect_timeout=2)
         try:
             for session_id in self.ids:
-                client.delete(f"{KEY_PREFIX}:{{{session_id}}}:s", f"{KEY_PREFIX}:{{{session_id}}}:t")
+                client.delete(*(f"{KEY_PREFIX}:{{{session_id}}}:{kind}" for kind in "sto"))
             if self.ids:
                 client.zrem(f"{KEY_PREFIX}:live", *self.ids)
         finally:

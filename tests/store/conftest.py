@@ -83,6 +83,12 @@ class _SharedCluster:
             self._stack = stack
         return self._cluster.url
 
+    def ports(self) -> list[int]:
+        """The masters' ports (starting the cluster if need be)."""
+        self.url()
+        assert self._cluster is not None
+        return [node.port for node in self._cluster.nodes]
+
     def stop(self) -> None:
         stack, self._stack, self._cluster = self._stack, None, None
         if stack is not None:

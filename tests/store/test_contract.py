@@ -8,6 +8,7 @@ import time
 import pytest
 
 from rendezvous.store import (
+    TXN_RECORDS_KEPT,
     Generation,
     SessionNotFound,
     SessionStore,
@@ -134,6 +135,27 @@ async def test_a_recorded_conflict_is_replayed_as_a_conflict(store: SessionStore
     assert again.outcome is WriteOutcome.CONFLICT
     got = await store.get(s.id)
     assert got is not None and got.version == 1
+
+
+async def test_only_the_newest_txn_records_of_a_session_are_kept(store: SessionStore) -> None:
+    s = await store.create(Generation.GEN2, b"", ttl_ms=TTL_MS)
+    forgotten = 5
+    # Stale-token writes with fresh txnIds (each recording a conflict), as a client stuck on an old token sends.
+    for i in range(TXN_RECORDS_KEPT + forgotten):
+        result = await store.write(s.id, b"x", expected_version=7, txn_id=f"t{i}")
+        assert result.outcome is WriteOutcome.CONFLICT and not result.replayed
+    # The newest are replayed, however many came before them.
+    for i in range(forgotten, TXN_RECORDS_KEPT + forgotten):
+        again = await store.write(s.id, b"x", expected_version=1, txn_id=f"t{i}")
+        assert again.replayed and again.outcome is WriteOutcome.CONFLICT, i
+    # The oldest are forgotten: the same txnId is a new request, compared and recorded afresh.
+    fresh = await store.write(s.id, b"y", expected_version=1, txn_id="t0")
+    assert fresh.outcome is WriteOutcome.WRITTEN and not fresh.replayed
+    for i in range(1, forgotten):
+        result = await store.write(s.id, b"x", expected_version=7, txn_id=f"t{i}")
+        assert not result.replayed, i
+    got = await store.get(s.id)
+    assert got is not None and (got.data, got.version) == (b"y", 2)
 
 
 async def test_txn_ids_are_scoped_to_their_session(store: SessionStore) -> None:

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from rendezvous.store import Generation, StoreFull
+from rendezvous.store import TXN_RECORDS_KEPT, Generation, StoreFull
 from rendezvous.store import _redis_pipeline as redis_pipeline
 from rendezvous.store._redis_pipeline import Multiplexer
 from rendezvous.store.base import RateLimit
@@ -70,14 +70,26 @@ async def test_txn_records_expire_at_the_same_instant_as_their_session(store: Re
     await store.write(session.id, b"x", expected_version=1, txn_id="t1")
     session_deadline = await raw.pexpiretime(store._session_key(session.id))
     txn_deadline = await raw.pexpiretime(store._txn_key(session.id))
-    assert txn_deadline == session_deadline > 0
+    order_deadline = await raw.pexpiretime(store._txn_order_key(session.id))
+    assert txn_deadline == order_deadline == session_deadline > 0
+
+
+async def test_a_sessions_txn_records_stay_bounded_in_redis(store: RedisStore, raw: Redis) -> None:
+    # The finding: a client stuck on a stale token, sending fresh txnIds, grew one hash without bound.
+    session = await store.create(Generation.GEN2, b"", ttl_ms=TTL_MS)
+    for i in range(3 * TXN_RECORDS_KEPT):
+        await store.write(session.id, b"x" * 100, expected_version=7, txn_id=f"txn-{i}")
+    assert await raw.hlen(store._txn_key(session.id)) == TXN_RECORDS_KEPT
+    assert await raw.llen(store._txn_order_key(session.id)) == TXN_RECORDS_KEPT
+    assert await store.delete(session.id)
+    assert await raw.exists(*store._record_keys(session.id)) == 0
 
 
 async def test_an_expired_session_leaves_no_keys(store: RedisStore, raw: Redis) -> None:
     session = await store.create(Generation.GEN2, b"", ttl_ms=100)
     await store.write(session.id, b"x", expected_version=1, txn_id="t1")
     await asyncio.sleep(0.3)
-    assert await raw.exists(store._session_key(session.id), store._txn_key(session.id)) == 0
+    assert await raw.exists(*store._record_keys(session.id)) == 0
 
 
 async def test_rate_limit_buckets_expire_once_full_again(store: RedisStore, raw: Redis) -> None:
