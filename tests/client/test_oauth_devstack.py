@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -36,12 +36,6 @@ def user(stack: DevStack) -> tuple[str, str]:
     localpart, password = f"oauth-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
     stack.create_user(localpart, password)
     return localpart, password
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0, trust_env=False) as client:
-        yield client
 
 
 @pytest.fixture

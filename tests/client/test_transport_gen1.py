@@ -22,7 +22,7 @@ from tests.support import transport as support
 from tests.support.transport import OurServer, RecordingTransport, eventually, is_put
 
 # Fixtures shared with the other transport tests.
-our_server, recorder, http = support.our_server, support.recorder, support.http
+our_server = support.our_server
 
 FAST = TransportOptions(poll_interval=0.05, retry=RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.05))
 

@@ -37,14 +37,14 @@ from qrlink_client.transport import (
     TransportOptions,
 )
 from qrlink_client.transport.push import parse_push_discovery, parse_push_header
+from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
 from tests.support import transport as support
 from tests.support.server import serve_cli
 from tests.support.transport import OurServer, RecordingTransport, UvicornThread
 
 # Fixtures shared with the other transport tests.
-our_server, recorder, http = support.our_server, support.recorder, support.http
+our_server = support.our_server
 
-GEN2_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 SLOW_POLLING = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05)
 
 
@@ -88,10 +88,10 @@ class PushServer:
                 Route("/g1", self.g1_create, methods=["POST"]),
                 Route("/g1/{sid}", self.g1_session, methods=["GET", "PUT", "DELETE"]),
                 WebSocketRoute("/g1/{sid}/watch", self.watch),
-                Route(GEN2_PATH, self.g2_collection, methods=["GET", "POST"]),
-                Route(GEN2_PATH + "/{sid}", self.g2_session, methods=["GET", "DELETE"]),
-                Route(GEN2_PATH + "/{sid}/{txn}", self.g2_put, methods=["PUT"]),
-                WebSocketRoute(GEN2_PATH + "/{sid}/watch", self.watch),
+                Route(GEN2_UNSTABLE_PATH, self.g2_collection, methods=["GET", "POST"]),
+                Route(GEN2_UNSTABLE_PATH + "/{sid}", self.g2_session, methods=["GET", "DELETE"]),
+                Route(GEN2_UNSTABLE_PATH + "/{sid}/{txn}", self.g2_put, methods=["PUT"]),
+                WebSocketRoute(GEN2_UNSTABLE_PATH + "/{sid}/watch", self.watch),
             ]
         )
 
@@ -405,7 +405,6 @@ async def test_push_disabled_by_options_polls_plainly(
 
 # --- delivery through our real server ----------------------------------------------------------------------
 
-GEN1_CREATE_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 
 
 @pytest.fixture(scope="module", params=["websocket", "long-poll"])
@@ -428,7 +427,7 @@ async def test_our_server_delivers_faster_than_the_poll_interval(
 ) -> None:
     mode, base = our_push_server
     if generation == 1:
-        gen1 = await Gen1Transport.create(http, base + GEN1_CREATE_PATH, options=options())
+        gen1 = await Gen1Transport.create(http, base + GEN1_PATH, options=options())
         generator: Gen1Transport | Gen2Transport = gen1
         scanner: Gen1Transport | Gen2Transport = await Gen1Transport.join(http, gen1.url, options=options())
     else:

@@ -62,12 +62,12 @@ from qrlink_client.flow import (
 from qrlink_client.login import QrCodeReady, ShowGen1, ShowGen2, grant_login, login_new_device
 from qrlink_client.qr import Gen1QrCode, Gen2QrCode, decode_qr
 from qrlink_client.transport import SessionNotFound, TransportOptions
+from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
 from tests.devstack.flow import Browser
+from tests.support.urls import under
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(60)]
 
-GEN1_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
-GEN2_PATH = "_matrix/client/unstable/io.element.msc4388/rendezvous"
 SERVER_NAME = "localhost"
 SECRETS = "m.login.secrets"
 FAILURE = "m.login.failure"
@@ -259,7 +259,7 @@ async def run_login(stack: DevStack, user: User, new: Side, existing: Side, setu
     """Both devices concurrently: the one that shows the QR starts first, the other scans what it showed."""
     assert stack.rendezvous_url is not None
     base = setup.base_url or (stack.rendezvous_url if setup.generation == 1 else stack.homeserver_url)
-    show = ShowGen1(f"{base}{GEN1_PATH}") if setup.generation == 1 else ShowGen2(base)
+    show = ShowGen1(under(base, GEN1_PATH)) if setup.generation == 1 else ShowGen2(base)
     page = VerificationPage(user, setup.page_action)
     shower, scanner = (new, existing) if setup.new_device_shows else (existing, new)
     loop = asyncio.get_running_loop()
@@ -629,7 +629,7 @@ def session_url(stack: DevStack, qr: bytes) -> str:
     if isinstance(code, Gen1QrCode):
         return code.rendezvous_url
     assert isinstance(code, Gen2QrCode)
-    return f"{stack.homeserver_url}{GEN2_PATH}/{code.rendezvous_id}"
+    return f"{under(stack.homeserver_url, GEN2_UNSTABLE_PATH)}/{code.rendezvous_id}"
 
 
 async def delete(url: str) -> httpx.Response:

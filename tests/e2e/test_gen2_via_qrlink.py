@@ -14,11 +14,12 @@ import pytest
 
 from devstack import DevStack
 from qrlink_client.login import NewDeviceLoginResult
-from tests.e2e.test_qr_login import GEN1_PATH, User, VerificationPage, new_user, run_login
+from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
+from tests.e2e.test_qr_login import User, VerificationPage, new_user, run_login
+from tests.support.urls import under
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
 
-GEN2_PATH = "_matrix/client/unstable/io.element.msc4388/rendezvous"
 _GEN2_CREATED = re.compile(r'^rendezvous_sessions_created_total\{generation="gen2"\} (\S+)$', re.MULTILINE)
 
 ROLES = [
@@ -90,7 +91,7 @@ async def test_new_device_homeserver_url_is_the_front(front_stack: DevStack, log
 
 
 def test_synapse_itself_does_not_serve_gen2(front_stack: DevStack) -> None:
-    response = httpx.get(f"{front_stack.synapse_url}{GEN2_PATH}", trust_env=False)
+    response = httpx.get(under(front_stack.synapse_url, GEN2_UNSTABLE_PATH), trust_env=False)
 
     assert response.status_code == 404
 
@@ -105,16 +106,19 @@ def test_gen1_session_urls_name_the_front(front_stack: DevStack) -> None:
     assert front_stack.rendezvous_url is not None
 
     response = httpx.post(
-        f"{front_stack.rendezvous_url}{GEN1_PATH}", content=b"", headers={"Content-Type": "text/plain"}, trust_env=False
+        under(front_stack.rendezvous_url, GEN1_PATH),
+        content=b"",
+        headers={"Content-Type": "text/plain"},
+        trust_env=False,
     )
 
-    assert response.json()["url"].startswith(f"{front_stack.homeserver_url}{GEN1_PATH}/")
+    assert response.json()["url"].startswith(under(front_stack.homeserver_url, GEN1_PATH) + "/")
 
 
 def test_gen1_write_with_if_match_succeeds_through_the_front(front_stack: DevStack) -> None:
     with httpx.Client(trust_env=False) as http:
         created = http.post(
-            f"{front_stack.homeserver_url}{GEN1_PATH}", content=b"", headers={"Content-Type": "text/plain"}
+            under(front_stack.homeserver_url, GEN1_PATH), content=b"", headers={"Content-Type": "text/plain"}
         )
         written = http.put(
             created.json()["url"],

@@ -44,11 +44,12 @@ from qrlink_client.login import (
     grant_login,
     login_new_device,
 )
+from rendezvous.protocol import GEN1_PATH
 from tests.devstack.flow import Browser
+from tests.support.urls import under
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
 
-GEN1_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 SERVER_NAME = "localhost"  # DevStack's default server name, carried by a Gen-1 QR the existing device shows
 
 
@@ -119,7 +120,7 @@ async def run_login(
 ) -> tuple[NewDeviceLoginResult | BaseException, str | BaseException, Sides, Sides]:
     """Both devices concurrently: the one that shows the QR starts first, the other scans what it showed."""
     assert stack.rendezvous_url is not None
-    show = ShowGen1(f"{stack.rendezvous_url}{GEN1_PATH}") if generation == 1 else ShowGen2(stack.homeserver_url)
+    show = ShowGen1(under(stack.rendezvous_url, GEN1_PATH)) if generation == 1 else ShowGen2(stack.homeserver_url)
     new, existing = Sides(), Sides()
 
     async def resolve(server_name: str) -> str:

@@ -44,12 +44,13 @@ from qrlink_client.e2ee import BootstrapResult, E2eeHomeserver, OlmDevice, Stati
 from qrlink_client.flow import EstablishingSecureChannel, LoginAborted, LoginDeclined, Progress
 from qrlink_client.login import QrCodeReady, ShowGen1, grant_login
 from qrlink_client.qr import Gen1Mode, Gen1QrCode, decode_qr
+from rendezvous.protocol import GEN1_PATH
 from tests.devstack.flow import DEVICE_GRANT, Browser
 from tests.peers.node import NodeDriver, NodeDriverError, NodeDriverFactory
+from tests.support.urls import under
 
 pytestmark = [pytest.mark.node, pytest.mark.synapse, pytest.mark.timeout(120)]
 
-GEN1_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 # What an app registers for a device-grant login through js-sdk's OAuth2.registerClient. The grant types are given
 # because js-sdk's default adds authorization_code, which the dev stack does not offer (registration would throw
 # DynamicRegistrationNotSupported before any request).
@@ -185,7 +186,7 @@ async def run_login(
             existing_task = existing.start(
                 http,
                 stack,
-                show=ShowGen1(f"{stack.rendezvous_url}{GEN1_PATH}"),
+                show=ShowGen1(under(stack.rendezvous_url, GEN1_PATH)),
                 server_name="localhost",
                 check_code_prompt=existing.prompt,
             )
@@ -290,7 +291,7 @@ async def test_new_device_creates_its_session_on_the_homeservers_msc4108_endpoin
 
     qr = decode_qr(login.qr)
     creates = [entry for entry in login.trace if entry["method"] == "POST" and entry["url"].endswith(GEN1_PATH)]
-    assert [entry["url"] for entry in creates] == [f"{stack.homeserver_url}{GEN1_PATH}"]
+    assert [entry["url"] for entry in creates] == [under(stack.homeserver_url, GEN1_PATH)]
     assert isinstance(qr, Gen1QrCode) and qr.mode is Gen1Mode.LOGIN and qr.server_name is None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -29,12 +29,6 @@ Transport = Gen1Transport | Gen2Transport
 def server() -> Iterator[str]:
     with serve_cli(NO_LIMITS) as base_url:
         yield base_url
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
-        yield client
 
 
 async def _delivered_fast(server: str, receiver: Transport, sender: Transport, payload: str, kind: str) -> None:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import uvicorn
 
+from rendezvous.protocol import GEN1_PATH
 from tests.support.server import free_port, serve_cli
 
 RequestMatcher = Callable[[httpx.Request], bool]
@@ -145,7 +146,7 @@ class OurServer:
 
     @property
     def gen1_create_url(self) -> str:
-        return f"{self.base_url}/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+        return f"{self.base_url}{GEN1_PATH}"
 
 
 @pytest.fixture(scope="module")
@@ -160,18 +161,6 @@ def our_server() -> Iterator[OurServer]:
     }
     with serve_cli(env) as base_url:
         yield OurServer(base_url)
-
-
-@pytest.fixture
-def recorder() -> RecordingTransport:
-    return RecordingTransport()
-
-
-@pytest.fixture
-async def http(recorder: RecordingTransport) -> Any:
-    """An httpx client whose every request goes through :class:`RecordingTransport`."""
-    async with httpx.AsyncClient(transport=recorder, timeout=10) as client:
-        yield client
 
 
 async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
