@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from devstack import DevStack
+from devstack.browser import Browser
 from qrlink_client.oauth import (
     DeviceAuthorization,
     DeviceGrantClient,
@@ -20,7 +21,6 @@ from qrlink_client.oauth import (
     discover_auth_metadata,
     whoami,
 )
-from tests.devstack.flow import Browser
 
 pytestmark = pytest.mark.synapse
 

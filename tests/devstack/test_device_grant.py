@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from devstack import DevStack
-from tests.devstack.flow import Browser, OAuthClient, bearer, device_path, unstable_scope
+from devstack.browser import Browser
+from tests.devstack.flow import OAuthClient, bearer, device_path, unstable_scope
 
 pytestmark = pytest.mark.synapse
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from devstack import DevStack
-from tests.devstack.flow import Browser, OAuthClient, bearer, device_path
+from devstack.browser import Browser
+from tests.devstack.flow import OAuthClient, bearer, device_path
 
 pytestmark = pytest.mark.synapse
 

@@ -13,9 +13,11 @@ import httpx
 import pytest
 
 from devstack import DevStack
+from devstack.browser import VerificationPage
+from devstack.users import E2eeUser, create_e2ee_user
 from qrlink_client.login import NewDeviceLoginResult
 from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
-from tests.e2e.test_qr_login import User, VerificationPage, new_user, run_login
+from tests.e2e.test_qr_login import run_login
 from tests.support.urls import under
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
@@ -30,7 +32,7 @@ ROLES = [
 
 @dataclass(frozen=True)
 class Login:
-    user: User
+    user: E2eeUser
     new: NewDeviceLoginResult
     existing_saw: str
     gen2_sessions_created: float
@@ -55,7 +57,7 @@ def logins() -> dict[bool, Login]:
 
 async def approved_login(stack: DevStack, cache: dict[bool, Login], new_device_shows: bool) -> Login:
     if new_device_shows not in cache:
-        user = await new_user(stack)
+        user = await create_e2ee_user(stack, prefix="e2e", device_id="EXISTING")
         before = gen2_sessions_created(stack)
         new, existing, _, _ = await run_login(
             stack, user, generation=2, new_device_shows=new_device_shows, page=VerificationPage(user, "approve")
