@@ -42,6 +42,8 @@ def no_push_server() -> Iterator[str]:
 
 @pytest.fixture
 async def http(push_server: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Overrides the suite's ``http``: these tests speak raw HTTP to one server, so the client is bound to it
+    (``base_url``) and the requests name only paths."""
     async with httpx.AsyncClient(base_url=push_server, timeout=10) as client:
         yield client
 
@@ -60,103 +62,6 @@ async def _put2(http: httpx.AsyncClient, session_id: str, token: str, data: str)
     token = response.json()["sequence_token"]
     assert isinstance(token, str)
     return token
-
-
-# -- Gen-2 long-poll -----------------------------------------------------------------------------------------
-
-
-async def test_gen2_long_poll_answers_within_100_ms_of_a_put_from_another_client(
-    http: httpx.AsyncClient, push_server: str
-) -> None:
-    session = (await http.post(GEN2, json={"data": ""})).json()
-    poll = asyncio.create_task(
-        http.get(f"{GEN2}/{session['id']}", params={"since": session["sequence_token"], "timeout_ms": "10000"})
-    )
-    await asyncio.sleep(0.3)
-    assert not poll.done()
-    async with httpx.AsyncClient(base_url=push_server, timeout=10) as other:
-        put_at = time.monotonic()
-        new_token = await _put2(other, session["id"], session["sequence_token"], "hello")
-    response = await poll
-    assert time.monotonic() - put_at < 0.1
-    assert response.status_code == 200
-    assert response.json()["sequence_token"] == new_token
-    assert response.json()["data"] == "hello"
-
-
-async def test_gen2_long_poll_returns_the_unchanged_state_at_its_deadline(http: httpx.AsyncClient) -> None:
-    session = (await http.post(GEN2, json={"data": "same"})).json()
-    started = time.monotonic()
-    response = await http.get(
-        f"{GEN2}/{session['id']}", params={"since": session["sequence_token"], "timeout_ms": "500"}
-    )
-    elapsed = time.monotonic() - started
-    assert 0.45 <= elapsed < 1.5
-    assert response.status_code == 200
-    body = response.json()
-    assert body["sequence_token"] == session["sequence_token"]
-    assert body["data"] == "same"
-    assert isinstance(body["expires_in_ms"], int)
-
-
-async def test_gen2_long_poll_with_a_malformed_timeout_is_400(http: httpx.AsyncClient) -> None:
-    session = (await http.post(GEN2, json={"data": ""})).json()
-    response = await http.get(f"{GEN2}/{session['id']}", params={"since": "1", "timeout_ms": "soon"})
-    assert response.status_code == 400
-    assert response.json()["errcode"] == "M_INVALID_PARAM"
-
-
-async def test_gen2_long_poll_on_a_session_deleted_meanwhile_is_404(http: httpx.AsyncClient) -> None:
-    session = (await http.post(GEN2, json={"data": ""})).json()
-    poll = asyncio.create_task(
-        http.get(f"{GEN2}/{session['id']}", params={"since": session["sequence_token"], "timeout_ms": "10000"})
-    )
-    await asyncio.sleep(0.2)
-    assert (await http.delete(f"{GEN2}/{session['id']}")).status_code == 200
-    response = await asyncio.wait_for(poll, 1)
-    assert response.status_code == 404
-    assert response.json()["errcode"] == "M_NOT_FOUND"
-
-
-# -- Gen-1 long-poll -----------------------------------------------------------------------------------------
-
-
-async def test_gen1_prefer_wait_answers_200_as_soon_as_the_etag_changes(
-    http: httpx.AsyncClient, push_server: str
-) -> None:
-    created = await http.post(GEN1, content=b"", headers=TEXT)
-    url, etag = created.json()["url"], created.headers["etag"]
-    poll = asyncio.create_task(http.get(url, headers={"If-None-Match": etag, "Prefer": "wait=10"}))
-    await asyncio.sleep(0.3)
-    assert not poll.done()
-    async with httpx.AsyncClient(timeout=10) as other:
-        put_at = time.monotonic()
-        put = await other.put(url, content=b"payload", headers={**TEXT, "If-Match": etag})
-    response = await poll
-    assert time.monotonic() - put_at < 0.1
-    assert response.status_code == 200
-    assert response.content == b"payload"
-    assert response.headers["etag"] == put.headers["etag"] != etag
-    assert response.headers["content-type"] == "text/plain"
-    for name in ("expires", "last-modified", "cache-control", "pragma"):
-        assert name in response.headers
-    assert response.headers["preference-applied"] == f"wait={MAX_WAIT_S}"
-
-
-async def test_gen1_prefer_wait_answers_304_with_the_usual_headers_at_the_deadline(
-    http: httpx.AsyncClient,
-) -> None:
-    created = await http.post(GEN1, content=b"", headers=TEXT)
-    url, etag = created.json()["url"], created.headers["etag"]
-    started = time.monotonic()
-    response = await http.get(url, headers={"If-None-Match": etag, "Prefer": "wait=1"})
-    elapsed = time.monotonic() - started
-    assert 0.95 <= elapsed < 2.0
-    assert response.status_code == 304
-    assert response.headers["etag"] == etag
-    for name in ("expires", "last-modified", "cache-control", "pragma", "x-qrlink-push"):
-        assert name in response.headers
-    assert response.headers["preference-applied"] == "wait=1"
 
 
 # -- both generations' long-polls ----------------------------------------------------------------------------
@@ -217,6 +122,29 @@ both_generations = pytest.mark.parametrize("gen", LONG_POLLS, ids=str)
 
 
 @both_generations
+async def test_long_poll_answers_within_100_ms_of_a_write_from_another_client(
+    gen: LongPoll, http: httpx.AsyncClient, push_server: str
+) -> None:
+    url, version = await gen.create(http)
+    poll = asyncio.create_task(gen.hold(http, url, version, 10))
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    async with httpx.AsyncClient(base_url=push_server, timeout=10) as other:
+        put_at = time.monotonic()
+        new_version = await gen.write(other, url, version, "hello")
+    response = await poll
+    assert time.monotonic() - put_at < 0.1
+    assert response.status_code == 200
+    assert gen.version(response) == new_version != version
+    assert gen.data(response) == "hello"
+    if gen.number == 1:  # a Gen-1 answer is the payload with the usual session headers
+        assert response.headers["content-type"] == "text/plain"
+        for name in ("expires", "last-modified", "cache-control", "pragma"):
+            assert name in response.headers
+        assert response.headers["preference-applied"] == f"wait={MAX_WAIT_S}"
+
+
+@both_generations
 async def test_long_poll_wait_is_capped_at_the_server_maximum(gen: LongPoll, http: httpx.AsyncClient) -> None:
     url, version = await gen.create(http)
     started = time.monotonic()
@@ -252,6 +180,62 @@ async def test_long_poll_parameters_are_ignored_when_push_is_off(gen: LongPoll, 
         assert response.status_code == gen.unchanged_status
         assert gen.version(response) == version
         assert "preference-applied" not in response.headers
+
+
+# -- Gen-2 long-poll -----------------------------------------------------------------------------------------
+
+
+async def test_gen2_long_poll_returns_the_unchanged_state_at_its_deadline(http: httpx.AsyncClient) -> None:
+    session = (await http.post(GEN2, json={"data": "same"})).json()
+    started = time.monotonic()
+    response = await http.get(
+        f"{GEN2}/{session['id']}", params={"since": session["sequence_token"], "timeout_ms": "500"}
+    )
+    elapsed = time.monotonic() - started
+    assert 0.45 <= elapsed < 1.5
+    assert response.status_code == 200
+    body = response.json()
+    assert body["sequence_token"] == session["sequence_token"]
+    assert body["data"] == "same"
+    assert isinstance(body["expires_in_ms"], int)
+
+
+async def test_gen2_long_poll_with_a_malformed_timeout_is_400(http: httpx.AsyncClient) -> None:
+    session = (await http.post(GEN2, json={"data": ""})).json()
+    response = await http.get(f"{GEN2}/{session['id']}", params={"since": "1", "timeout_ms": "soon"})
+    assert response.status_code == 400
+    assert response.json()["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_gen2_long_poll_on_a_session_deleted_meanwhile_is_404(http: httpx.AsyncClient) -> None:
+    session = (await http.post(GEN2, json={"data": ""})).json()
+    poll = asyncio.create_task(
+        http.get(f"{GEN2}/{session['id']}", params={"since": session["sequence_token"], "timeout_ms": "10000"})
+    )
+    await asyncio.sleep(0.2)
+    assert (await http.delete(f"{GEN2}/{session['id']}")).status_code == 200
+    response = await asyncio.wait_for(poll, 1)
+    assert response.status_code == 404
+    assert response.json()["errcode"] == "M_NOT_FOUND"
+
+
+# -- Gen-1 long-poll -----------------------------------------------------------------------------------------
+
+
+async def test_gen1_prefer_wait_answers_304_with_the_usual_headers_at_the_deadline(
+    http: httpx.AsyncClient,
+) -> None:
+    created = await http.post(GEN1, content=b"", headers=TEXT)
+    url, etag = created.json()["url"], created.headers["etag"]
+    started = time.monotonic()
+    response = await http.get(url, headers={"If-None-Match": etag, "Prefer": "wait=1"})
+    elapsed = time.monotonic() - started
+    assert 0.95 <= elapsed < 2.0
+    assert response.status_code == 304
+    assert response.headers["etag"] == etag
+    for name in ("expires", "last-modified", "cache-control", "pragma", "x-qrlink-push"):
+        assert name in response.headers
+    assert response.headers["preference-applied"] == "wait=1"
 
 
 # -- advertisement -------------------------------------------------------------------------------------------
