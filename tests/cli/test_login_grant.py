@@ -20,7 +20,9 @@ from devstack.demo import DemoUser, answer_verification_page, create_demo_user
 from qrlink_client._b64 import b64decode
 from qrlink_client.e2ee import OlmDevice
 from qrlink_client.qr import Gen1QrCode, Gen2QrCode, decode_qr
+from rendezvous.protocol import WHOAMI_PATH
 from tests.cli._process import Qrlink
+from tests.support.urls import under
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(180)]
 
@@ -116,7 +118,7 @@ def test_session_file_tokens_work_with_synapse_whoami(stack: DevStack, exchange:
     session = exchange.session()
 
     response = httpx.get(
-        f"{stack.homeserver_url}_matrix/client/v3/account/whoami",
+        under(stack.homeserver_url, WHOAMI_PATH),
         headers={"Authorization": f"Bearer {session['access_token']}"},
         trust_env=False,
     )

@@ -13,8 +13,7 @@ import pytest
 from qrlink_client.cli import main
 from qrlink_client.cli.io import Console, InputClosed, check_code_prompt, stdin_line
 from qrlink_client.discovery import gen1_create_url
-
-CREATE_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+from rendezvous.protocol import GEN1_PATH
 
 
 @pytest.mark.parametrize(
@@ -155,9 +154,9 @@ def test_grant_needs_either_a_qr_code_or_show(capsys: pytest.CaptureFixture[str]
     assert exit_info.value.code == 2
 
 
-@pytest.mark.parametrize("given", ["https://rz.example/", "https://rz.example", f"https://rz.example/{CREATE_PATH}"])
+@pytest.mark.parametrize("given", ["https://rz.example/", "https://rz.example", f"https://rz.example{GEN1_PATH}"])
 def test_rendezvous_option_takes_a_server_or_its_create_url(given: str) -> None:
-    assert gen1_create_url(given) == f"https://rz.example/{CREATE_PATH}"
+    assert gen1_create_url(given) == f"https://rz.example{GEN1_PATH}"
 
 
 @pytest.fixture

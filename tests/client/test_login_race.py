@@ -19,7 +19,7 @@ from qrlink_client.transport import ConcurrentWrite, Gen1Transport, Gen2Transpor
 from tests.support import transport as support
 from tests.support.transport import OurServer
 
-our_server, recorder, http = support.our_server, support.recorder, support.http
+our_server = support.our_server
 
 # Plain polling every 50 ms: the scenarios read the slot only when they say so.
 FAST = TransportOptions(poll_interval=0.05, push=False, retry=RetryPolicy(attempts=2, initial_delay=0.01))

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from devstack import DevStack
+from devstack.browser import Browser
 from qrlink_client.oauth import (
     DeviceAuthorization,
     DeviceGrantClient,
@@ -20,7 +21,6 @@ from qrlink_client.oauth import (
     discover_auth_metadata,
     whoami,
 )
-from tests.devstack.flow import Browser
 
 pytestmark = pytest.mark.synapse
 
@@ -36,12 +36,6 @@ def user(stack: DevStack) -> tuple[str, str]:
     localpart, password = f"oauth-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
     stack.create_user(localpart, password)
     return localpart, password
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0, trust_env=False) as client:
-        yield client
 
 
 @pytest.fixture

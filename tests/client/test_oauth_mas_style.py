@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,12 +115,6 @@ def server() -> Iterator[StandIn]:
     stand_in = serve()
     yield stand_in
     stand_in.thread.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
-        yield client
 
 
 async def deny(server: StandIn, user_code: str) -> None:

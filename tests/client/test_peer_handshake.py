@@ -17,12 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
 from tests.client.test_peer import PeerProcess
 from tests.support.server import free_port
 
 RENDEZVOUS = Path(sys.executable).with_name("rendezvous")
-GEN1_CREATE_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
-GEN2_DISCOVERY_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 
 
 
@@ -52,7 +51,7 @@ def server() -> Iterator[str]:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(base_url + GEN2_DISCOVERY_PATH, timeout=1).status_code == 200:
+                if httpx.get(base_url + GEN2_UNSTABLE_PATH, timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -80,7 +79,7 @@ def pair() -> Iterator[tuple[PeerProcess, PeerProcess]]:
 
 
 def start_generator(peer: PeerProcess, server: str, generation: int, **extra: Any) -> dict[str, Any]:
-    where = {"create_url": server + GEN1_CREATE_PATH} if generation == 1 else {"base_url": server}
+    where = {"create_url": server + GEN1_PATH} if generation == 1 else {"base_url": server}
     return peer.ok("handshake_start", generation=generation, role="G", **where, **extra)
 
 
@@ -103,7 +102,7 @@ def test_generator_qr_names_the_new_session(
     decoded = generator.ok("qr_decode", hex=g["qr_hex"])
     assert decoded["public_key_b64"] == g["public_key_b64"]
     if generation == 1:
-        assert decoded["rendezvous_url"].startswith(server + GEN1_CREATE_PATH + "/")
+        assert decoded["rendezvous_url"].startswith(server + GEN1_PATH + "/")
     else:
         assert (decoded["base_url"], decoded["rendezvous_id"]) == (server, g["rendezvous_id"])
 

@@ -1,28 +1,26 @@
-"""Gen1Transport (MSC4108 2024, ETag) against our real rendezvous server under uvicorn."""
+"""Gen1Transport (MSC4108 2024, ETag) against our real rendezvous server under uvicorn: what only Gen-1 does.
+
+What both generations do alike is tested once per generation in ``test_transport_generations.py``.
+"""
 
 from __future__ import annotations
-
-import asyncio
 
 import httpx
 import pytest
 
 from qrlink_client.channel import EciesChannel
 from qrlink_client.transport import (
-    ConcurrentWrite,
     Gen1Transport,
     ReceiveTimeout,
-    RendezvousUnavailable,
     RetryPolicy,
-    SessionNotFound,
     TransportClosed,
     TransportOptions,
 )
 from tests.support import transport as support
-from tests.support.transport import OurServer, RecordingTransport, eventually, is_put
+from tests.support.transport import OurServer, RecordingTransport, is_put
 
 # Fixtures shared with the other transport tests.
-our_server, recorder, http = support.our_server, support.recorder, support.http
+our_server = support.our_server
 
 FAST = TransportOptions(poll_interval=0.05, retry=RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.05))
 
@@ -98,34 +96,6 @@ async def test_send_uses_the_etag_of_the_latest_revision_it_saw(
     assert put.headers["if-match"] == scanner_etag_after_first_receive
 
 
-async def test_payloads_travel_both_ways(http: httpx.AsyncClient, our_server: OurServer) -> None:
-    generator, scanner = await pair(http, our_server)
-
-    await scanner.send("from scanner")
-    assert await generator.receive(timeout=5) == "from scanner"
-    await generator.send("from generator")
-    assert await scanner.receive(timeout=5) == "from generator"
-
-
-async def test_receiver_ignores_the_echo_of_its_own_write(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
-    _, scanner = await pair(http, our_server)
-    await scanner.send("mine")
-
-    with pytest.raises(ReceiveTimeout):
-        await scanner.receive(timeout=0.3)
-
-
-async def test_each_payload_is_received_once(http: httpx.AsyncClient, our_server: OurServer) -> None:
-    generator, scanner = await pair(http, our_server)
-    await scanner.send("once")
-    assert await generator.receive(timeout=5) == "once"
-
-    with pytest.raises(ReceiveTimeout):
-        await generator.receive(timeout=0.3)
-
-
 async def test_poll_sends_if_none_match_and_gets_304_while_nothing_changed(
     http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
 ) -> None:
@@ -186,79 +156,6 @@ async def test_lost_put_response_is_retried_and_recognised_as_applied(
     assert await generator.receive(timeout=5) == "lost response"
 
 
-async def test_after_a_lost_put_response_the_next_exchange_continues(
-    http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
-) -> None:
-    generator, scanner = await pair(http, our_server)
-    recorder.drop_response(is_put)
-    await scanner.send("lost response")
-    assert await generator.receive(timeout=5) == "lost response"
-
-    await generator.send("reply")
-    assert await scanner.receive(timeout=5) == "reply"
-    with pytest.raises(ReceiveTimeout):
-        await generator.receive(timeout=0.3)
-
-
-async def test_network_errors_are_retried(
-    http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
-) -> None:
-    generator, scanner = await pair(http, our_server)
-    recorder.refuse(is_put, times=2)
-
-    await scanner.send("eventually")
-
-    assert [e.fault for e in recorder.requests("PUT")] == ["refused", "refused", None]
-    assert await generator.receive(timeout=5) == "eventually"
-
-
-async def test_retries_are_bounded(
-    http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
-) -> None:
-    _, scanner = await pair(http, our_server)
-    recorder.refuse(is_put, times=100)
-
-    with pytest.raises(RendezvousUnavailable):
-        await scanner.send("never")
-
-    assert len(recorder.requests("PUT")) == FAST.retry.attempts
-
-
-async def test_concurrent_write_is_a_named_error(http: httpx.AsyncClient, our_server: OurServer) -> None:
-    generator, scanner = await pair(http, our_server)
-    await scanner.send("initiate")  # the generator has not read it yet
-
-    with pytest.raises(ConcurrentWrite) as caught:
-        await generator.send("stale")
-
-    assert caught.value.status == 412
-
-
-async def test_peer_delete_mid_flow_is_session_not_found_on_receive(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
-    generator, scanner = await pair(http, our_server)
-    await scanner.send("initiate")
-    assert await generator.receive(timeout=5) == "initiate"
-
-    await generator.delete()
-
-    with pytest.raises(SessionNotFound) as caught:
-        await scanner.receive(timeout=5)
-    assert caught.value.status == 404
-
-
-async def test_peer_delete_mid_flow_is_session_not_found_on_send(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
-    generator, scanner = await pair(http, our_server)
-    await scanner.send("initiate")
-    await generator.delete()
-
-    with pytest.raises(SessionNotFound):
-        await scanner.send("too late")
-
-
 async def test_deleted_transport_refuses_further_use(http: httpx.AsyncClient, our_server: OurServer) -> None:
     generator, _ = await pair(http, our_server)
     await generator.delete()
@@ -266,44 +163,6 @@ async def test_deleted_transport_refuses_further_use(http: httpx.AsyncClient, ou
     with pytest.raises(TransportClosed):
         await generator.receive(timeout=1)
     assert (await http.get(generator.url)).status_code == 404
-
-
-async def test_cancelled_receive_leaves_no_request_behind(
-    http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
-) -> None:
-    generator, _ = await pair(http, our_server)
-    task = asyncio.create_task(generator.receive())
-    await eventually(lambda: len(recorder.requests("GET")) >= 2)
-
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    sent = len(recorder.exchanges)
-    await asyncio.sleep(FAST.poll_interval * 5)
-
-    assert recorder.in_flight == 0
-    assert len(recorder.exchanges) == sent
-
-
-async def test_transport_stays_usable_after_a_cancelled_receive(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
-    generator, scanner = await pair(http, our_server)
-    task = asyncio.create_task(generator.receive())
-    await asyncio.sleep(0.1)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-    await scanner.send("after cancel")
-    assert await generator.receive(timeout=5) == "after cancel"
-
-
-async def test_repr_hides_the_session_url(http: httpx.AsyncClient, our_server: OurServer) -> None:
-    generator, _ = await pair(http, our_server)
-
-    assert generator.url not in repr(generator)
-    assert generator.url.rsplit("/", 1)[1] not in repr(generator)
 
 
 async def test_polls_after_a_put_use_the_etag_that_put_returned(

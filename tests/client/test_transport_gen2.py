@@ -1,8 +1,11 @@
-"""Gen2Transport (MSC4388, sequence_token, txnId PUT) against our real rendezvous server under uvicorn."""
+"""Gen2Transport (MSC4388, sequence_token, txnId PUT) against our real rendezvous server under uvicorn: what only
+Gen-2 does.
+
+What both generations do alike is tested once per generation in ``test_transport_generations.py``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
@@ -10,7 +13,6 @@ import pytest
 
 from qrlink_client.channel import HpkeChannel
 from qrlink_client.transport import (
-    ConcurrentWrite,
     Gen2Prefix,
     Gen2Transport,
     PayloadTooLarge,
@@ -22,10 +24,10 @@ from qrlink_client.transport import (
     rendezvous_endpoint,
 )
 from tests.support import transport as support
-from tests.support.transport import OurServer, RecordingTransport, eventually, is_put
+from tests.support.transport import OurServer, RecordingTransport, is_put
 
 # Fixtures shared with the other transport tests.
-our_server, recorder, http = support.our_server, support.recorder, support.http
+our_server = support.our_server
 
 FAST = TransportOptions(poll_interval=0.05, retry=RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.05))
 
@@ -151,29 +153,6 @@ async def test_hpke_handshake_and_messages_over_our_server(
     assert (to_g, to_s) == (b"to G", b"to S")
 
 
-async def test_receiver_ignores_the_echo_of_its_own_write(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
-    _, scanner = await pair(http, our_server)
-    await scanner.send("mine")
-
-    with pytest.raises(ReceiveTimeout):
-        await scanner.receive(timeout=0.3)
-
-
-async def test_each_payload_is_received_once_though_every_get_returns_it(
-    http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
-) -> None:
-    generator, scanner = await pair(http, our_server)
-    await scanner.send("once")
-    assert await generator.receive(timeout=5) == "once"
-    recorder.exchanges.clear()
-
-    with pytest.raises(ReceiveTimeout):
-        await generator.receive(timeout=0.3)
-    assert len(recorder.requests("GET")) >= 2  # polled, saw "once" again, did not deliver it
-
-
 async def test_lost_put_response_is_replayed_with_the_same_txn_id(
     http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
 ) -> None:
@@ -204,20 +183,6 @@ async def test_lost_put_response_advances_the_token_once(
     assert (generator.own_sequence_token, state["sequence_token"]) == ("1", "2")
 
 
-async def test_lost_put_response_payload_is_received_once(
-    http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
-) -> None:
-    generator, scanner = await pair(http, our_server)
-    recorder.drop_response(is_put)
-    await scanner.send("lost response")
-
-    assert await generator.receive(timeout=5) == "lost response"
-    with pytest.raises(ReceiveTimeout):
-        await generator.receive(timeout=0.3)
-    with pytest.raises(ReceiveTimeout):
-        await scanner.receive(timeout=0.3)
-
-
 async def test_unconfirmed_write_seen_later_is_adopted_not_delivered(
     http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
 ) -> None:
@@ -234,46 +199,11 @@ async def test_unconfirmed_write_seen_later_is_adopted_not_delivered(
     assert await generator.receive(timeout=5) == "landed"
 
 
-async def test_concurrent_write_is_a_named_error(http: httpx.AsyncClient, our_server: OurServer) -> None:
-    generator, scanner = await pair(http, our_server)
-    await scanner.send("initiate")  # the generator has not read it yet
-
-    with pytest.raises(ConcurrentWrite) as caught:
-        await generator.send("stale")
-
-    assert caught.value.status == 409
-
-
-async def test_concurrent_write_leaves_the_peers_payload_to_be_received(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
-    generator, scanner = await pair(http, our_server)
-    await scanner.send("initiate")
-    with pytest.raises(ConcurrentWrite):
-        await generator.send("stale")
-
-    assert await generator.receive(timeout=5) == "initiate"
-
-
 async def test_too_large_payload_is_a_named_error(http: httpx.AsyncClient, our_server: OurServer) -> None:
     _, scanner = await pair(http, our_server)
 
     with pytest.raises(PayloadTooLarge):
         await scanner.send("x" * 4097)
-
-
-async def test_peer_delete_mid_flow_is_session_not_found(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
-    generator, scanner = await pair(http, our_server)
-    await scanner.send("initiate")
-    assert await generator.receive(timeout=5) == "initiate"
-
-    await generator.delete()
-
-    with pytest.raises(SessionNotFound) as caught:
-        await scanner.receive(timeout=5)
-    assert (caught.value.status, caught.value.errcode) == (404, "M_NOT_FOUND")
 
 
 async def test_join_of_an_unknown_session_is_session_not_found(
@@ -292,32 +222,9 @@ async def test_delete_twice_is_harmless(http: httpx.AsyncClient, our_server: Our
     assert (await http.get(generator.session_url)).status_code == 404
 
 
-async def test_cancelled_receive_leaves_no_request_behind(
-    http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
-) -> None:
-    generator, _ = await pair(http, our_server)
-    task = asyncio.create_task(generator.receive())
-    await eventually(lambda: len(recorder.requests("GET")) >= 2)
-
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    sent = len(recorder.exchanges)
-    await asyncio.sleep(FAST.poll_interval * 5)
-
-    assert recorder.in_flight == 0
-    assert len(recorder.exchanges) == sent
-
-
 async def test_stable_prefix_is_refused_when_the_server_serves_only_unstable(
     http: httpx.AsyncClient, our_server: OurServer
 ) -> None:
     discovery = await Gen2Transport.discover(http, our_server.base_url, prefix=Gen2Prefix.STABLE)
 
     assert discovery.create_available is False
-
-
-async def test_repr_hides_the_rendezvous_id(http: httpx.AsyncClient, our_server: OurServer) -> None:
-    generator, _ = await pair(http, our_server)
-
-    assert generator.rendezvous_id not in repr(generator)

@@ -6,7 +6,7 @@ answer violates one rule (a mock of what cannot be had otherwise: a non-conformi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -24,9 +24,9 @@ from qrlink_client.transport import (
     RetryPolicy,
     TransportOptions,
 )
+from rendezvous.protocol import GEN2_UNSTABLE_PATH
 from tests.support.transport import UvicornThread
 
-GEN2 = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 OPTIONS = TransportOptions(
     poll_interval=0.05, retry=RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.02)
 )
@@ -67,19 +67,13 @@ def broken_server() -> Iterator[str]:
         routes=[
             Route("/g1", gen1_create, methods=["POST"]),
             Route("/g1/{kind}", gen1_session, methods=["GET", "PUT"]),
-            Route(GEN2, gen2_collection, methods=["GET", "POST"]),
+            Route(GEN2_UNSTABLE_PATH, gen2_collection, methods=["GET", "POST"]),
             Route("/down", always_503, methods=["POST"]),
-            Route("/forbidden" + GEN2, forbidden, methods=["GET", "POST"]),
+            Route("/forbidden" + GEN2_UNSTABLE_PATH, forbidden, methods=["GET", "POST"]),
         ]
     )
     with UvicornThread(app) as server:
         yield server.base_url
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 async def test_gen1_200_without_etag_is_a_protocol_error(http: httpx.AsyncClient, broken_server: str) -> None:

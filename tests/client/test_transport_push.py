@@ -37,14 +37,21 @@ from qrlink_client.transport import (
     TransportOptions,
 )
 from qrlink_client.transport.push import parse_push_discovery, parse_push_header
+from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
 from tests.support import transport as support
 from tests.support.server import serve_cli
-from tests.support.transport import OurServer, RecordingTransport, UvicornThread
+from tests.support.transport import (
+    Generation,
+    OurServer,
+    RecordingTransport,
+    Transport,
+    UvicornThread,
+    both_generations,
+)
 
 # Fixtures shared with the other transport tests.
-our_server, recorder, http = support.our_server, support.recorder, support.http
+our_server = support.our_server
 
-GEN2_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 SLOW_POLLING = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05)
 
 
@@ -88,10 +95,10 @@ class PushServer:
                 Route("/g1", self.g1_create, methods=["POST"]),
                 Route("/g1/{sid}", self.g1_session, methods=["GET", "PUT", "DELETE"]),
                 WebSocketRoute("/g1/{sid}/watch", self.watch),
-                Route(GEN2_PATH, self.g2_collection, methods=["GET", "POST"]),
-                Route(GEN2_PATH + "/{sid}", self.g2_session, methods=["GET", "DELETE"]),
-                Route(GEN2_PATH + "/{sid}/{txn}", self.g2_put, methods=["PUT"]),
-                WebSocketRoute(GEN2_PATH + "/{sid}/watch", self.watch),
+                Route(GEN2_UNSTABLE_PATH, self.g2_collection, methods=["GET", "POST"]),
+                Route(GEN2_UNSTABLE_PATH + "/{sid}", self.g2_session, methods=["GET", "DELETE"]),
+                Route(GEN2_UNSTABLE_PATH + "/{sid}/{txn}", self.g2_put, methods=["PUT"]),
+                WebSocketRoute(GEN2_UNSTABLE_PATH + "/{sid}/watch", self.watch),
             ]
         )
 
@@ -288,6 +295,17 @@ async def gen2_pair(
     return generator, scanner
 
 
+async def open_pair(
+    gen: Generation, http: httpx.AsyncClient, base: str, opened: list[Any], **overrides: Any
+) -> tuple[Transport, Transport]:
+    """:func:`gen1_pair` or :func:`gen2_pair` by ``gen``; Gen-1 sessions are created at the stand-in's ``/g1``
+    unless ``gen1_path`` says otherwise."""
+    gen1_path = overrides.pop("gen1_path", "/g1")
+    generator, scanner = await gen.pair(http, base, options(**overrides), gen1_path=gen1_path)
+    opened += [generator, scanner]
+    return generator, scanner
+
+
 async def timed_receive(receiver: Gen1Transport | Gen2Transport, sender: Any, data: str) -> tuple[str, float]:
     """Start a receive, let it settle into waiting, have the peer send; return the payload and its latency."""
     task = asyncio.create_task(receiver.receive(timeout=10))
@@ -405,7 +423,6 @@ async def test_push_disabled_by_options_polls_plainly(
 
 # --- delivery through our real server ----------------------------------------------------------------------
 
-GEN1_CREATE_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 
 
 @pytest.fixture(scope="module", params=["websocket", "long-poll"])
@@ -418,23 +435,16 @@ def our_push_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]
         yield request.param, base_url
 
 
-@pytest.mark.parametrize("generation", [1, 2])
+@both_generations
 async def test_our_server_delivers_faster_than_the_poll_interval(
     http: httpx.AsyncClient,
     opened: list[Any],
     recorder: RecordingTransport,
     our_push_server: tuple[str, str],
-    generation: int,
+    gen: Generation,
 ) -> None:
     mode, base = our_push_server
-    if generation == 1:
-        gen1 = await Gen1Transport.create(http, base + GEN1_CREATE_PATH, options=options())
-        generator: Gen1Transport | Gen2Transport = gen1
-        scanner: Gen1Transport | Gen2Transport = await Gen1Transport.join(http, gen1.url, options=options())
-    else:
-        generator = await Gen2Transport.create(http, base, options=options())
-        scanner = await Gen2Transport.join(http, base, generator.rendezvous_id, options=options())
-    opened += [generator, scanner]
+    generator, scanner = await open_pair(gen, http, base, opened, gen1_path=GEN1_PATH)
     await scanner.send("initiate")
     assert await generator.receive(timeout=5) == "initiate"
     recorder.exchanges.clear()
@@ -541,34 +551,17 @@ async def test_aclose_closes_the_watch(
 # --- fallback against our real server (no extension advertised) ---------------------------------------------
 
 
-async def test_gen1_on_a_server_without_push_polls_plainly(
-    http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
+@both_generations
+async def test_on_a_server_without_push_polls_plainly(
+    gen: Generation, http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
 ) -> None:
-    generator = await Gen1Transport.create(
-        http, our_server.gen1_create_url, options=options(poll_interval=0.1)
-    )
-    scanner = await Gen1Transport.join(http, generator.url, options=options(poll_interval=0.1))
+    generator, scanner = await gen.pair(http, our_server.base_url, options(poll_interval=0.1))
     recorder.exchanges.clear()
 
     received, _ = await timed_receive(generator, scanner, "initiate")
 
     assert received == "initiate" and generator.push is None
-    assert all("prefer" not in e.headers for e in recorder.requests("GET"))
-
-
-async def test_gen2_on_a_server_without_push_polls_plainly(
-    http: httpx.AsyncClient, recorder: RecordingTransport, our_server: OurServer
-) -> None:
-    generator = await Gen2Transport.create(http, our_server.base_url, options=options(poll_interval=0.1))
-    scanner = await Gen2Transport.join(
-        http, our_server.base_url, generator.rendezvous_id, options=options(poll_interval=0.1)
-    )
-    recorder.exchanges.clear()
-
-    received, _ = await timed_receive(generator, scanner, "initiate")
-
-    assert received == "initiate" and generator.push is None
-    assert all("since" not in e.url.params for e in recorder.requests("GET"))
+    assert not any(gen.is_long_poll(e) for e in recorder.requests("GET"))
 
 
 # --- expiry -------------------------------------------------------------------------------------------------
@@ -576,37 +569,26 @@ async def test_gen2_on_a_server_without_push_polls_plainly(
 SHORT_LIVED_PLAIN = {"ttl": 1.5, "long_poll": False, "websocket": False}
 
 
+@both_generations
 @pytest.mark.parametrize("push_server", [SHORT_LIVED_PLAIN], indirect=True)
-async def test_gen1_receive_stops_at_session_expiry(
+async def test_receive_stops_at_session_expiry_without_further_requests(
+    gen: Generation,
     http: httpx.AsyncClient,
     opened: list[Any],
     recorder: RecordingTransport,
     push_server: tuple[PushServer, str],
 ) -> None:
-    generator, _ = await gen1_pair(http, push_server[1], opened, poll_interval=0.1)
+    generator, _ = await open_pair(gen, http, push_server[1], opened, poll_interval=0.1)
     started = time.monotonic()
 
     with pytest.raises(SessionExpired):
         await generator.receive()
-
-    assert 0.4 <= time.monotonic() - started <= 2.0  # Expires - Date has one-second resolution
-
-
-@pytest.mark.parametrize("push_server", [SHORT_LIVED_PLAIN], indirect=True)
-async def test_gen2_receive_stops_at_session_expiry_without_further_requests(
-    http: httpx.AsyncClient,
-    opened: list[Any],
-    recorder: RecordingTransport,
-    push_server: tuple[PushServer, str],
-) -> None:
-    generator, _ = await gen2_pair(http, push_server[1], opened, poll_interval=0.1)
-
-    with pytest.raises(SessionExpired):
-        await generator.receive()
+    stopped_after = time.monotonic() - started
     sent = len(recorder.exchanges)
     with pytest.raises(SessionExpired):
         await generator.send("too late")
 
+    assert 0.4 <= stopped_after <= 2.0  # Gen-1: Expires - Date has one-second resolution
     assert len(recorder.exchanges) == sent  # decided locally, nothing sent
     assert generator.expires_in == 0.0
 

@@ -21,6 +21,8 @@ def stack() -> Iterator[DevStack]:
 
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
+    """Overrides the suite's async ``http``: the stack's tests and their OAuth flows (``flow.py``) are
+    synchronous."""
     with httpx.Client(timeout=15.0, trust_env=False) as client:
         yield client
 

@@ -1,8 +1,8 @@
-"""A device's and a browser's side of the OAuth flows, done with plain HTTP, for the stack's tests."""
+"""A device's side of the OAuth flows, done with plain HTTP, for the stack's tests (the user's side is
+:class:`devstack.browser.Browser`)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -10,7 +10,6 @@ from urllib.parse import quote
 import httpx
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-_CSRF = re.compile(r'name=csrf value="([^"]+)"')
 
 
 def stable_scope(device_id: str) -> str:
@@ -79,60 +78,6 @@ class OAuthClient:
             self.metadata["revocation_endpoint"],
             data={"token": token, "token_type_hint": hint, "client_id": client_id},
         )
-
-
-class Browser:
-    """The user's browser on the verification page: real GETs and form POSTs, cookies kept, no JavaScript."""
-
-    def __init__(self) -> None:
-        self.http = httpx.Client(timeout=15.0, trust_env=False, follow_redirects=True)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> Browser:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @staticmethod
-    def csrf(page: httpx.Response) -> str:
-        match = _CSRF.search(page.text)
-        assert match, f"no CSRF field in page:\n{page.text}"
-        return match.group(1)
-
-    def open_link(self, verification_uri_complete: str) -> httpx.Response:
-        page = self.http.get(verification_uri_complete)
-        assert page.status_code == 200, page.text
-        return page
-
-    def sign_in_with_code(
-        self, verification_uri_complete: str, user_code: str, username: str, password: str
-    ) -> httpx.Response:
-        """Open the page, submit code + credentials: the consent page (or an error page)."""
-        page = self.open_link(verification_uri_complete)
-        return self.http.post(
-            page.url,
-            data={
-                "csrf": self.csrf(page),
-                "user_code": user_code,
-                "username": username,
-                "password": password,
-            },
-        )
-
-    def answer(self, consent_page: httpx.Response, user_code: str, action: str) -> httpx.Response:
-        """Press Approve or Deny on the consent page."""
-        assert consent_page.status_code == 200, consent_page.text
-        return self.http.post(
-            consent_page.url.join("link/consent"),
-            data={"csrf": self.csrf(consent_page), "user_code": user_code, "action": action},
-        )
-
-    def approve(self, grant: dict[str, Any], username: str, password: str, action: str = "approve") -> httpx.Response:
-        consent = self.sign_in_with_code(grant["verification_uri_complete"], grant["user_code"], username, password)
-        return self.answer(consent, grant["user_code"], action)
 
 
 def bearer(token: str) -> dict[str, str]:

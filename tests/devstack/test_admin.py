@@ -9,7 +9,9 @@ import pytest
 
 from devstack import DevStack
 from devstack.oauth import InvalidUser
+from rendezvous.protocol import WHOAMI_PATH
 from tests.devstack.flow import bearer
+from tests.support.urls import under
 
 pytestmark = pytest.mark.synapse
 
@@ -37,7 +39,7 @@ def test_admin_api_creates_a_user_and_signs_in_a_device(stack: DevStack, http: h
         headers=admin,
     )
     whoami = http.get(
-        f"{stack.homeserver_url}_matrix/client/v3/account/whoami",
+        under(stack.homeserver_url, WHOAMI_PATH),
         headers=bearer(session.json()["access_token"]),
     )
 
@@ -86,6 +88,6 @@ async def test_async_api_signs_in_a_device(stack: DevStack) -> None:
 
     async with httpx.AsyncClient(trust_env=False) as http:
         whoami = await http.get(
-            f"{stack.homeserver_url}_matrix/client/v3/account/whoami", headers=bearer(tokens.access_token)
+            under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(tokens.access_token)
         )
     assert whoami.json()["user_id"] == user_id

@@ -14,9 +14,11 @@ import httpx
 import pytest
 
 from devstack import DevStack
+from rendezvous.protocol import WHOAMI_PATH
 from tests.devstack.flow import OAuthClient, bearer
 from tests.peers.browser import browser, browser_driver, chromium
 from tests.peers.node import NodeDriver, node_packages
+from tests.support.urls import under
 
 __all__ = ["browser", "browser_driver", "chromium", "node_packages"]  # fixtures used by this module
 
@@ -69,7 +71,7 @@ def test_approving_in_chromium_lets_the_device_fetch_working_tokens(
     done = browser.call("submit", selector="button[value=approve]")
     tokens = oauth.poll(client_id, grant["device_code"])
     whoami = http.get(
-        f"{stack.homeserver_url}_matrix/client/v3/account/whoami", headers=bearer(tokens.json()["access_token"])
+        under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(tokens.json()["access_token"])
     )
 
     assert (done["status"], done["title"]) == (200, "Device linked")

@@ -8,7 +8,10 @@ import httpx
 import pytest
 
 from devstack import DevStack
-from tests.devstack.flow import Browser, OAuthClient, bearer, device_path, unstable_scope
+from devstack.browser import Browser
+from rendezvous.protocol import WHOAMI_PATH
+from tests.devstack.flow import OAuthClient, bearer, device_path, unstable_scope
+from tests.support.urls import under
 
 pytestmark = pytest.mark.synapse
 
@@ -32,7 +35,7 @@ def test_approved_grant_gives_a_token_synapse_accepts_for_that_user_and_device(
     assert body["expires_in"] > 0
     assert body["scope"].split() == ["urn:matrix:client:api:*", f"urn:matrix:client:device:{device_id}"]
     whoami = oauth.http.get(
-        f"{stack.homeserver_url}_matrix/client/v3/account/whoami", headers=bearer(body["access_token"])
+        under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(body["access_token"])
     )
     assert whoami.json() == {"user_id": f"@{user[0]}:localhost", "is_guest": False, "device_id": device_id}
 
@@ -47,7 +50,7 @@ def test_unstable_msc2967_scope_is_granted_like_the_stable_one(
     token = oauth.poll(client_id, grant["device_code"]).json()
 
     whoami = oauth.http.get(
-        f"{stack.homeserver_url}_matrix/client/v3/account/whoami", headers=bearer(token["access_token"])
+        under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(token["access_token"])
     )
     assert whoami.json()["device_id"] == device_id
 
@@ -147,7 +150,7 @@ def test_refresh_token_is_not_an_access_token_for_synapse(
 ) -> None:
     tokens = stack.login_device(user[0], device_id)
 
-    response = http.get(f"{stack.homeserver_url}_matrix/client/v3/account/whoami", headers=bearer(tokens.refresh_token))
+    response = http.get(under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(tokens.refresh_token))
 
     assert response.status_code == 401
     assert response.json()["errcode"] == "M_UNKNOWN_TOKEN"

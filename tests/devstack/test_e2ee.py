@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from devstack import DeviceTokens, DevStack
-from tests.devstack.flow import Browser, bearer
+from devstack.browser import Browser
+from tests.devstack.flow import bearer
 
 pytestmark = pytest.mark.synapse
 

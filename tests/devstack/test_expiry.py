@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devstack.browser import Browser
 from devstack.oauth import OAuthSettings, build_oauth_service
 from devstack.serving import ServerThread, bound_socket
-from tests.devstack.flow import Browser, OAuthClient
+from tests.devstack.flow import OAuthClient
 
 LIFETIME = 1
 USER, PASSWORD = "carol", "carol-password"

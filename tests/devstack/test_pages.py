@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from devstack import DevStack
-from tests.devstack.flow import Browser, OAuthClient
+from devstack.browser import Browser
+from tests.devstack.flow import OAuthClient
 
 pytestmark = pytest.mark.synapse
 

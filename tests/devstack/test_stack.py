@@ -10,6 +10,7 @@ import pytest
 
 from devstack import DevStack
 from devstack.stack import rendezvous_available
+from rendezvous.protocol import HEALTH_PATH, VERSIONS_PATH
 
 pytestmark = pytest.mark.synapse
 
@@ -25,7 +26,7 @@ def _port_open(url: str) -> bool:
 def test_rendezvous_server_is_running_at_rendezvous_url(stack: DevStack, http: httpx.Client) -> None:
     assert stack.rendezvous_url is not None
 
-    response = http.get(f"{stack.rendezvous_url}health")
+    response = http.get(f"{stack.rendezvous_url}{HEALTH_PATH.lstrip('/')}")
 
     assert response.status_code == 200
 
@@ -34,7 +35,7 @@ async def test_async_stack_starts_and_stops_everything() -> None:
     async with DevStack.start(rendezvous=False) as stack, httpx.AsyncClient(trust_env=False) as http:
         urls = [stack.homeserver_url, stack.issuer]
         data_dir = stack.data_dir
-        versions = await http.get(f"{stack.homeserver_url}_matrix/client/versions")
+        versions = await http.get(f"{stack.homeserver_url}{VERSIONS_PATH.lstrip('/')}")
         assert stack.rendezvous_url is None
 
     assert versions.status_code == 200

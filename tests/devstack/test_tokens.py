@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 
 from devstack import DevStack
-from tests.devstack.flow import Browser, OAuthClient, bearer, device_path
+from devstack.browser import Browser
+from rendezvous.protocol import WHOAMI_PATH
+from tests.devstack.flow import OAuthClient, bearer, device_path
+from tests.support.urls import under
 
 pytestmark = pytest.mark.synapse
 
@@ -22,7 +25,7 @@ def _signed_in(oauth: OAuthClient, user: tuple[str, str], device_id: str) -> tup
 
 
 def _whoami_status(stack: DevStack, oauth: OAuthClient, access_token: str) -> int:
-    url = f"{stack.homeserver_url}_matrix/client/v3/account/whoami"
+    url = under(stack.homeserver_url, WHOAMI_PATH)
     return oauth.http.get(url, headers=bearer(access_token)).status_code
 
 

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -34,17 +33,17 @@ from starlette.routing import Route
 
 import qrlink_client.login as login_module
 from devstack import DevStack
+from devstack.browser import VerificationPage
 from devstack.serving import ServerThread, bound_socket
+from devstack.users import E2eeUser, create_e2ee_user
 from qrlink_client.channel import ChannelError, CheckCode, EciesChannel, HpkeChannel, SecureChannel
 from qrlink_client.e2ee import (
-    BootstrapResult,
     CrossSigningKeys,
     E2eeHomeserver,
     OlmDevice,
     SecretsBundle,
     SecretsMismatch,
     StaticSecrets,
-    bootstrap_user,
 )
 from qrlink_client.flow import (
     AuthorizationExpired,
@@ -62,12 +61,11 @@ from qrlink_client.flow import (
 from qrlink_client.login import QrCodeReady, ShowGen1, ShowGen2, grant_login, login_new_device
 from qrlink_client.qr import Gen1QrCode, Gen2QrCode, decode_qr
 from qrlink_client.transport import SessionNotFound, TransportOptions
-from tests.devstack.flow import Browser
+from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
+from tests.support.urls import under
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(60)]
 
-GEN1_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
-GEN2_PATH = "_matrix/client/unstable/io.element.msc4388/rendezvous"
 SERVER_NAME = "localhost"
 SECRETS = "m.login.secrets"
 FAILURE = "m.login.failure"
@@ -77,48 +75,7 @@ BOTH_GENERATIONS = pytest.mark.parametrize("generation", [1, 2], ids=["gen1", "g
 # --- users and the browser ----------------------------------------------------------------------------------
 
 
-@dataclass
-class User:
-    localpart: str
-    password: str
-    user_id: str
-    access_token: str
-    bootstrap: BootstrapResult
-
-
 EXISTING_DEVICE_ID = "EXISTING"
-
-
-async def new_user(stack: DevStack) -> User:
-    """A fresh user whose existing device set up cross-signing, key backup and secret storage."""
-    localpart, password = f"fail-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    await stack.async_create_user(localpart, password)
-    tokens = await stack.async_login_device(localpart, EXISTING_DEVICE_ID)
-    async with E2eeHomeserver(stack.homeserver_url, tokens.access_token) as hs:
-        result = await bootstrap_user(hs, OlmDevice.generate(tokens.device_id))
-    return User(localpart, password, tokens.user_id, tokens.access_token, result)
-
-
-class VerificationPage:
-    """The user's browser at the verification URI: approves, denies, or is never used ("ignore")."""
-
-    def __init__(self, user: User, action: Literal["approve", "deny", "ignore"]) -> None:
-        self.user = user
-        self.action = action
-        self.opened: list[str] = []
-        self.answers: list[asyncio.Task[httpx.Response]] = []
-
-    async def open(self, uri: str) -> bool:
-        self.opened.append(uri)
-        if self.action != "ignore":
-            self.answers.append(asyncio.create_task(asyncio.to_thread(self._answer, uri)))
-        return True
-
-    def _answer(self, uri: str) -> httpx.Response:
-        user_code = parse_qs(urlsplit(uri).query)["user_code"][0]
-        with Browser() as browser:
-            consent = browser.sign_in_with_code(uri, user_code, self.user.localpart, self.user.password)
-            return browser.answer(consent, user_code, self.action)
 
 
 # --- what each device did -----------------------------------------------------------------------------------
@@ -255,11 +212,11 @@ class Outcome:
         return self.ended_at[side.name] - self.typed_at
 
 
-async def run_login(stack: DevStack, user: User, new: Side, existing: Side, setup: Setup) -> Outcome:
+async def run_login(stack: DevStack, user: E2eeUser, new: Side, existing: Side, setup: Setup) -> Outcome:
     """Both devices concurrently: the one that shows the QR starts first, the other scans what it showed."""
     assert stack.rendezvous_url is not None
     base = setup.base_url or (stack.rendezvous_url if setup.generation == 1 else stack.homeserver_url)
-    show = ShowGen1(f"{base}{GEN1_PATH}") if setup.generation == 1 else ShowGen2(base)
+    show = ShowGen1(under(base, GEN1_PATH)) if setup.generation == 1 else ShowGen2(base)
     page = VerificationPage(user, setup.page_action)
     shower, scanner = (new, existing) if setup.new_device_shows else (existing, new)
     loop = asyncio.get_running_loop()
@@ -331,11 +288,11 @@ async def run_login(stack: DevStack, user: User, new: Side, existing: Side, setu
 
 
 @pytest.fixture
-async def user(stack: DevStack) -> User:
-    return await new_user(stack)
+async def user(stack: DevStack) -> E2eeUser:
+    return await create_e2ee_user(stack, prefix="fail", device_id=EXISTING_DEVICE_ID)
 
 
-async def device_keys(stack: DevStack, user: User, device_id: str) -> Any:
+async def device_keys(stack: DevStack, user: E2eeUser, device_id: str) -> Any:
     async with E2eeHomeserver(stack.homeserver_url, user.access_token) as hs:
         keys = await hs.query_keys([user.user_id])
     return keys["device_keys"].get(user.user_id, {}).get(device_id)
@@ -346,7 +303,7 @@ async def device_keys(stack: DevStack, user: User, device_id: str) -> Any:
 
 @BOTH_GENERATIONS
 async def test_denial_sends_declined_and_both_devices_raise_login_declined(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2]
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2]
 ) -> None:
     new, existing = sides
 
@@ -373,7 +330,7 @@ def short_device_codes(stack: DevStack) -> Any:
 @BOTH_GENERATIONS
 @pytest.mark.usefixtures("short_device_codes")
 async def test_an_expired_grant_ends_both_devices_with_authorization_expired(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2]
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2]
 ) -> None:
     new, existing = sides
 
@@ -391,7 +348,7 @@ async def test_an_expired_grant_ends_both_devices_with_authorization_expired(
 
 @BOTH_GENERATIONS
 async def test_a_device_id_in_use_ends_both_devices_with_device_already_exists(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2]
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2]
 ) -> None:
     new, existing = sides
     setup = Setup(generation=generation, new_device_shows=False, new_device_id=EXISTING_DEVICE_ID)
@@ -410,7 +367,7 @@ async def test_a_device_id_in_use_ends_both_devices_with_device_already_exists(
 
 @BOTH_GENERATIONS
 async def test_a_device_that_never_appears_ends_both_devices_with_device_not_found(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2]
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2]
 ) -> None:
     new, existing = sides
 
@@ -436,7 +393,7 @@ async def test_a_device_that_never_appears_ends_both_devices_with_device_not_fou
 
 @BOTH_GENERATIONS
 async def test_a_wrong_check_code_on_the_new_device_cancels_the_existing_device(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2]
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2]
 ) -> None:
     new, existing = sides
 
@@ -452,7 +409,7 @@ async def test_a_wrong_check_code_on_the_new_device_cancels_the_existing_device(
 
 @BOTH_GENERATIONS
 async def test_a_wrong_check_code_on_the_existing_device_sends_no_secrets(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2]
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2]
 ) -> None:
     new, existing = sides
     setup = Setup(generation=generation, new_device_shows=False, wrong_code=True)
@@ -570,7 +527,7 @@ def assert_peer_told_promptly(outcome: Outcome, typist: Side, peer: Side, new: S
 
 @ROLES
 async def test_a_failure_that_loses_the_race_to_the_peers_message_is_sent_again_and_ends_the_peer(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2], new_device_shows: bool
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2], new_device_shows: bool
 ) -> None:
     new, existing = sides
     typist, peer, peer_message = typist_and_peer(new, existing, new_device_shows)
@@ -586,7 +543,7 @@ async def test_a_failure_that_loses_the_race_to_the_peers_message_is_sent_again_
 
 @ROLES
 async def test_a_message_that_loses_the_race_to_a_failure_leaves_the_failure_to_be_read(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2], new_device_shows: bool
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2], new_device_shows: bool
 ) -> None:
     new, existing = sides
     typist, peer, _ = typist_and_peer(new, existing, new_device_shows)
@@ -602,7 +559,7 @@ async def test_a_message_that_loses_the_race_to_a_failure_leaves_the_failure_to_
 
 @ROLES
 async def test_a_failure_typed_after_an_unread_peer_message_is_sealed_after_reading_it(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2], new_device_shows: bool
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2], new_device_shows: bool
 ) -> None:
     new, existing = sides
     typist, peer, peer_message = typist_and_peer(new, existing, new_device_shows)
@@ -629,7 +586,7 @@ def session_url(stack: DevStack, qr: bytes) -> str:
     if isinstance(code, Gen1QrCode):
         return code.rendezvous_url
     assert isinstance(code, Gen2QrCode)
-    return f"{stack.homeserver_url}{GEN2_PATH}/{code.rendezvous_id}"
+    return f"{under(stack.homeserver_url, GEN2_UNSTABLE_PATH)}/{code.rendezvous_id}"
 
 
 async def delete(url: str) -> httpx.Response:
@@ -639,7 +596,7 @@ async def delete(url: str) -> httpx.Response:
 
 @BOTH_GENERATIONS
 async def test_a_session_deleted_mid_flow_aborts_both_devices_with_session_not_found(
-    stack: DevStack, user: User, sides: tuple[Side, Side], generation: Literal[1, 2]
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2]
 ) -> None:
     new, existing = sides
     deleted: list[asyncio.Task[httpx.Response]] = []
@@ -664,7 +621,7 @@ async def test_a_session_deleted_mid_flow_aborts_both_devices_with_session_not_f
 
 
 async def test_secrets_that_do_not_match_the_published_keys_are_refused_and_nothing_is_uploaded(
-    stack: DevStack, user: User, sides: tuple[Side, Side]
+    stack: DevStack, user: E2eeUser, sides: tuple[Side, Side]
 ) -> None:
     new, existing = sides
     real = user.bootstrap.bundle
@@ -801,7 +758,7 @@ MITM_ROLES = pytest.mark.parametrize(
 @MITM_ROLES
 async def test_a_man_in_the_middle_is_detected_and_no_secret_leaves_the_existing_device(
     stack: DevStack,
-    user: User,
+    user: E2eeUser,
     sides: tuple[Side, Side],
     mitm: MitmProxy,
     generation: Literal[1, 2],

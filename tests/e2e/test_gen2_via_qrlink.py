@@ -13,12 +13,15 @@ import httpx
 import pytest
 
 from devstack import DevStack
+from devstack.browser import VerificationPage
+from devstack.users import E2eeUser, create_e2ee_user
 from qrlink_client.login import NewDeviceLoginResult
-from tests.e2e.test_qr_login import GEN1_PATH, User, VerificationPage, new_user, run_login
+from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
+from tests.e2e.test_qr_login import run_login
+from tests.support.urls import under
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
 
-GEN2_PATH = "_matrix/client/unstable/io.element.msc4388/rendezvous"
 _GEN2_CREATED = re.compile(r'^rendezvous_sessions_created_total\{generation="gen2"\} (\S+)$', re.MULTILINE)
 
 ROLES = [
@@ -29,7 +32,7 @@ ROLES = [
 
 @dataclass(frozen=True)
 class Login:
-    user: User
+    user: E2eeUser
     new: NewDeviceLoginResult
     existing_saw: str
     gen2_sessions_created: float
@@ -54,7 +57,7 @@ def logins() -> dict[bool, Login]:
 
 async def approved_login(stack: DevStack, cache: dict[bool, Login], new_device_shows: bool) -> Login:
     if new_device_shows not in cache:
-        user = await new_user(stack)
+        user = await create_e2ee_user(stack, prefix="e2e", device_id="EXISTING")
         before = gen2_sessions_created(stack)
         new, existing, _, _ = await run_login(
             stack, user, generation=2, new_device_shows=new_device_shows, page=VerificationPage(user, "approve")
@@ -90,7 +93,7 @@ async def test_new_device_homeserver_url_is_the_front(front_stack: DevStack, log
 
 
 def test_synapse_itself_does_not_serve_gen2(front_stack: DevStack) -> None:
-    response = httpx.get(f"{front_stack.synapse_url}{GEN2_PATH}", trust_env=False)
+    response = httpx.get(under(front_stack.synapse_url, GEN2_UNSTABLE_PATH), trust_env=False)
 
     assert response.status_code == 404
 
@@ -105,16 +108,19 @@ def test_gen1_session_urls_name_the_front(front_stack: DevStack) -> None:
     assert front_stack.rendezvous_url is not None
 
     response = httpx.post(
-        f"{front_stack.rendezvous_url}{GEN1_PATH}", content=b"", headers={"Content-Type": "text/plain"}, trust_env=False
+        under(front_stack.rendezvous_url, GEN1_PATH),
+        content=b"",
+        headers={"Content-Type": "text/plain"},
+        trust_env=False,
     )
 
-    assert response.json()["url"].startswith(f"{front_stack.homeserver_url}{GEN1_PATH}/")
+    assert response.json()["url"].startswith(under(front_stack.homeserver_url, GEN1_PATH) + "/")
 
 
 def test_gen1_write_with_if_match_succeeds_through_the_front(front_stack: DevStack) -> None:
     with httpx.Client(trust_env=False) as http:
         created = http.post(
-            f"{front_stack.homeserver_url}{GEN1_PATH}", content=b"", headers={"Content-Type": "text/plain"}
+            under(front_stack.homeserver_url, GEN1_PATH), content=b"", headers={"Content-Type": "text/plain"}
         )
         written = http.put(
             created.json()["url"],

@@ -11,19 +11,18 @@ import base64
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from devstack import DevStack
+from devstack.browser import VerificationPage
+from devstack.users import E2eeUser, create_e2ee_user
 from qrlink_client.channel import CheckCode
 from qrlink_client.e2ee import (
-    BootstrapResult,
     E2eeHomeserver,
     OlmDevice,
     StaticSecrets,
-    bootstrap_user,
     verify_json,
 )
 from qrlink_client.flow import (
@@ -44,21 +43,12 @@ from qrlink_client.login import (
     grant_login,
     login_new_device,
 )
-from tests.devstack.flow import Browser
+from rendezvous.protocol import GEN1_PATH
+from tests.support.urls import under
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
 
-GEN1_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 SERVER_NAME = "localhost"  # DevStack's default server name, carried by a Gen-1 QR the existing device shows
-
-
-@dataclass
-class User:
-    localpart: str
-    password: str
-    user_id: str
-    access_token: str
-    bootstrap: BootstrapResult
 
 
 @dataclass
@@ -80,38 +70,9 @@ class Sides:
         return (await self.code).digits
 
 
-async def new_user(stack: DevStack) -> User:
-    """A fresh user whose existing device set up cross-signing, key backup and secret storage."""
-    localpart, password = f"e2e-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    await stack.async_create_user(localpart, password)
-    tokens = await stack.async_login_device(localpart, "EXISTING")
-    async with E2eeHomeserver(stack.homeserver_url, tokens.access_token) as hs:
-        result = await bootstrap_user(hs, OlmDevice.generate(tokens.device_id))
-    return User(localpart, password, tokens.user_id, tokens.access_token, result)
-
-
-class VerificationPage:
-    """The user's browser: answers the consent page for the URI the existing device opens."""
-
-    def __init__(self, user: User, action: Literal["approve", "deny"]) -> None:
-        self.user = user
-        self.action = action
-        self.answers: list[asyncio.Task[httpx.Response]] = []
-
-    async def open(self, uri: str) -> bool:
-        self.answers.append(asyncio.create_task(asyncio.to_thread(self._answer, uri)))
-        return True
-
-    def _answer(self, uri: str) -> httpx.Response:
-        user_code = parse_qs(urlsplit(uri).query)["user_code"][0]
-        with Browser() as browser:
-            consent = browser.sign_in_with_code(uri, user_code, self.user.localpart, self.user.password)
-            return browser.answer(consent, user_code, self.action)
-
-
 async def run_login(
     stack: DevStack,
-    user: User,
+    user: E2eeUser,
     *,
     generation: Literal[1, 2],
     new_device_shows: bool,
@@ -119,7 +80,7 @@ async def run_login(
 ) -> tuple[NewDeviceLoginResult | BaseException, str | BaseException, Sides, Sides]:
     """Both devices concurrently: the one that shows the QR starts first, the other scans what it showed."""
     assert stack.rendezvous_url is not None
-    show = ShowGen1(f"{stack.rendezvous_url}{GEN1_PATH}") if generation == 1 else ShowGen2(stack.homeserver_url)
+    show = ShowGen1(under(stack.rendezvous_url, GEN1_PATH)) if generation == 1 else ShowGen2(stack.homeserver_url)
     new, existing = Sides(), Sides()
 
     async def resolve(server_name: str) -> str:
@@ -182,7 +143,7 @@ ROLES = [
 
 @dataclass(frozen=True)
 class Login:
-    user: User
+    user: E2eeUser
     new: NewDeviceLoginResult
     existing_saw: str
     new_progress: list[Progress]
@@ -198,7 +159,7 @@ def logins(stack: DevStack) -> dict[tuple[int, bool], Login]:
 async def approved_login(stack: DevStack, cache: dict[tuple[int, bool], Login], gen: int, shows: bool) -> Login:
     key = (gen, shows)
     if key not in cache:
-        user = await new_user(stack)
+        user = await create_e2ee_user(stack, prefix="e2e", device_id="EXISTING")
         generation: Literal[1, 2] = 1 if gen == 1 else 2
         page = VerificationPage(user, "approve")
         new, existing, new_sides, existing_sides = await run_login(
@@ -284,7 +245,7 @@ async def test_new_device_tokens_work_on_the_homeserver(
 async def test_denying_on_the_verification_page_fails_both_devices_with_login_declined(
     stack: DevStack, generation: Literal[1, 2]
 ) -> None:
-    user = await new_user(stack)
+    user = await create_e2ee_user(stack, prefix="e2e", device_id="EXISTING")
     page = VerificationPage(user, "deny")
 
     new, existing, _, _ = await run_login(stack, user, generation=generation, new_device_shows=True, page=page)

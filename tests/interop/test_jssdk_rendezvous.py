@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
+from rendezvous.protocol import GEN1_PATH
 from tests.peers.node import NodeDriver, NodeDriverFactory
 from tests.peers.synapse import SynapseServer
 from tests.support.server import serve_cli
 
 pytestmark = [pytest.mark.node]
 
-GEN1_CREATE_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Gen1Server:
 @pytest.fixture(scope="module")
 def qrlink_server() -> Iterator[Gen1Server]:
     with serve_cli() as base_url:
-        yield Gen1Server("qrlink", base_url + GEN1_CREATE_PATH, base_url + GEN1_CREATE_PATH + "/")
+        yield Gen1Server("qrlink", base_url + GEN1_PATH, base_url + GEN1_PATH + "/")
 
 
 @pytest.fixture(params=["qrlink", pytest.param("synapse", marks=pytest.mark.synapse)])

@@ -39,17 +39,20 @@ import httpx
 import pytest
 
 from devstack import DevStack
+from devstack.browser import VerificationPage
+from devstack.users import E2eeUser, create_e2ee_user
 from qrlink_client.channel import CheckCode
-from qrlink_client.e2ee import BootstrapResult, E2eeHomeserver, OlmDevice, StaticSecrets, bootstrap_user
+from qrlink_client.e2ee import E2eeHomeserver, StaticSecrets
 from qrlink_client.flow import EstablishingSecureChannel, LoginAborted, LoginDeclined, Progress
 from qrlink_client.login import QrCodeReady, ShowGen1, grant_login
 from qrlink_client.qr import Gen1Mode, Gen1QrCode, decode_qr
-from tests.devstack.flow import DEVICE_GRANT, Browser
+from rendezvous.protocol import GEN1_PATH
+from tests.devstack.flow import DEVICE_GRANT
 from tests.peers.node import NodeDriver, NodeDriverError, NodeDriverFactory
+from tests.support.urls import under
 
 pytestmark = [pytest.mark.node, pytest.mark.synapse, pytest.mark.timeout(120)]
 
-GEN1_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 # What an app registers for a device-grant login through js-sdk's OAuth2.registerClient. The grant types are given
 # because js-sdk's default adds authorization_code, which the dev stack does not offer (registration would throw
 # DynamicRegistrationNotSupported before any request).
@@ -69,25 +72,6 @@ def stack() -> Iterator[DevStack]:
         yield running
 
 
-@dataclass
-class User:
-    localpart: str
-    password: str
-    user_id: str
-    access_token: str
-    bootstrap: BootstrapResult
-
-
-async def new_user(stack: DevStack) -> User:
-    """A fresh user whose existing device set up cross-signing, key backup and secret storage."""
-    localpart, password = f"js-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    await stack.async_create_user(localpart, password)
-    tokens = await stack.async_login_device(localpart, "EXISTING")
-    async with E2eeHomeserver(stack.homeserver_url, tokens.access_token) as hs:
-        result = await bootstrap_user(hs, OlmDevice.generate(tokens.device_id))
-    return User(localpart, password, tokens.user_id, tokens.access_token, result)
-
-
 async def js(driver: NodeDriver, op: str, **fields: Any) -> dict[str, Any]:
     """One driver op, awaited without blocking the event loop that runs ``grant_login``."""
     return await asyncio.to_thread(driver.call, op, **fields)
@@ -97,11 +81,10 @@ async def js(driver: NodeDriver, op: str, **fields: Any) -> dict[str, Any]:
 class ExistingDevice:
     """``grant_login`` and its user: progress, the URIs it opened, the verification page's answers."""
 
-    user: User
+    user: E2eeUser
     action: Literal["approve", "deny"] = "approve"
     progress: list[Progress] = field(default_factory=list)
-    opened: list[str] = field(default_factory=list)
-    answers: list[asyncio.Task[httpx.Response]] = field(default_factory=list)
+    page: VerificationPage = field(init=False)
     qr: asyncio.Future[bytes] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     typed: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -114,16 +97,18 @@ class ExistingDevice:
         steps = [step for step in self.progress if isinstance(step, EstablishingSecureChannel)]
         return steps[0].check_code if steps else None
 
-    async def open(self, uri: str) -> bool:
-        self.opened.append(uri)
-        self.answers.append(asyncio.create_task(asyncio.to_thread(self._answer, uri)))
-        return True
+    def __post_init__(self) -> None:
+        self.page = VerificationPage(self.user, self.action)
 
-    def _answer(self, uri: str) -> httpx.Response:
-        user_code = parse_qs(urlsplit(uri).query)["user_code"][0]
-        with Browser() as browser:
-            consent = browser.sign_in_with_code(uri, user_code, self.user.localpart, self.user.password)
-            return browser.answer(consent, user_code, self.action)
+    @property
+    def opened(self) -> list[str]:
+        """The verification URIs ``grant_login`` opened."""
+        return self.page.opened
+
+    @property
+    def answers(self) -> list[asyncio.Task[httpx.Response]]:
+        """The browser's visits to them, each ending with the last page."""
+        return self.page.answers
 
     async def prompt(self) -> str:
         """The user types the code the new device shows."""
@@ -136,7 +121,7 @@ class ExistingDevice:
                 homeserver_url=stack.homeserver_url,
                 access_token=self.user.access_token,
                 secrets=StaticSecrets(self.user.bootstrap.bundle),
-                open_verification_uri=self.open,
+                open_verification_uri=self.page.open,
                 on_progress=self.on_progress,
                 **role,
             )
@@ -147,7 +132,7 @@ class ExistingDevice:
 class Login:
     """Every step's outcome of one login with js-sdk as the new device."""
 
-    user: User
+    user: E2eeUser
     device_id: str
     qr: bytes
     negotiated: dict[str, Any]
@@ -172,7 +157,7 @@ async def run_login(
     stack: DevStack, driver: NodeDriver, *, new_device_shows: bool, action: Literal["approve", "deny"] = "approve"
 ) -> Login | tuple[BaseException, BaseException | str, ExistingDevice]:
     """A whole login, js-sdk's steps in order; on a failure, (js-sdk's error, grant_login's outcome, its side)."""
-    user = await new_user(stack)
+    user = await create_e2ee_user(stack, prefix="js", device_id="EXISTING")
     existing = ExistingDevice(user, action)
     device_id = f"JSSDK{uuid.uuid4().hex[:8].upper()}"
     async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
@@ -185,7 +170,7 @@ async def run_login(
             existing_task = existing.start(
                 http,
                 stack,
-                show=ShowGen1(f"{stack.rendezvous_url}{GEN1_PATH}"),
+                show=ShowGen1(under(stack.rendezvous_url, GEN1_PATH)),
                 server_name="localhost",
                 check_code_prompt=existing.prompt,
             )
@@ -267,7 +252,7 @@ async def test_new_device_that_cannot_get_metadata_cancels_and_the_existing_devi
     rendezvous (js-sdk's HomeserverLacksSupport deletes the session), and grant_login, waiting for
     ``m.login.protocol``, finds the session gone."""
     driver = node_driver("jssdk")
-    existing = ExistingDevice(await new_user(stack))
+    existing = ExistingDevice(await create_e2ee_user(stack, prefix="js", device_id="EXISTING"))
     async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
         shown = await js(driver, "sign_in_generate", homeserver_url=stack.homeserver_url)
         existing_task = existing.start(http, stack, scanned=bytes.fromhex(shown["hex"]))
@@ -290,7 +275,7 @@ async def test_new_device_creates_its_session_on_the_homeservers_msc4108_endpoin
 
     qr = decode_qr(login.qr)
     creates = [entry for entry in login.trace if entry["method"] == "POST" and entry["url"].endswith(GEN1_PATH)]
-    assert [entry["url"] for entry in creates] == [f"{stack.homeserver_url}{GEN1_PATH}"]
+    assert [entry["url"] for entry in creates] == [under(stack.homeserver_url, GEN1_PATH)]
     assert isinstance(qr, Gen1QrCode) and qr.mode is Gen1Mode.LOGIN and qr.server_name is None
 
 

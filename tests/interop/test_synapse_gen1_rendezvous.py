@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from rendezvous.protocol import VERSIONS_PATH
 from tests.peers.synapse import SynapseServer
 
 pytestmark = pytest.mark.synapse
@@ -48,6 +49,6 @@ def test_get_answers_200_exact_text_plain_with_the_body(synapse: SynapseServer) 
 
 
 def test_versions_advertises_msc4108(synapse: SynapseServer) -> None:
-    response = httpx.get(f"{synapse.base_url}_matrix/client/versions")
+    response = httpx.get(f"{synapse.base_url}{VERSIONS_PATH.lstrip('/')}")
 
     assert response.json()["unstable_features"]["org.matrix.msc4108"] is True

@@ -7,11 +7,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rendezvous.protocol import GEN1_PATH
 from tests.peers.synapse import SynapseError, SynapseServer
 
 pytestmark = pytest.mark.synapse
 
-DELEGATE = "http://127.0.0.1:9/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+DELEGATE = f"http://127.0.0.1:9{GEN1_PATH}"
 
 
 def test_delegation_endpoint_makes_create_redirect_with_307(synapse_python: Path) -> None:

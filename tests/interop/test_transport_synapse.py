@@ -4,7 +4,7 @@ so sends fall back to the older ``PUT /{id}``), Gen-1 (MSC4108), and Gen-1 creat
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -31,17 +31,6 @@ our_server = support.our_server
 OPTIONS = TransportOptions(
     poll_interval=0.1, retry=RetryPolicy(attempts=4, initial_delay=0.02, max_delay=0.1)
 )
-
-
-@pytest.fixture
-def recorder() -> RecordingTransport:
-    return RecordingTransport()
-
-
-@pytest.fixture
-async def http(recorder: RecordingTransport) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=recorder, timeout=10) as client:
-        yield client
 
 
 async def gen2_pair(http: httpx.AsyncClient, synapse: SynapseServer) -> tuple[Gen2Transport, Gen2Transport]:

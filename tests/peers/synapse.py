@@ -17,11 +17,10 @@ import pytest
 
 from devstack._process import StartupError, free_port
 from devstack.synapse import SYNAPSE_VERSION, SynapseProcess, ensure_synapse, homeserver_config, synapse_home
+from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
 
 __all__ = [
     "DEAD_MAS_ENDPOINT",
-    "GEN1_CREATE_PATH",
-    "GEN2_PATH",
     "SYNAPSE_VERSION",
     "SynapseError",
     "SynapseServer",
@@ -32,8 +31,6 @@ __all__ = [
     "synapse_python",
 ]
 
-GEN1_CREATE_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
-GEN2_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
 # Nothing listens on the discard port, so a Synapse pointed here has MAS mode on (both rendezvous features
 # refuse to start without it) yet every token introspection fails fast.
 DEAD_MAS_ENDPOINT = "http://127.0.0.1:9/"
@@ -91,12 +88,12 @@ class SynapseServer:
     @property
     def gen1_create_url(self) -> str:
         """Absolute URL of the MSC4108 (Gen-1) create endpoint."""
-        return f"http://127.0.0.1:{self.port}{GEN1_CREATE_PATH}"
+        return f"http://127.0.0.1:{self.port}{GEN1_PATH}"
 
     @property
     def gen2_base(self) -> str:
         """Absolute URL of the MSC4388 (Gen-2) rendezvous: discovery and create; sessions live below it."""
-        return f"http://127.0.0.1:{self.port}{GEN2_PATH}"
+        return f"http://127.0.0.1:{self.port}{GEN2_UNSTABLE_PATH}"
 
     @property
     def log_file(self) -> Path:

@@ -6,9 +6,10 @@ from typing import Any
 
 import httpx
 
-GEN1 = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
-GEN2 = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
-GEN2_STABLE = "/_matrix/client/v1/rendezvous"
+from rendezvous.protocol import GEN1_PATH, GEN2_STABLE_PATH, GEN2_UNSTABLE_PATH
+
+#: Short names for the server tests, which build many URLs from them.
+GEN1, GEN2, GEN2_STABLE = GEN1_PATH, GEN2_UNSTABLE_PATH, GEN2_STABLE_PATH
 TEXT = {"Content-Type": "text/plain"}
 
 #: The headers every Gen-1 session answer carries.

@@ -7,7 +7,7 @@ import secrets
 
 import httpx
 
-from .helpers import GEN2, TEXT
+from .helpers import GEN1, GEN2, TEXT
 
 WRITERS = 40
 
@@ -15,7 +15,7 @@ WRITERS = 40
 async def test_gen1_simultaneous_puts_with_one_etag_have_one_winner(server: str) -> None:
     limits = httpx.Limits(max_connections=WRITERS)
     async with httpx.AsyncClient(base_url=server, limits=limits, timeout=30) as client:
-        created = await client.post("/_matrix/client/unstable/org.matrix.msc4108/rendezvous", headers=TEXT)
+        created = await client.post(GEN1, headers=TEXT)
         url, etag = created.json()["url"], created.headers["etag"]
         bodies = [f"writer-{i}".encode() for i in range(WRITERS)]
         responses = await asyncio.gather(

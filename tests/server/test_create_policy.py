@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rendezvous.protocol import GEN2_STABLE_PATH, WHOAMI_PATH
 from tests.support.server import free_port, serve_app, serve_settings
 
 from .helpers import GEN1, GEN2, TEXT, assert_matrix_error, gen1_session
@@ -35,7 +36,7 @@ class StandInHomeserver:
                 if message["type"] == "lifespan.shutdown":
                     return
         headers = dict(scope["headers"])
-        if scope["path"] != "/_matrix/client/v3/account/whoami":
+        if scope["path"] != WHOAMI_PATH:
             status, body = 404, b'{"errcode":"M_UNRECOGNIZED","error":"Unrecognized request"}'
         else:
             self.whoami_calls += 1
@@ -197,7 +198,7 @@ def gen2_off() -> Iterator[str]:
         ("PUT", f"{GEN2}/someid"),
         ("PUT", f"{GEN2}/someid/txn"),
         ("DELETE", f"{GEN2}/someid"),
-        ("GET", "/_matrix/client/v1/rendezvous"),
+        ("GET", GEN2_STABLE_PATH),
     ],
 )
 def test_off_policy_makes_the_whole_gen2_api_unrecognized(gen2_off: str, method: str, path: str) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from rendezvous.protocol import HEALTH_PATH
 from rendezvous.store import MemoryStore
 from tests.support.server import free_port, serve_settings
 
@@ -145,7 +146,7 @@ def test_multi_megabyte_body_is_413_and_server_carries_on(
     content = _chunks(FIVE_MB) if chunked else b"a" * FIVE_MB
     response = client.request(method, path, content=content, headers=headers)
     assert_matrix_error(response, 413, "M_TOO_LARGE")
-    assert client.get("/health").status_code == 200
+    assert client.get(HEALTH_PATH).status_code == 200
     assert client.get(url).status_code == 200
     assert gen1_put(client, url, etag, b"still fine").status_code == 202
 
@@ -239,7 +240,7 @@ def test_unreachable_store_gives_503_with_retry_after_not_500() -> None:
                 c.post(GEN1, content=b"", headers=TEXT),
                 c.get(f"{GEN1}/someid"),
                 c.post(GEN2, json={"data": ""}),
-                c.get("/health"),
+                c.get(HEALTH_PATH),
             ):
                 assert_matrix_error(response, 503, "M_UNKNOWN")
                 assert int(response.headers["retry-after"]) >= 1

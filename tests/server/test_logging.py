@@ -16,6 +16,7 @@ import httpx
 
 from qrlink_client.transport import Gen1Transport, Gen2Transport, TransportOptions
 from rendezvous.logs import redact, redact_path
+from rendezvous.protocol import HEALTH_PATH
 from tests.server.helpers import GEN1, GEN2
 from tests.server.test_push_support import NO_LIMITS, cli_server
 
@@ -76,7 +77,7 @@ def test_json_logs_carry_no_payload_session_id_token_or_txn_id(tmp_path: Path) -
 
 def test_plain_logs_are_lines_of_text(tmp_path: Path) -> None:
     with cli_server(tmp_path / "server.log", {**NO_LIMITS, "RENDEZVOUS_LOG_LEVEL": "info"}) as server:
-        httpx.get(f"{server.base_url}/health")
+        httpx.get(f"{server.base_url}{HEALTH_PATH}")
     lines = [line for line in server.log_text().splitlines() if line.strip()]
     assert lines
     for line in lines:

@@ -18,6 +18,7 @@ import pytest
 from rendezvous.app import create_app
 from rendezvous.config import load_settings
 from rendezvous.metrics import ExpiryWatch, Metrics
+from rendezvous.protocol import METRICS_PATH
 from rendezvous.store import Generation, MemoryStore
 from tests.server.helpers import GEN1, GEN2, TEXT, gen1_put, gen1_session, gen2_session
 from tests.server.test_push_redis import REDIS_URL
@@ -48,7 +49,7 @@ def _txn() -> str:
 
 
 def test_metrics_endpoint_serves_the_prometheus_text_format(client: httpx.Client) -> None:
-    response = client.get("/metrics")
+    response = client.get(METRICS_PATH)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
     assert "# TYPE rendezvous_sessions_created_total counter" in response.text
@@ -169,8 +170,8 @@ def test_sessions_that_reach_their_deadline_are_counted_as_expired() -> None:
 def test_metrics_can_be_served_on_a_separate_port_only() -> None:
     port = free_port()
     with serve_settings(metrics_port=port) as base_url:
-        assert httpx.get(f"{base_url}/metrics").status_code == 404
-        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert httpx.get(f"{base_url}{METRICS_PATH}").status_code == 404
+        response = httpx.get(f"http://127.0.0.1:{port}{METRICS_PATH}", timeout=10)
         assert response.status_code == 200
         assert "rendezvous_http_responses_total" in response.text
         assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=10).status_code == 404
@@ -178,7 +179,7 @@ def test_metrics_can_be_served_on_a_separate_port_only() -> None:
 
 def test_metrics_can_be_switched_off() -> None:
     with serve_settings(metrics_enabled=False) as base_url:
-        response = httpx.get(f"{base_url}/metrics")
+        response = httpx.get(f"{base_url}{METRICS_PATH}")
         assert response.status_code == 404
         assert response.json()["errcode"] == "M_UNRECOGNIZED"
 

@@ -7,6 +7,7 @@ import re
 import httpx
 import pytest
 
+from rendezvous.protocol import OPENAPI_PATH
 from tests.support.server import serve_settings
 
 from .helpers import GEN1, GEN2, GEN2_STABLE
@@ -22,7 +23,7 @@ def _operations(document: dict[str, object]) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def document(client: httpx.Client) -> dict[str, object]:
-    response = client.get("/_rendezvous/openapi.json")
+    response = client.get(OPENAPI_PATH)
     assert response.status_code == 200
     body: dict[str, object] = response.json()
     return body
@@ -64,5 +65,5 @@ def test_undocumented_methods_are_not_routed(client: httpx.Client, document: dic
 
 def test_disabled_apis_are_absent_from_the_document() -> None:
     with serve_settings(gen1_enabled=False, gen2_create_policy="off") as base:
-        paths = httpx.get(f"{base}/_rendezvous/openapi.json").json()["paths"]
+        paths = httpx.get(f"{base}{OPENAPI_PATH}").json()["paths"]
         assert not [p for p in paths if "rendezvous" in p and not p.startswith("/_rendezvous")]

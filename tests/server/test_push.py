@@ -11,6 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from rendezvous.store import MemoryStore
-from tests.server.helpers import GEN1, GEN2, TEXT, gen1_put, gen1_session, gen2_session
+from tests.server.helpers import GEN1, GEN2, TEXT, gen1_put, gen2_session
 from tests.server.test_push_support import NO_LIMITS, ParkedRequest, cli_server, scrape
 from tests.support.server import serve_cli, serve_settings
 
@@ -41,6 +42,8 @@ def no_push_server() -> Iterator[str]:
 
 @pytest.fixture
 async def http(push_server: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Overrides the suite's ``http``: these tests speak raw HTTP to one server, so the client is bound to it
+    (``base_url``) and the requests name only paths."""
     async with httpx.AsyncClient(base_url=push_server, timeout=10) as client:
         yield client
 
@@ -61,26 +64,125 @@ async def _put2(http: httpx.AsyncClient, session_id: str, token: str, data: str)
     return token
 
 
-# -- Gen-2 long-poll -----------------------------------------------------------------------------------------
+# -- both generations' long-polls ----------------------------------------------------------------------------
 
 
-async def test_gen2_long_poll_answers_within_100_ms_of_a_put_from_another_client(
-    http: httpx.AsyncClient, push_server: str
+@dataclass(frozen=True)
+class LongPoll:
+    """How one generation asks the server to hold a read until its session changes, and what it answers."""
+
+    number: int
+    #: A held read whose session did not change ends with the unchanged state (Gen-2) or 304 (Gen-1).
+    unchanged_status: int
+
+    def __str__(self) -> str:
+        return f"gen{self.number}"
+
+    async def create(self, http: httpx.AsyncClient) -> tuple[str, str]:
+        """A new empty session: its URL (or path) and its version (sequence token, ETag)."""
+        if self.number == 1:
+            created = await http.post(GEN1, content=b"", headers=TEXT)
+            return created.json()["url"], created.headers["etag"]
+        session = (await http.post(GEN2, json={"data": ""})).json()
+        return f"{GEN2}/{session['id']}", session["sequence_token"]
+
+    async def write(self, http: httpx.AsyncClient, url: str, version: str, data: str) -> str:
+        """Write ``data`` over ``version``: the new version."""
+        if self.number == 1:
+            put = await http.put(url, content=data.encode(), headers={**TEXT, "If-Match": version})
+            return put.headers["etag"]
+        return await _put2(http, url.rsplit("/", 1)[1], version, data)
+
+    async def hold(
+        self, http: httpx.AsyncClient, url: str, version: str, seconds: int, *, other_preferences: str = ""
+    ) -> httpx.Response:
+        """Read ``url``, asking the server to wait up to ``seconds`` for a version other than ``version``:
+        ``If-None-Match`` + ``Prefer: [other_preferences, ]wait=N`` (Gen-1), ``since`` + ``timeout_ms`` (Gen-2)."""
+        if self.number == 1:
+            prefer = f"{other_preferences}, wait={seconds}" if other_preferences else f"wait={seconds}"
+            return await http.get(url, headers={"If-None-Match": version, "Prefer": prefer})
+        return await http.get(url, params={"since": version, "timeout_ms": str(seconds * 1000)})
+
+    def version(self, response: httpx.Response) -> str:
+        """The version a read answered with: the ETag (Gen-1), the sequence token (Gen-2)."""
+        if self.number == 1:
+            return response.headers["etag"]
+        token: str = response.json()["sequence_token"]
+        return token
+
+    def data(self, response: httpx.Response) -> str:
+        if self.number == 1:
+            return response.text
+        data: str = response.json()["data"]
+        return data
+
+
+LONG_POLLS = [LongPoll(1, unchanged_status=304), LongPoll(2, unchanged_status=200)]
+both_generations = pytest.mark.parametrize("gen", LONG_POLLS, ids=str)
+
+
+@both_generations
+async def test_long_poll_answers_within_100_ms_of_a_write_from_another_client(
+    gen: LongPoll, http: httpx.AsyncClient, push_server: str
 ) -> None:
-    session = (await http.post(GEN2, json={"data": ""})).json()
-    poll = asyncio.create_task(
-        http.get(f"{GEN2}/{session['id']}", params={"since": session["sequence_token"], "timeout_ms": "10000"})
-    )
+    url, version = await gen.create(http)
+    poll = asyncio.create_task(gen.hold(http, url, version, 10))
     await asyncio.sleep(0.3)
     assert not poll.done()
     async with httpx.AsyncClient(base_url=push_server, timeout=10) as other:
         put_at = time.monotonic()
-        new_token = await _put2(other, session["id"], session["sequence_token"], "hello")
+        new_version = await gen.write(other, url, version, "hello")
     response = await poll
     assert time.monotonic() - put_at < 0.1
     assert response.status_code == 200
-    assert response.json()["sequence_token"] == new_token
-    assert response.json()["data"] == "hello"
+    assert gen.version(response) == new_version != version
+    assert gen.data(response) == "hello"
+    if gen.number == 1:  # a Gen-1 answer is the payload with the usual session headers
+        assert response.headers["content-type"] == "text/plain"
+        for name in ("expires", "last-modified", "cache-control", "pragma"):
+            assert name in response.headers
+        assert response.headers["preference-applied"] == f"wait={MAX_WAIT_S}"
+
+
+@both_generations
+async def test_long_poll_wait_is_capped_at_the_server_maximum(gen: LongPoll, http: httpx.AsyncClient) -> None:
+    url, version = await gen.create(http)
+    started = time.monotonic()
+    # Gen-1: the wait is found among other preferences too.
+    response = await gen.hold(http, url, version, 3600, other_preferences="respond-async")
+    elapsed = time.monotonic() - started
+    assert response.status_code == gen.unchanged_status
+    assert MAX_WAIT_S - 0.1 <= elapsed < MAX_WAIT_S + 1.5
+    if gen.number == 1:  # only Gen-1 has a header that says which wait was applied
+        assert response.headers["preference-applied"] == f"wait={MAX_WAIT_S}"
+
+
+@both_generations
+async def test_long_poll_on_a_stale_version_answers_at_once(gen: LongPoll, http: httpx.AsyncClient) -> None:
+    url, version = await gen.create(http)
+    new_version = await gen.write(http, url, version, "new")
+    started = time.monotonic()
+    response = await gen.hold(http, url, version, 10)
+    assert time.monotonic() - started < 0.5
+    assert response.status_code == 200
+    assert gen.version(response) == new_version
+    assert gen.data(response) == "new"
+    assert "preference-applied" not in response.headers
+
+
+@both_generations
+async def test_long_poll_parameters_are_ignored_when_push_is_off(gen: LongPoll, no_push_server: str) -> None:
+    async with httpx.AsyncClient(base_url=no_push_server, timeout=10) as client:
+        url, version = await gen.create(client)
+        started = time.monotonic()
+        response = await gen.hold(client, url, version, 5)
+        assert time.monotonic() - started < 0.5
+        assert response.status_code == gen.unchanged_status
+        assert gen.version(response) == version
+        assert "preference-applied" not in response.headers
+
+
+# -- Gen-2 long-poll -----------------------------------------------------------------------------------------
 
 
 async def test_gen2_long_poll_returns_the_unchanged_state_at_its_deadline(http: httpx.AsyncClient) -> None:
@@ -96,28 +198,6 @@ async def test_gen2_long_poll_returns_the_unchanged_state_at_its_deadline(http: 
     assert body["sequence_token"] == session["sequence_token"]
     assert body["data"] == "same"
     assert isinstance(body["expires_in_ms"], int)
-
-
-async def test_gen2_long_poll_wait_is_capped_at_the_server_maximum(http: httpx.AsyncClient) -> None:
-    session = (await http.post(GEN2, json={"data": ""})).json()
-    started = time.monotonic()
-    response = await http.get(
-        f"{GEN2}/{session['id']}", params={"since": session["sequence_token"], "timeout_ms": "600000"}
-    )
-    elapsed = time.monotonic() - started
-    assert response.status_code == 200
-    assert MAX_WAIT_S - 0.1 <= elapsed < MAX_WAIT_S + 1.5
-
-
-async def test_gen2_long_poll_with_a_stale_since_answers_at_once(http: httpx.AsyncClient) -> None:
-    session = (await http.post(GEN2, json={"data": ""})).json()
-    token = await _put2(http, session["id"], session["sequence_token"], "new")
-    started = time.monotonic()
-    response = await http.get(
-        f"{GEN2}/{session['id']}", params={"since": session["sequence_token"], "timeout_ms": "10000"}
-    )
-    assert time.monotonic() - started < 0.5
-    assert response.json()["sequence_token"] == token
 
 
 async def test_gen2_long_poll_with_a_malformed_timeout_is_400(http: httpx.AsyncClient) -> None:
@@ -139,41 +219,7 @@ async def test_gen2_long_poll_on_a_session_deleted_meanwhile_is_404(http: httpx.
     assert response.json()["errcode"] == "M_NOT_FOUND"
 
 
-def test_gen2_long_poll_parameters_are_ignored_when_push_is_off(no_push_server: str) -> None:
-    with httpx.Client(base_url=no_push_server, timeout=10) as client:
-        session = gen2_session(client)
-        started = time.monotonic()
-        response = client.get(
-            f"{GEN2}/{session['id']}", params={"since": session["sequence_token"], "timeout_ms": "5000"}
-        )
-        assert time.monotonic() - started < 0.5
-        assert response.status_code == 200
-        assert response.json()["sequence_token"] == session["sequence_token"]
-
-
 # -- Gen-1 long-poll -----------------------------------------------------------------------------------------
-
-
-async def test_gen1_prefer_wait_answers_200_as_soon_as_the_etag_changes(
-    http: httpx.AsyncClient, push_server: str
-) -> None:
-    created = await http.post(GEN1, content=b"", headers=TEXT)
-    url, etag = created.json()["url"], created.headers["etag"]
-    poll = asyncio.create_task(http.get(url, headers={"If-None-Match": etag, "Prefer": "wait=10"}))
-    await asyncio.sleep(0.3)
-    assert not poll.done()
-    async with httpx.AsyncClient(timeout=10) as other:
-        put_at = time.monotonic()
-        put = await other.put(url, content=b"payload", headers={**TEXT, "If-Match": etag})
-    response = await poll
-    assert time.monotonic() - put_at < 0.1
-    assert response.status_code == 200
-    assert response.content == b"payload"
-    assert response.headers["etag"] == put.headers["etag"] != etag
-    assert response.headers["content-type"] == "text/plain"
-    for name in ("expires", "last-modified", "cache-control", "pragma"):
-        assert name in response.headers
-    assert response.headers["preference-applied"] == f"wait={MAX_WAIT_S}"
 
 
 async def test_gen1_prefer_wait_answers_304_with_the_usual_headers_at_the_deadline(
@@ -190,39 +236,6 @@ async def test_gen1_prefer_wait_answers_304_with_the_usual_headers_at_the_deadli
     for name in ("expires", "last-modified", "cache-control", "pragma", "x-qrlink-push"):
         assert name in response.headers
     assert response.headers["preference-applied"] == "wait=1"
-
-
-async def test_gen1_prefer_wait_is_capped_at_the_server_maximum(http: httpx.AsyncClient) -> None:
-    created = await http.post(GEN1, content=b"", headers=TEXT)
-    url, etag = created.json()["url"], created.headers["etag"]
-    started = time.monotonic()
-    response = await http.get(url, headers={"If-None-Match": etag, "Prefer": "respond-async, wait=3600"})
-    assert MAX_WAIT_S - 0.1 <= time.monotonic() - started < MAX_WAIT_S + 1.5
-    assert response.status_code == 304
-    assert response.headers["preference-applied"] == f"wait={MAX_WAIT_S}"
-
-
-async def test_gen1_prefer_wait_with_a_stale_etag_answers_200_at_once(http: httpx.AsyncClient) -> None:
-    created = await http.post(GEN1, content=b"", headers=TEXT)
-    url, etag = created.json()["url"], created.headers["etag"]
-    await http.put(url, content=b"new", headers={**TEXT, "If-Match": etag})
-    started = time.monotonic()
-    response = await http.get(url, headers={"If-None-Match": etag, "Prefer": "wait=10"})
-    assert time.monotonic() - started < 0.5
-    assert response.status_code == 200
-    assert response.content == b"new"
-    assert "preference-applied" not in response.headers
-
-
-def test_gen1_prefer_wait_is_ignored_when_push_is_off(no_push_server: str) -> None:
-    with httpx.Client(timeout=10) as client:
-        client.base_url = httpx.URL(no_push_server)
-        url, etag = gen1_session(client)
-        started = time.monotonic()
-        response = client.get(url, headers={"If-None-Match": etag, "Prefer": "wait=5"})
-        assert time.monotonic() - started < 0.5
-        assert response.status_code == 304
-        assert "preference-applied" not in response.headers
 
 
 # -- advertisement -------------------------------------------------------------------------------------------

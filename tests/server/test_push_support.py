@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from rendezvous.protocol import HEALTH_PATH, METRICS_PATH
 from tests.support.server import REPO_ROOT, STARTUP_TIMEOUT_S, clean_environ, free_port
 
 #: Settings for servers whose tests must not throttle themselves.
@@ -68,7 +69,7 @@ def cli_server(output: Path, env: Mapping[str, str] | None = None) -> Iterator[S
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited during startup:\n{output.read_text()}")
             try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code in (200, 503):
+                if httpx.get(f"{base_url}{HEALTH_PATH}", timeout=1).status_code in (200, 503):
                     break
             except httpx.TransportError:
                 pass
@@ -87,7 +88,7 @@ def cli_server(output: Path, env: Mapping[str, str] | None = None) -> Iterator[S
 
 def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The samples of ``/metrics``: ``(name, sorted labels) -> value``."""
-    response = httpx.get(f"{base_url}/metrics", timeout=10)
+    response = httpx.get(f"{base_url}{METRICS_PATH}", timeout=10)
     assert response.status_code == 200, response.text
     return parse_exposition(response.text)
 

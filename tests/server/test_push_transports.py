@@ -9,32 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from qrlink_client.transport import Gen1Transport, Gen2Transport, TransportOptions
-from tests.server.helpers import GEN1
+from qrlink_client.transport import Gen2Transport, TransportOptions
 from tests.server.test_push_support import NO_LIMITS, sample, scrape
 from tests.support.server import serve_cli
+from tests.support.transport import Generation, Transport, both_generations
 
 #: Well under the 1 s poll interval: only push can deliver this fast.
 PUSH_LATENCY_S = 0.3
-
-Transport = Gen1Transport | Gen2Transport
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     with serve_cli(NO_LIMITS) as base_url:
         yield base_url
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
-        yield client
 
 
 async def _delivered_fast(server: str, receiver: Transport, sender: Transport, payload: str, kind: str) -> None:
@@ -48,29 +40,16 @@ async def _delivered_fast(server: str, receiver: Transport, sender: Transport, p
     assert time.monotonic() - sent_at < PUSH_LATENCY_S
 
 
+@both_generations
 @pytest.mark.parametrize(("websocket", "kind"), [(False, "long_poll"), (True, "websocket")])
-async def test_gen1_transports_exchange_payloads_through_push(
-    server: str, http: httpx.AsyncClient, websocket: bool, kind: str
+async def test_transports_exchange_payloads_through_push(
+    server: str, http: httpx.AsyncClient, gen: Generation, websocket: bool, kind: str
 ) -> None:
-    options = TransportOptions(websocket=websocket)
-    creator = await Gen1Transport.create(http, f"{server}{GEN1}", options=options)
-    joiner = await Gen1Transport.join(http, creator.url, options=options)
+    creator, joiner = await gen.pair(http, server, TransportOptions(websocket=websocket))
     async with creator, joiner:
         assert creator.push is not None and creator.push.long_poll and creator.push.websocket
-        await _delivered_fast(server, creator, joiner, "login initiate", kind)
-        await _delivered_fast(server, joiner, creator, "login ok", kind)
-        await _delivered_fast(server, creator, joiner, "third", kind)
-
-
-@pytest.mark.parametrize(("websocket", "kind"), [(False, "long_poll"), (True, "websocket")])
-async def test_gen2_transports_exchange_payloads_through_push(
-    server: str, http: httpx.AsyncClient, websocket: bool, kind: str
-) -> None:
-    options = TransportOptions(websocket=websocket)
-    creator = await Gen2Transport.create(http, server, options=options)
-    joiner = await Gen2Transport.join(http, server, creator.rendezvous_id, options=options)
-    async with creator, joiner:
-        assert joiner.push is not None and joiner.push.long_poll
+        if gen.number == 2:  # a Gen-2 join reads the session; a Gen-1 joiner learns of push on its first read
+            assert joiner.push is not None and joiner.push.long_poll
         await _delivered_fast(server, creator, joiner, "login initiate", kind)
         await _delivered_fast(server, joiner, creator, "login ok", kind)
         await _delivered_fast(server, creator, joiner, "third", kind)

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from rendezvous.protocol import VERSIONS_PATH
 from rendezvous.selftest import (
     SelfTestOptions,
     Status,
@@ -235,7 +236,7 @@ def _homeserver_delegating_to(rendezvous: str) -> Callable[[dict[str, Any], Any,
             await send({"type": "lifespan.shutdown.complete"})
             return
         cors = [(b"access-control-allow-origin", b"*")]
-        if scope["path"] == "/_matrix/client/versions":
+        if scope["path"] == VERSIONS_PATH:
             body = json.dumps({"versions": ["v1.11"], "unstable_features": {"org.matrix.msc4108": True}}).encode()
             headers = [(b"content-type", b"application/json"), *cors]
             await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from rendezvous.protocol import HEALTH_PATH
 from tests.support import redis_servers
 from tests.support.server import REPO_ROOT, clean_environ, free_port
 
@@ -78,7 +79,7 @@ def _wait_until_up(server: ServerProcess) -> None:
             _, stderr = server.process.communicate(timeout=10)
             raise RuntimeError(f"server exited during startup:\n{stderr}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{server.url}/health", timeout=1).status_code in (200, 503):
+            if httpx.get(f"{server.url}{HEALTH_PATH}", timeout=1).status_code in (200, 503):
                 return
         time.sleep(0.05)
     raise TimeoutError(f"server at {server.url} did not come up")
@@ -441,7 +442,7 @@ def test_redis_outage_mid_session_answers_503_with_retry_after(
         _assert_store_unavailable(fresh("PUT", f"{base}{gen2_path}/t1", json={"sequence_token": "1", "data": "x"}))
         _assert_store_unavailable(fresh("POST", base + GEN1, headers=TEXT))
         _assert_store_unavailable(fresh("POST", base + GEN2, json={"data": ""}))
-        _assert_store_unavailable(fresh("GET", base + "/health"))
+        _assert_store_unavailable(fresh("GET", base + HEALTH_PATH))
         assert server.alive()
 
 
@@ -455,7 +456,7 @@ def test_service_resumes_when_redis_returns_without_restarting_the_server(
         throwaway_redis.stop()
         assert fresh("POST", base + GEN2, json={"data": ""}).status_code == 503
         throwaway_redis.start()
-        assert fresh("GET", base + "/health").status_code == 200
+        assert fresh("GET", base + HEALTH_PATH).status_code == 200
         session = fresh("POST", base + GEN2, json={"data": "back"})
         assert session.status_code == 200
         path = f"{GEN2}/{session.json()['id']}"
@@ -474,7 +475,7 @@ def test_killing_one_process_leaves_the_other_serving_its_sessions(shared_redis:
         gen2_path = f"{GEN2}/{session['id']}"
         a.kill()
         with pytest.raises(httpx.TransportError):
-            fresh("GET", a.url + "/health")
+            fresh("GET", a.url + HEALTH_PATH)
         put = fresh("PUT", b.url + gen1_path, content=b"after the crash", headers={**TEXT, "If-Match": etag})
         assert put.status_code == 202
         assert fresh("GET", b.url + gen1_path).content == b"after the crash"

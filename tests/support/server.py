@@ -28,6 +28,7 @@ import uvicorn
 from devstack._process import free_port as free_port  # re-exported for the other test helpers
 from rendezvous.app import create_app
 from rendezvous.config import load_settings
+from rendezvous.protocol import HEALTH_PATH
 from rendezvous.store import SessionStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def _wait_healthy(base_url: str, alive: Any) -> None:
         if not alive():
             raise RuntimeError("server exited during startup")
         try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code in (200, 503):
+            if httpx.get(f"{base_url}{HEALTH_PATH}", timeout=1).status_code in (200, 503):
                 return
         except httpx.TransportError:
             pass

@@ -5,6 +5,8 @@
   the request) or *drop the response* (the server applied the request, the client gets a network error).
 - :class:`UvicornThread`: runs an ASGI app under real uvicorn on a free 127.0.0.1 port in a background thread.
 - :func:`our_server`: our rendezvous server, started by ``tests.support.server.serve_cli``.
+- :class:`Generation` (:data:`GENERATIONS`, :data:`both_generations`): what differs between the Gen-1 and the
+  Gen-2 transport, for the tests of behaviour they share, which run once per generation.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
 import uvicorn
 
+from qrlink_client.transport import Gen1Transport, Gen2Transport, TransportOptions
+from rendezvous.protocol import GEN1_PATH
 from tests.support.server import free_port, serve_cli
 
 RequestMatcher = Callable[[httpx.Request], bool]
@@ -145,7 +149,7 @@ class OurServer:
 
     @property
     def gen1_create_url(self) -> str:
-        return f"{self.base_url}/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
+        return f"{self.base_url}{GEN1_PATH}"
 
 
 @pytest.fixture(scope="module")
@@ -162,18 +166,6 @@ def our_server() -> Iterator[OurServer]:
         yield OurServer(base_url)
 
 
-@pytest.fixture
-def recorder() -> RecordingTransport:
-    return RecordingTransport()
-
-
-@pytest.fixture
-async def http(recorder: RecordingTransport) -> Any:
-    """An httpx client whose every request goes through :class:`RecordingTransport`."""
-    async with httpx.AsyncClient(transport=recorder, timeout=10) as client:
-        yield client
-
-
 async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
     """Wait until *predicate* holds (polling every 10 ms), failing the test after *within* seconds."""
     deadline = time.monotonic() + within
@@ -181,3 +173,60 @@ async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+Transport = Gen1Transport | Gen2Transport
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generation's transport as the tests of shared behaviour see it."""
+
+    number: Literal[1, 2]
+    #: The status of a write against a revision the writer has not seen: If-Match failed / token mismatch.
+    concurrent_write_status: int
+
+    def __str__(self) -> str:
+        return f"gen{self.number}"
+
+    async def create(
+        self, http: httpx.AsyncClient, base_url: str, options: TransportOptions, *, gen1_path: str = GEN1_PATH
+    ) -> Transport:
+        """A new session. Gen-1 creates at ``base_url + gen1_path`` (a stand-in server may put it elsewhere),
+        Gen-2 discovers its endpoint from ``base_url``."""
+        if self.number == 1:
+            return await Gen1Transport.create(http, base_url + gen1_path, options=options)
+        return await Gen2Transport.create(http, base_url, options=options)
+
+    async def join(
+        self, http: httpx.AsyncClient, base_url: str, generator: Transport, options: TransportOptions
+    ) -> Transport:
+        """The peer's side of ``generator``'s session, reached the way its QR code says."""
+        if isinstance(generator, Gen1Transport):
+            return await Gen1Transport.join(http, generator.url, options=options)
+        return await Gen2Transport.join(http, base_url, generator.rendezvous_id, options=options)
+
+    async def pair(
+        self, http: httpx.AsyncClient, base_url: str, options: TransportOptions, *, gen1_path: str = GEN1_PATH
+    ) -> tuple[Transport, Transport]:
+        """G creates the session, S joins it (as from the QR code)."""
+        generator = await self.create(http, base_url, options, gen1_path=gen1_path)
+        return generator, await self.join(http, base_url, generator, options)
+
+    def session_secrets(self, transport: Transport) -> list[str]:
+        """What names the session, which ``repr`` must not show: the session URL and its last segment for
+        Gen-1, the rendezvous ID for Gen-2."""
+        if isinstance(transport, Gen1Transport):
+            return [transport.url, transport.url.rsplit("/", 1)[1]]
+        return [transport.rendezvous_id]
+
+    def is_long_poll(self, exchange: Exchange) -> bool:
+        """Whether a GET asked the server to hold it: ``Prefer: wait`` (Gen-1), ``since`` (Gen-2)."""
+        if self.number == 1:
+            return "prefer" in exchange.headers
+        return "since" in exchange.url.params
+
+
+GENERATIONS = [Generation(1, concurrent_write_status=412), Generation(2, concurrent_write_status=409)]
+#: Runs a test once per generation, with ``gen`` the :class:`Generation`: ``test_x[gen1]``, ``test_x[gen2]``.
+both_generations = pytest.mark.parametrize("gen", GENERATIONS, ids=str)
