@@ -74,8 +74,8 @@ class Rendezvous(abc.ABC):
     @property
     @abc.abstractmethod
     def transport(self) -> RendezvousTransport:
-        """The session's transport. Seal with its ``sequence_token``, open with its ``own_sequence_token``
-        (both ``None`` for Gen-1, which binds nothing into the AAD)."""
+        """The session's transport; its ``sequence_token`` and ``own_sequence_token`` are the tokens a Gen-2
+        channel binds into its AAD (``None`` for Gen-1, which binds nothing)."""
 
     @abc.abstractmethod
     def channel(
