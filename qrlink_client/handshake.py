@@ -8,8 +8,8 @@ and answers LoginOk. Afterwards the channel carries the ``m.login.*`` messages, 
 :attr:`Handshake.seal_token` and opened with :attr:`Handshake.open_token`.
 
 What differs between the generations (MSC4108: ECIES over an opaque session URL; MSC4388: HPKE bound to the
-base URL, rendezvous id and sequence token, docs/protocol.md §3) is decided once, by :func:`open_rendezvous`
-from the show request or the scanned QR code; callers do not branch on it.
+base URL, rendezvous id and sequence token; see the channel sections of docs/protocol.md) is decided once, by
+:func:`open_rendezvous` from the show request or the scanned QR code; callers do not branch on it.
 """
 
 from __future__ import annotations
