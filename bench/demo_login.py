@@ -1,7 +1,7 @@
 """``python -m bench demo-login``: end-to-end time of ``qrlink demo --auto``'s login, interval polling vs push.
 
 One development stack (OAuth server, Synapse, our rendezvous server) is started once; then the demo's own login
-(:func:`qrlink_client.cli_demo._demo`, roles ``new-shows``) runs N times per case, with ``--push`` and with
+(:func:`devstack.handover.run_handover`, roles ``new-shows``) runs N times per case, with ``--push`` and with
 ``--no-push``, interleaved so that drift on a shared machine hits every case alike. The time of one login is
 the demo's ``elapsed_ms``: from the start of both devices to the end of the new device's checks on Synapse
 (``/keys/query`` cross-signing chain, ``/room_keys/version`` backup key). The stack start and the creation of
@@ -26,10 +26,10 @@ import io
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bench.stats import median, percentile
 
@@ -110,17 +110,33 @@ def _progress(message: str) -> None:
 
 def _one_login(stack: DevStack, case: Case, push: bool) -> tuple[float | None, str]:
     """Run the demo's ``--auto`` login once; its ``elapsed_ms`` (None when it failed) and its progress lines."""
-    from qrlink_client import cli_demo
-    from qrlink_client.cli_io import Console
+    from devstack.handover import NEW_SHOWS, DemoDevice, run_handover
 
-    args = argparse.Namespace(auto=True, gen=case.generation, roles=cli_demo.NEW_SHOWS, push=push)
     log = io.StringIO()
-    # The demo's consoles write to stderr, looked up when they write: 60 logins' progress goes to the log instead.
-    with contextlib.redirect_stderr(log):
-        try:
-            summary = asyncio.run(cli_demo._demo(args, stack, Console("[demo]")))
-        except Exception as exc:  # a failed login is counted and shown, the others still run
-            return None, f"{log.getvalue()}{type(exc).__name__}: {exc}\n"
+
+    def say(label: str) -> Callable[[str], None]:
+        return lambda text: print(f"{label} {text}", file=log)
+
+    def device(label: str) -> DemoDevice:
+        # The step names are enough to see where a failed login stopped; 60 logins' progress goes to the log.
+        return DemoDevice(say=say(label), on_progress=lambda step: say(label)(type(step).__name__))
+
+    generation: Literal[1, 2] = 1 if case.generation == 1 else 2
+    try:
+        summary = asyncio.run(
+            run_handover(
+                stack,
+                generation=generation,
+                roles=NEW_SHOWS,
+                push=push,
+                auto=True,
+                say=say("[demo]"),
+                desktop=device("[desktop]"),
+                phone=device("[phone]"),
+            )
+        )
+    except Exception as exc:  # a failed login is counted and shown, the others still run
+        return None, f"{log.getvalue()}{type(exc).__name__}: {exc}\n"
     if summary["error"] is not None or not (summary["cross_signed"] and summary["backup_key_verified"]):
         return None, log.getvalue() + json.dumps(summary) + "\n"
     return float(summary["elapsed_ms"]), log.getvalue()
@@ -130,13 +146,13 @@ def _push_advertised(stack: DevStack) -> dict[str, bool]:
     """Whether each rendezvous server offers push: our server (Gen-1 and Gen-2) and Synapse (Gen-2)."""
     import httpx
 
-    from qrlink_client.transport import Gen2Transport
+    from qrlink_client.discovery import discover_gen2
 
     async def main() -> dict[str, bool]:
         async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
-            found = {"synapse": (await Gen2Transport.discover(http, stack.homeserver_url)).push is not None}
+            found = {"synapse": (await discover_gen2(http, stack.homeserver_url)).push is not None}
             if stack.rendezvous_url is not None:
-                found["ours"] = (await Gen2Transport.discover(http, stack.rendezvous_url)).push is not None
+                found["ours"] = (await discover_gen2(http, stack.rendezvous_url)).push is not None
             return found
 
     return asyncio.run(main())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from bench.http1 import Connection, Reply
-from bench.targets import GEN1_PATH, GEN2_PATH
+from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
 
 _TEXT = ("Content-Type", "text/plain")
 _JSON = ("Content-Type", "application/json")
@@ -63,9 +63,9 @@ async def create(conn: Connection, generation: int, data: str) -> Handle:
         url = json.loads(reply.body)["url"]
         return Handle(1, urlsplit(url).path, (reply.header(b"etag") or b"").decode())
     body = json.dumps({"data": data}).encode()
-    reply = _check(await conn.request("POST", GEN2_PATH, [_JSON], body), "create", 200, 201)
+    reply = _check(await conn.request("POST", GEN2_UNSTABLE_PATH, [_JSON], body), "create", 200, 201)
     answer = json.loads(reply.body)
-    return Handle(2, f"{GEN2_PATH}/{answer['id']}", answer["sequence_token"])
+    return Handle(2, f"{GEN2_UNSTABLE_PATH}/{answer['id']}", answer["sequence_token"])
 
 
 async def read(conn: Connection, handle: Handle, *, wait_ms: int = 0, push: bool = False) -> Seen:

@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack._process import ManagedProcess, child_environment, free_port, wait_for_http
+from rendezvous.protocol import HEALTH_PATH
 
-GEN1_PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
-GEN2_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
-HEALTH_PATH = "/health"
 #: Nothing listens on the discard port: Synapse gets MAS mode (which both rendezvous features require) without
 #: a real MAS, and the rendezvous endpoints need no token.
 _DEAD_MAS_ENDPOINT = "http://127.0.0.1:9/"

@@ -32,6 +32,7 @@ from urllib.parse import quote
 import httpx
 
 from .channel import ChannelError, DecryptionError, Role, SecureChannel
+from .discovery import well_known_base_url
 from .e2ee import E2eeHomeserver, OlmDevice, SecretsBundle, SecretsSource, publish_new_device
 from .errors import QrLinkError
 from .flow import (
@@ -134,22 +135,6 @@ class NewDeviceLoginResult:
     """The device's Olm account, encrypted with the caller's ``pickle_key`` (:meth:`OlmDevice.from_pickle`)."""
     secrets: SecretsBundle = field(repr=False)
     """The user's cross-signing and backup secrets, checked against the homeserver's public keys."""
-
-
-async def well_known_base_url(http: httpx.AsyncClient, server_name: str) -> str:
-    """``https://{server_name}/.well-known/matrix/client`` → ``m.homeserver.base_url``; the server name itself
-    over HTTPS when there is no usable document (as the client-server spec's discovery allows)."""
-    fallback = f"https://{server_name}"
-    try:
-        response = await http.get(f"{fallback}/.well-known/matrix/client")
-        body = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return fallback
-    if isinstance(body, dict):
-        homeserver = body.get("m.homeserver")
-        if isinstance(homeserver, dict) and isinstance(homeserver.get("base_url"), str):
-            return str(homeserver["base_url"])
-    return fallback
 
 
 # --- the new device -----------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""The ASGI application: a thin router over the Gen-1 and Gen-2 route classes.
+"""The ASGI application: the route table's router over the Gen-1 and Gen-2 route classes.
 
-A small hand-written router instead of a framework keeps the hot path (a poll every second from each device)
-down to a path split, one store read and one response; the OpenAPI document (:mod:`rendezvous.openapi`)
-describes the same mounts.
+A small hand-written router (:mod:`rendezvous.router`) instead of a framework keeps the hot path (a poll every
+second from each device) down to a path split, one store read and one response; the router, the metrics and the
+OpenAPI document (:mod:`rendezvous.openapi`) all read the one route table (:mod:`rendezvous.routes`).
 
 Each uvicorn worker builds its own app with :func:`app_from_environment` (an app factory), from the settings
 the CLI validated and passed down through the environment.
@@ -14,23 +14,18 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
 
 import httpx
 
 from .auth import TokenVerifier
-from .config import CreatePolicy, Settings, load_settings
+from .config import Settings, load_settings
 from .context import ServerContext
-from .gen1 import PATH as GEN1_PATH
 from .gen1 import Gen1Api
 from .gen1 import watch_frame as gen1_watch_frame
-from .gen2 import STABLE_PATH, UNSTABLE_PATH, Gen2Api
+from .gen2 import Gen2Api
 from .gen2 import watch_frame as gen2_watch_frame
 from .http import (
     COMMON_HEADERS,
-    PREFLIGHT_HEADERS,
-    TEXT_PLAIN,
     ClientDisconnected,
     MatrixError,
     Receive,
@@ -42,10 +37,13 @@ from .http import (
     json_response,
 )
 from .logs import configure_logging
-from .metrics import CONTENT_TYPE, METRICS_PATH, ExpiryWatch, InstrumentedStore, Metrics, serve_metrics_port
-from .openapi import HEALTH_PATH, OPENAPI_PATH, build_openapi
+from .metrics import CONTENT_TYPE, ExpiryWatch, InstrumentedStore, Metrics, serve_metrics_port
+from .openapi import build_openapi
+from .protocol import M_UNKNOWN
 from .proxy import ProxyResolver
 from .push import Push, Watcher, refuse
+from .router import Router, unrecognized
+from .routes import OTHER, Mount, mounted
 from .store import Generation, SessionStore, StoreUnavailable
 from .store.factory import open_store
 
@@ -55,39 +53,6 @@ logger = logging.getLogger("rendezvous")
 WORKER_SETTINGS_ENV = "_RENDEZVOUS_WORKER_SETTINGS"
 #: Suggested wait after the store failed.
 STORE_RETRY_AFTER_MS = 2_000
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _unrecognized() -> MatrixError:
-    return MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
-
-
-def _method_not_allowed(allowed: str) -> MatrixError:
-    return MatrixError(405, "M_UNRECOGNIZED", "Method not allowed", headers=[(b"allow", allowed.encode())])
-
-
-def _preflight() -> Response:
-    return Response(204, [(b"content-type", TEXT_PLAIN), *COMMON_HEADERS, *PREFLIGHT_HEADERS])
-
-
-def _segments(scope: Scope, prefix: str) -> list[str]:
-    """The path segments after ``prefix``, each percent-decoded on its own.
-
-    Splitting the raw path first keeps an encoded ``%2F`` inside an id from turning into a separator.
-    """
-    raw: bytes | None = scope.get("raw_path")
-    encoded_prefix = prefix.encode()
-    if raw is not None and raw.startswith(encoded_prefix):
-        rest = raw[len(encoded_prefix) :].decode("latin-1")
-        # Invalid UTF-8 escapes become U+FFFD, which no id or txnId may contain: refused later, not here.
-        return [unquote(part, errors="replace") for part in rest.split("/")[1:]]
-    path: str = scope["path"]
-    return path[len(prefix) :].split("/")[1:]
-
-
-def _under(path: str, prefix: str) -> bool:
-    return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
 
 
 class RendezvousApp:
@@ -114,26 +79,22 @@ class RendezvousApp:
             settings, store_view, ProxyResolver(settings.trusted_proxies), self.metrics, self.expiry, verifier
         )
         self.push = Push(settings, store_view, self.metrics)
-        self._gen1 = Gen1Api(self.context, self.push) if settings.gen1_enabled else None
-        gen2_on = settings.gen2_create_policy is not CreatePolicy.OFF
-        self._gen2: list[tuple[str, Gen2Api]] = []
-        if gen2_on:
-            self._gen2.append((UNSTABLE_PATH, Gen2Api(self.context, self.push, stable=False)))
-            if settings.gen2_stable_api:
-                self._gen2.append((STABLE_PATH, Gen2Api(self.context, self.push, stable=True)))
-        self._gen1_watch = Watcher(self.context, self.push, Generation.GEN1, gen1_watch_frame)
-        self._gen2_watch = Watcher(self.context, self.push, Generation.GEN2, gen2_watch_frame)
+        self._watchers = {
+            Generation.GEN1: Watcher(self.context, self.push, Generation.GEN1, gen1_watch_frame),
+            Generation.GEN2: Watcher(self.context, self.push, Generation.GEN2, gen2_watch_frame),
+        }
         self._openapi = json_bytes(build_openapi(settings))
-        self._metrics_here = settings.metrics_enabled and settings.metrics_port is None
         self._metrics_server: asyncio.Server | None = None
-        routes = self.metrics.routes
-        self._r_gen1_create, self._r_gen1_get = routes["gen1.create"], routes["gen1.get"]
-        self._r_gen1_put, self._r_gen1_delete = routes["gen1.put"], routes["gen1.delete"]
-        self._r_gen2_discover, self._r_gen2_create = routes["gen2.discover"], routes["gen2.create"]
-        self._r_gen2_get, self._r_gen2_put = routes["gen2.get"], routes["gen2.put"]
-        self._r_gen2_delete, self._r_preflight = routes["gen2.delete"], routes["preflight"]
-        self._r_health, self._r_openapi = routes["health"], routes["openapi"]
-        self._r_metrics, self._r_other = routes["metrics"], routes["other"]
+        self._router = Router(mounted(settings), self._api_of, self.metrics.routes)
+        self._r_other = self.metrics.routes[OTHER]
+
+    def _api_of(self, mount: Mount) -> object:
+        """The object whose methods answer the operations of ``mount``."""
+        if mount.generation is Generation.GEN1:
+            return Gen1Api(self.context, self.push)
+        if mount.generation is Generation.GEN2:
+            return Gen2Api(self.context, self.push, stable=mount.stable)
+        return self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -192,18 +153,18 @@ class RendezvousApp:
         request = Request(scope, receive, self._r_other)
         response: Response | None
         try:
-            response = await self._route(request)
+            response = await self._router.dispatch(request)
         except MatrixError as exc:
             response = exc.to_response()
         except StoreUnavailable:
             response = MatrixError(
-                503, "M_UNKNOWN", "Session store unavailable", retry_after_ms=STORE_RETRY_AFTER_MS
+                503, M_UNKNOWN, "Session store unavailable", retry_after_ms=STORE_RETRY_AFTER_MS
             ).to_response()
         except ClientDisconnected:
             response = None
         except Exception:
             logger.exception("unexpected error handling %s", scope.get("method"))
-            response = MatrixError(500, "M_UNKNOWN", "Internal server error").to_response()
+            response = MatrixError(500, M_UNKNOWN, "Internal server error").to_response()
         if response is not None:
             await response.send(send)
         route = request.route
@@ -211,116 +172,36 @@ class RendezvousApp:
             # 499 (as nginx logs it): the client closed the connection before the answer.
             route.observe(499 if response is None else response.status, time.perf_counter() - started)
 
-    async def _route(self, request: Request) -> Response:
-        path: str = request.scope["path"]
-        method = request.method
-        gen1 = self._gen1
-        if gen1 is not None and _under(path, GEN1_PATH):
-            return await self._route_gen1(gen1, request, method)
-        for prefix, api in self._gen2:
-            if _under(path, prefix):
-                return await self._route_gen2(api, prefix, request, method)
-        if path == HEALTH_PATH:
-            request.route = self._r_health
-            if method in ("GET", "HEAD"):
-                await self.store.ping()
-                return json_response(200, {"status": "ok"})
-            raise _method_not_allowed("GET, HEAD")
-        if path == OPENAPI_PATH:
-            request.route = self._r_openapi
-            if method in ("GET", "HEAD"):
-                return Response(200, [(b"content-type", b"application/json"), *COMMON_HEADERS], self._openapi)
-            raise _method_not_allowed("GET, HEAD")
-        if path == METRICS_PATH and self._metrics_here:
-            request.route = self._r_metrics
-            if method in ("GET", "HEAD"):
-                body = await self.metrics.exposition(self.context.store)
-                return Response(200, [(b"content-type", CONTENT_TYPE), (b"cache-control", b"no-store")], body)
-            raise _method_not_allowed("GET, HEAD")
-        raise _unrecognized()
+    # -- the server's own paths (handlers named in the route table) -----------------------------------------
 
-    async def _route_gen1(self, api: Gen1Api, request: Request, method: str) -> Response:
-        segments = _segments(request.scope, GEN1_PATH)
-        if not segments:
-            if method == "POST":
-                request.route = self._r_gen1_create
-                return await api.create(request)
-            if method == "OPTIONS":
-                request.route = self._r_preflight
-                return _preflight()
-            raise _method_not_allowed("POST, OPTIONS")
-        if len(segments) == 1 and segments[0]:
-            session_id = segments[0]
-            if method == "GET" or method == "HEAD":
-                request.route = self._r_gen1_get
-                return await api.get(request, session_id)
-            if method == "PUT":
-                request.route = self._r_gen1_put
-                return await api.put(request, session_id)
-            if method == "DELETE":
-                request.route = self._r_gen1_delete
-                return await api.delete(request, session_id)
-            if method == "OPTIONS":
-                request.route = self._r_preflight
-                return _preflight()
-            raise _method_not_allowed("GET, HEAD, PUT, DELETE, OPTIONS")
-        raise _unrecognized()
+    async def serve_health(self, request: Request) -> Response:
+        """``GET /health``: 200 while the store answers."""
+        await self.store.ping()
+        return json_response(200, {"status": "ok"})
 
-    async def _route_gen2(self, api: Gen2Api, prefix: str, request: Request, method: str) -> Response:
-        segments = _segments(request.scope, prefix)
-        if method == "OPTIONS" and len(segments) <= 2 and all(segments):
-            request.route = self._r_preflight
-            return _preflight()
-        if not segments:
-            if method == "GET" or method == "HEAD":
-                request.route = self._r_gen2_discover
-                return await api.discover(request)
-            if method == "POST":
-                request.route = self._r_gen2_create
-                return await api.create(request)
-            raise _method_not_allowed("GET, HEAD, POST, OPTIONS")
-        if len(segments) == 1 and segments[0]:
-            session_id = segments[0]
-            if method == "GET" or method == "HEAD":
-                request.route = self._r_gen2_get
-                return await api.get(request, session_id)
-            if method == "PUT":
-                request.route = self._r_gen2_put
-                return await api.put(request, session_id, None)
-            if method == "DELETE":
-                request.route = self._r_gen2_delete
-                return await api.delete(request, session_id)
-            raise _method_not_allowed("GET, HEAD, PUT, DELETE, OPTIONS")
-        if len(segments) == 2 and segments[0] and segments[1]:
-            if method == "PUT":
-                request.route = self._r_gen2_put
-                return await api.put(request, segments[0], segments[1])
-            raise _method_not_allowed("PUT, OPTIONS")
-        raise _unrecognized()
+    async def serve_openapi(self, request: Request) -> Response:
+        """``GET /_rendezvous/openapi.json``: the OpenAPI document of the mounted routes."""
+        return Response(200, [(b"content-type", b"application/json"), *COMMON_HEADERS], self._openapi)
+
+    async def serve_metrics(self, request: Request) -> Response:
+        """``GET /metrics`` on the main port: the Prometheus exposition."""
+        body = await self.metrics.exposition(self.context.store)
+        return Response(200, [(b"content-type", CONTENT_TYPE), (b"cache-control", b"no-store")], body)
 
     # -- WebSocket watch (push extension) ------------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``<session path>/watch`` of either generation; anything else is refused with 404."""
-        path: str = scope["path"]
-        watcher: Watcher | None = None
-        segments: list[str] = []
-        if self.push.websocket:
-            if self._gen1 is not None and _under(path, GEN1_PATH):
-                watcher, segments = self._gen1_watch, _segments(scope, GEN1_PATH)
-            else:
-                for prefix, _ in self._gen2:
-                    if _under(path, prefix):
-                        watcher, segments = self._gen2_watch, _segments(scope, prefix)
-                        break
+        target = self._router.watch(scope) if self.push.websocket else None
         try:
-            if watcher is not None and len(segments) == 2 and segments[0] and segments[1] == "watch":
-                await watcher(scope, receive, send, segments[0])
+            if target is not None:
+                generation, session_id = target
+                await self._watchers[generation](scope, receive, send, session_id)
                 return
             if (await receive())["type"] == "websocket.connect":
-                await refuse(scope, send, _unrecognized())
+                await refuse(scope, send, unrecognized())
         except StoreUnavailable:
-            error = MatrixError(503, "M_UNKNOWN", "Session store unavailable", retry_after_ms=STORE_RETRY_AFTER_MS)
+            error = MatrixError(503, M_UNKNOWN, "Session store unavailable", retry_after_ms=STORE_RETRY_AFTER_MS)
             try:
                 await refuse(scope, send, error)
             except (RuntimeError, OSError):

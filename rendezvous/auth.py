@@ -16,8 +16,8 @@ from urllib.parse import parse_qs
 import httpx
 
 from .http import MatrixError, Request
+from .protocol import M_UNKNOWN_TOKEN, WHOAMI_PATH
 
-WHOAMI_PATH = "/_matrix/client/v3/account/whoami"
 #: Invalid answers are kept at most this long, whatever the cache setting.
 NEGATIVE_CACHE_SECONDS = 10.0
 #: Cap on remembered answers, so a flood of random tokens cannot grow memory without bound.
@@ -52,14 +52,14 @@ def access_token(request: Request) -> str | None:
         scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token")
+            raise MatrixError(401, M_UNKNOWN_TOKEN, "Unrecognised access token")
         return token
     query: bytes = request.scope.get("query_string", b"")
     if b"access_token=" in query:
         values = parse_qs(query.decode("latin-1")).get("access_token")
         if values:
             return values[-1]
-        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token")
+        raise MatrixError(401, M_UNKNOWN_TOKEN, "Unrecognised access token")
     return None
 
 

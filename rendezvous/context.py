@@ -8,6 +8,7 @@ from .auth import TokenVerifier
 from .config import Settings
 from .http import MatrixError, Request
 from .metrics import ExpiryWatch, Metrics
+from .protocol import M_LIMIT_EXCEEDED
 from .proxy import ProxyResolver
 from .store import Session, SessionStore, is_opaque_id
 from .store.base import RateLimit
@@ -64,4 +65,4 @@ class ServerContext:
 
 
 def _too_many_requests(retry_after_ms: int) -> MatrixError:
-    return MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms)
+    return MatrixError(429, M_LIMIT_EXCEEDED, "Too many requests", retry_after_ms=retry_after_ms)

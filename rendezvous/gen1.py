@@ -1,6 +1,6 @@
 """Gen-1 rendezvous (MSC4108, 2024 text): text/plain payloads, strong ETags, If-Match / If-None-Match.
 
-Every shipping Element client speaks this generation. What they insist on (PROTOCOL.md §1.1, INTEROP.md):
+Every shipping Element client speaks this generation. What they insist on (``docs/protocol.md``):
 
 * ``Content-Type`` of a 200 is exactly ``text/plain`` (js-sdk compares with ``!==``; a charset breaks it);
 * every 200 and 304, and the 201 of the POST, carries ``ETag``, ``Expires`` and ``Last-Modified``;
@@ -33,12 +33,21 @@ from .http import (
     media_type,
 )
 from .logs import redact
+from .protocol import (
+    GEN1_PATH,
+    M_CONCURRENT_WRITE,
+    M_INVALID_PARAM,
+    M_LIMIT_EXCEEDED,
+    M_MISSING_PARAM,
+    M_NOT_FOUND,
+    M_UNKNOWN,
+    MSC4108_ERRCODE_FIELD,
+)
 from .push import Push, preferred_wait
+from .routes import GEN1_LONG_POLL
 from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome, is_opaque_id
 
 logger = logging.getLogger("rendezvous.gen1")
-
-PATH = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 
 # RFC 9110 entity-tag: optional W/, then a quoted run of etagc characters. Anything else is malformed.
 _ENTITY_TAG_RE = re.compile(rb'(W/)?"[\x21\x23-\x7e\x80-\xff]*"')
@@ -82,16 +91,16 @@ def watch_frame(session: Session) -> str:
 
 
 def _not_found() -> MatrixError:
-    return MatrixError(404, "M_NOT_FOUND", "Rendezvous session not found")
+    return MatrixError(404, M_NOT_FOUND, "Rendezvous session not found")
 
 
 def _check_text_plain(request: Request) -> None:
     kind = media_type(request.header(b"content-type"))
     if kind is None:
-        raise MatrixError(400, "M_MISSING_PARAM", "Content-Type header is required")
+        raise MatrixError(400, M_MISSING_PARAM, "Content-Type header is required")
     # Parameters (e.g. a browser's ";charset=UTF-8") are tolerated; the media type itself must be text/plain.
     if kind != TEXT_PLAIN:
-        raise MatrixError(400, "M_INVALID_PARAM", "Content-Type must be text/plain")
+        raise MatrixError(400, M_INVALID_PARAM, "Content-Type must be text/plain")
 
 
 #: Stands for a weak ETag in If-Match: never a version, and worth its own error message.
@@ -101,10 +110,10 @@ _WEAK = -1
 def _expected_version(session_id: str, if_match: bytes | None) -> int:
     """The version an If-Match names: 0 (never a version) for another ETag, ``_WEAK`` for ``W/"…"``."""
     if if_match is None:
-        raise MatrixError(400, "M_MISSING_PARAM", "If-Match header is required")
+        raise MatrixError(400, M_MISSING_PARAM, "If-Match header is required")
     value = if_match.strip()
     if _ENTITY_TAG_RE.fullmatch(value) is None:
-        raise MatrixError(400, "M_INVALID_PARAM", "If-Match must be a single ETag as received")
+        raise MatrixError(400, M_INVALID_PARAM, "If-Match must be a single ETag as received")
     if value.startswith(b"W/"):
         # A weak ETag never matches under If-Match's strong comparison. Seeing one almost always means a proxy
         # compressed a response and weakened its ETag (synapse #18155, #18178): say so in the 412.
@@ -118,9 +127,9 @@ def _expected_version(session_id: str, if_match: bytes | None) -> int:
 def _concurrent_write(message: str, headers: Headers | None = None) -> MatrixError:
     return MatrixError(
         412,
-        "M_UNKNOWN",
+        M_UNKNOWN,
         message,
-        extra={"org.matrix.msc4108.errcode": "M_CONCURRENT_WRITE"},
+        extra={MSC4108_ERRCODE_FIELD: M_CONCURRENT_WRITE},
         headers=headers,
     )
 
@@ -144,7 +153,7 @@ class Gen1Api:
         #: The push advertisement, on every session answer (POST, GET, PUT).
         self._push_headers = push.headers
         self._counters = context.metrics.generations[Generation.GEN1]
-        self._long_poll_route = context.metrics.routes["gen1.long_poll"]
+        self._long_poll_route = context.metrics.routes[GEN1_LONG_POLL]
 
     async def create(self, request: Request) -> Response:
         """``POST …/rendezvous``: text/plain body (may be empty) → 201 ``{"url"}``. Unauthenticated."""
@@ -158,11 +167,11 @@ class Gen1Api:
                 Generation.GEN1, data, ttl_ms=context.ttl_ms, max_sessions=context.settings.max_sessions
             )
         except StoreFull:
-            raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many rendezvous sessions in progress") from None
+            raise MatrixError(429, M_LIMIT_EXCEEDED, "Too many rendezvous sessions in progress") from None
         self._counters.created.inc()
         context.expiry.created(session)
         logger.debug("session created", extra={"fields": {"generation": 1, "session": redact(session.id)}})
-        body = json_bytes({"url": f"{base}{PATH}/{session.id}"})
+        body = json_bytes({"url": f"{base}{GEN1_PATH}/{session.id}"})
         headers = _session_headers(session, session.version, APPLICATION_JSON, self._push_headers)
         return Response(201, headers, body)
 

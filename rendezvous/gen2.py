@@ -4,7 +4,8 @@ Served under the unstable prefix ``/_matrix/client/unstable/io.element.msc4388/r
 the stable ``/_matrix/client/v1/rendezvous``; the two differ only in the concurrent-write errcode.
 
 ``sequence_token`` is the store's per-session version as a decimal string: it changes on every successful
-write, need not be unguessable and need not be unique across sessions (MSC4388 as amended, PROTOCOL.md §0.5).
+write, need not be unguessable and need not be unique across sessions (MSC4388 as amended; see
+``docs/protocol.md``).
 """
 
 from __future__ import annotations
@@ -19,16 +20,24 @@ from .config import CreatePolicy
 from .context import ServerContext
 from .http import MatrixError, Request, Response, json_response
 from .logs import redact
+from .protocol import (
+    GEN2_STABLE_CONCURRENT_WRITE,
+    GEN2_UNSTABLE_CONCURRENT_WRITE,
+    M_FORBIDDEN,
+    M_INVALID_PARAM,
+    M_LIMIT_EXCEEDED,
+    M_MISSING_PARAM,
+    M_NOT_FOUND,
+    M_NOT_JSON,
+    M_TOO_LARGE,
+    M_UNKNOWN,
+    M_UNKNOWN_TOKEN,
+)
 from .push import DISCOVERY_FIELD, Push
+from .routes import GEN2_LONG_POLL
 from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome, is_opaque_id
 
 logger = logging.getLogger("rendezvous.gen2")
-
-UNSTABLE_PATH = "/_matrix/client/unstable/io.element.msc4388/rendezvous"
-STABLE_PATH = "/_matrix/client/v1/rendezvous"
-
-UNSTABLE_CONCURRENT_WRITE = "IO_ELEMENT_MSC4388_CONCURRENT_WRITE"
-STABLE_CONCURRENT_WRITE = "M_CONCURRENT_WRITE"
 
 #: The longest decimal version we issue or parse; anything longer cannot be one of our tokens.
 _MAX_TOKEN_DIGITS = 18
@@ -44,7 +53,7 @@ def json_body_limit(max_payload_bytes: int) -> int:
 
 
 def _not_found() -> MatrixError:
-    return MatrixError(404, "M_NOT_FOUND", "Rendezvous session not found")
+    return MatrixError(404, M_NOT_FOUND, "Rendezvous session not found")
 
 
 def _of_gen2(session: Session | None) -> Session:
@@ -58,18 +67,18 @@ def _json_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body)
     except (ValueError, RecursionError):
-        raise MatrixError(400, "M_NOT_JSON", "Content not JSON") from None
+        raise MatrixError(400, M_NOT_JSON, "Content not JSON") from None
     if not isinstance(value, dict):
-        raise MatrixError(400, "M_NOT_JSON", "Content must be a JSON object")
+        raise MatrixError(400, M_NOT_JSON, "Content must be a JSON object")
     return value
 
 
 def _string_field(body: dict[str, Any], name: str) -> str:
     if name not in body:
-        raise MatrixError(400, "M_MISSING_PARAM", f"Missing '{name}'")
+        raise MatrixError(400, M_MISSING_PARAM, f"Missing '{name}'")
     value = body[name]
     if not isinstance(value, str):
-        raise MatrixError(400, "M_INVALID_PARAM", f"'{name}' must be a string")
+        raise MatrixError(400, M_INVALID_PARAM, f"'{name}' must be a string")
     return value
 
 
@@ -78,10 +87,10 @@ def _data_bytes(body: dict[str, Any], limit: int) -> bytes:
     try:
         encoded = data.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate escaped as \ud800 parses, but is no Unicode text
-        raise MatrixError(400, "M_INVALID_PARAM", "'data' is not valid Unicode") from None
+        raise MatrixError(400, M_INVALID_PARAM, "'data' is not valid Unicode") from None
     # MSC4388 limits data to 4096 bytes, measured (as Synapse does) in UTF-8 bytes, not characters.
     if len(encoded) > limit:
-        raise MatrixError(413, "M_TOO_LARGE", f"'data' is larger than {limit} bytes")
+        raise MatrixError(413, M_TOO_LARGE, f"'data' is larger than {limit} bytes")
     return encoded
 
 
@@ -107,7 +116,7 @@ def _check_not_navigation(request: Request) -> None:
         or (request.header(b"sec-fetch-user") or b"").strip() == b"?1"
         or (request.header(b"sec-fetch-site") or b"").strip().lower() == b"none"
     ):
-        raise MatrixError(403, "M_FORBIDDEN", "Rendezvous sessions cannot be opened by navigation")
+        raise MatrixError(403, M_FORBIDDEN, "Rendezvous sessions cannot be opened by navigation")
 
 
 def watch_frame(session: Session) -> str:
@@ -124,7 +133,7 @@ def _long_poll_params(query_string: bytes) -> tuple[str | None, int]:
             since = value
         elif name == "timeout_ms":
             if not (value.isascii() and value.isdigit()):
-                raise MatrixError(400, "M_INVALID_PARAM", "timeout_ms must be a non-negative integer")
+                raise MatrixError(400, M_INVALID_PARAM, "timeout_ms must be a non-negative integer")
             # Anything beyond the server maximum is capped anyway; bound the digits so int() stays cheap.
             timeout_ms = int(value[:12])
     return since, timeout_ms
@@ -140,8 +149,8 @@ class Gen2Api:
         #: The push advertisement, on every session answer (POST, GET, PUT).
         self._push_headers = push.headers
         self._counters = context.metrics.generations[Generation.GEN2]
-        self._long_poll_route = context.metrics.routes["gen2.long_poll"]
-        self._concurrent_errcode = STABLE_CONCURRENT_WRITE if stable else UNSTABLE_CONCURRENT_WRITE
+        self._long_poll_route = context.metrics.routes[GEN2_LONG_POLL]
+        self._concurrent_errcode = GEN2_STABLE_CONCURRENT_WRITE if stable else GEN2_UNSTABLE_CONCURRENT_WRITE
         settings = context.settings
         self._payload_limit = settings.max_payload_bytes
         self._body_limit = json_body_limit(settings.max_payload_bytes)
@@ -156,11 +165,11 @@ class Gen2Api:
             try:
                 await context.verifier.verify(token)
             except InvalidToken:
-                raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token") from None
+                raise MatrixError(401, M_UNKNOWN_TOKEN, "Unrecognised access token") from None
             except HomeserverUnavailable:
                 raise MatrixError(
                     503,
-                    "M_UNKNOWN",
+                    M_UNKNOWN,
                     "The homeserver could not confirm the access token; try again later",
                     retry_after_ms=HOMESERVER_RETRY_AFTER_MS,
                 ) from None
@@ -185,14 +194,14 @@ class Gen2Api:
         context = self._context
         await context.limit_create(request)
         if not await self._may_create(request):
-            raise MatrixError(403, "M_FORBIDDEN", "You are not allowed to create rendezvous sessions")
+            raise MatrixError(403, M_FORBIDDEN, "You are not allowed to create rendezvous sessions")
         data = _data_bytes(_json_object(await request.read_body(self._body_limit)), self._payload_limit)
         try:
             session = await self._store.create(
                 Generation.GEN2, data, ttl_ms=context.ttl_ms, max_sessions=context.settings.max_sessions
             )
         except StoreFull:
-            raise MatrixError(429, "M_LIMIT_EXCEEDED", "Too many rendezvous sessions in progress") from None
+            raise MatrixError(429, M_LIMIT_EXCEEDED, "Too many rendezvous sessions in progress") from None
         self._counters.created.inc()
         context.expiry.created(session)
         logger.debug("session created", extra={"fields": {"generation": 2, "session": redact(session.id)}})
@@ -239,7 +248,7 @@ class Gen2Api:
             self._push_headers,
         )
 
-    async def put(self, request: Request, session_id: str, txn_id: str | None) -> Response:
+    async def put(self, request: Request, session_id: str, txn_id: str | None = None) -> Response:
         """``PUT …/rendezvous/{id}[/{txnId}] {"sequence_token", "data"}`` → ``{"sequence_token"}``.
 
         With a txnId, a repeated txnId gets the recorded answer (409 included) without a new compare-and-swap.
@@ -247,7 +256,7 @@ class Gen2Api:
         the current data is taken as a repeat of the write that produced it: 200 with the current token.
         """
         if txn_id is not None and not is_opaque_id(txn_id):
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid transaction id")
+            raise MatrixError(400, M_INVALID_PARAM, "Invalid transaction id")
         await self._context.limit_session(request)
         if not is_opaque_id(session_id):
             raise _not_found()

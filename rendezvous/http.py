@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from .protocol import M_INVALID_PARAM, M_TOO_LARGE
+
 if TYPE_CHECKING:
     from .metrics import RouteMetrics
 
@@ -156,7 +158,7 @@ class Request:
             return None
         # The HTTP parser has already rejected non-numeric values; be strict anyway rather than trust it.
         if not value.isdigit():
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid Content-Length")
+            raise MatrixError(400, M_INVALID_PARAM, "Invalid Content-Length")
         return int(value)
 
     async def read_body(self, limit: int) -> bytes:
@@ -187,7 +189,7 @@ class Request:
 
 def too_large(limit: int) -> MatrixError:
     """413 ``M_TOO_LARGE``."""
-    return MatrixError(413, "M_TOO_LARGE", f"Request body is larger than {limit} bytes")
+    return MatrixError(413, M_TOO_LARGE, f"Request body is larger than {limit} bytes")
 
 
 def media_type(value: bytes | None) -> bytes | None:

@@ -34,6 +34,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .protocol import METRICS_PATH
+from .routes import ROUTE_NAMES
 from .store import Generation, Session, SessionStore, StoreError, StoreUnavailable, WriteResult
 from .store.base import RateLimit
 
@@ -41,32 +43,12 @@ logger = logging.getLogger("rendezvous.metrics")
 
 #: Set by operators for multi-worker deployments; prometheus-client reads it when it is imported.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-METRICS_PATH = "/metrics"
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
 #: Request latency buckets (seconds): sub-millisecond reads up to the longest long-poll.
 _REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
-#: The ``route`` label values: one per operation, not per URL (URLs carry session ids).
-ROUTES = (
-    "gen1.create",
-    "gen1.get",
-    "gen1.long_poll",
-    "gen1.put",
-    "gen1.delete",
-    "gen2.discover",
-    "gen2.create",
-    "gen2.get",
-    "gen2.long_poll",
-    "gen2.put",
-    "gen2.delete",
-    "preflight",
-    "health",
-    "openapi",
-    "metrics",
-    "other",
-)
 STORE_OPERATIONS = ("create", "get", "write", "delete", "count", "rate_limit", "wait_for_change", "ping")
 
 T = TypeVar("T")
@@ -204,7 +186,7 @@ class Metrics:
             ["operation"],
             registry=registry,
         )
-        self.routes = {name: RouteMetrics(name, self.request_latency, self.responses) for name in ROUTES}
+        self.routes = {name: RouteMetrics(name, self.request_latency, self.responses) for name in ROUTE_NAMES}
         self.generations = {
             Generation.GEN1: GenerationMetrics(self, "gen1"),
             Generation.GEN2: GenerationMetrics(self, "gen2"),

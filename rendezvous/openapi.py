@@ -1,7 +1,8 @@
-"""The OpenAPI 3.1 description of the routes this server mounts, served at :data:`OPENAPI_PATH`.
+"""The OpenAPI 3.1 description of the routes this server mounts, served at ``/_rendezvous/openapi.json``.
 
-It is built from the same settings that decide which prefixes the router mounts, so a disabled API is absent
-here too; ``tests/server`` checks every described operation against the running server.
+Its paths, methods, tags and operation ids come from the route table (:mod:`rendezvous.routes`) for the same
+settings the router mounts, so a disabled API is absent here too; this module adds what each operation takes
+and answers. ``tests/server`` checks every described operation against the running server.
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
-from .config import CreatePolicy, Settings
-from .gen1 import PATH as GEN1_PATH
-from .gen2 import STABLE_CONCURRENT_WRITE, STABLE_PATH, UNSTABLE_CONCURRENT_WRITE, UNSTABLE_PATH
-
-OPENAPI_PATH = "/_rendezvous/openapi.json"
-HEALTH_PATH = "/health"
+from .config import Settings
+from .protocol import GEN2_STABLE_CONCURRENT_WRITE, GEN2_UNSTABLE_CONCURRENT_WRITE, MSC4108_ERRCODE_FIELD
+from .routes import Mount, Resource, mounted
+from .store import Generation
 
 _ERROR = {"$ref": "#/components/schemas/MatrixError"}
 
@@ -33,8 +32,6 @@ def _obj(**properties: dict[str, Any]) -> dict[str, Any]:
 
 _STRING: dict[str, Any] = {"type": "string"}
 _INT: dict[str, Any] = {"type": "integer"}
-_SESSION_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-_TXN_ID = {"name": "txnId", "in": "path", "required": True, "schema": {"type": "string"}}
 _RATE = _error("M_LIMIT_EXCEEDED: rate limited; retry_after_ms and Retry-After say when to retry")
 _UNAVAILABLE = _error("M_UNKNOWN: the session store is unavailable; Retry-After says when to retry")
 _NOT_FOUND = _error(
@@ -42,81 +39,56 @@ _NOT_FOUND = _error(
 )
 
 
-def _gen1_paths() -> dict[str, Any]:
+def _gen1_operations() -> dict[str, dict[str, Any]]:
     text = {"text/plain": {"schema": {"type": "string"}}}
     session_headers = {
         name: {"schema": {"type": "string"}} for name in ("ETag", "Expires", "Last-Modified", "Cache-Control")
     }
     return {
-        GEN1_PATH: {
-            "post": {
-                "operationId": "gen1Create",
-                "tags": ["Gen-1 (MSC4108)"],
-                "summary": "Create a session; the body is its first payload (usually empty)",
-                "requestBody": {"required": False, "content": text},
-                "responses": {
-                    "201": {**_json("Created", _obj(url=_STRING)), "headers": session_headers},
-                    "400": _error(
-                        "M_MISSING_PARAM / M_INVALID_PARAM: Content-Type missing or not text/plain"
-                    ),
-                    "413": _error("M_TOO_LARGE"),
-                    "429": _RATE,
-                    "503": _UNAVAILABLE,
-                },
-            }
+        "Create": {
+            "summary": "Create a session; the body is its first payload (usually empty)",
+            "requestBody": {"required": False, "content": text},
+            "responses": {
+                "201": {**_json("Created", _obj(url=_STRING)), "headers": session_headers},
+                "400": _error("M_MISSING_PARAM / M_INVALID_PARAM: Content-Type missing or not text/plain"),
+                "413": _error("M_TOO_LARGE"),
+                "429": _RATE,
+                "503": _UNAVAILABLE,
+            },
         },
-        GEN1_PATH + "/{id}": {
-            "parameters": [_SESSION_ID],
-            "get": {
-                "operationId": "gen1Receive",
-                "tags": ["Gen-1 (MSC4108)"],
-                "summary": "Read the payload",
-                "parameters": [{"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "The payload", "content": text, "headers": session_headers},
-                    "304": {
-                        "description": "Unchanged since the ETag in If-None-Match",
-                        "headers": session_headers,
-                    },
-                    "404": _NOT_FOUND,
-                    "429": _RATE,
-                    "503": _UNAVAILABLE,
-                },
+        "Receive": {
+            "summary": "Read the payload",
+            "parameters": [{"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The payload", "content": text, "headers": session_headers},
+                "304": {"description": "Unchanged since the ETag in If-None-Match", "headers": session_headers},
+                "404": _NOT_FOUND,
+                "429": _RATE,
+                "503": _UNAVAILABLE,
             },
-            "put": {
-                "operationId": "gen1Send",
-                "tags": ["Gen-1 (MSC4108)"],
-                "summary": "Replace the payload if If-Match names the current ETag",
-                "parameters": [{"name": "If-Match", "in": "header", "required": True, "schema": _STRING}],
-                "requestBody": {"required": True, "content": text},
-                "responses": {
-                    "202": {
-                        "description": "Stored; the new ETag is in the headers",
-                        "headers": session_headers,
-                    },
-                    "400": _error(
-                        "M_MISSING_PARAM / M_INVALID_PARAM: If-Match or Content-Type missing/malformed"
-                    ),
-                    "404": _NOT_FOUND,
-                    "412": _error(
-                        "M_UNKNOWN + org.matrix.msc4108.errcode M_CONCURRENT_WRITE: ETag not current"
-                    ),
-                    "413": _error("M_TOO_LARGE"),
-                    "429": _RATE,
-                    "503": _UNAVAILABLE,
-                },
+        },
+        "Send": {
+            "summary": "Replace the payload if If-Match names the current ETag",
+            "parameters": [{"name": "If-Match", "in": "header", "required": True, "schema": _STRING}],
+            "requestBody": {"required": True, "content": text},
+            "responses": {
+                "202": {"description": "Stored; the new ETag is in the headers", "headers": session_headers},
+                "400": _error("M_MISSING_PARAM / M_INVALID_PARAM: If-Match or Content-Type missing/malformed"),
+                "404": _NOT_FOUND,
+                "412": _error(f"M_UNKNOWN + {MSC4108_ERRCODE_FIELD} M_CONCURRENT_WRITE: ETag not current"),
+                "413": _error("M_TOO_LARGE"),
+                "429": _RATE,
+                "503": _UNAVAILABLE,
             },
-            "delete": {
-                "operationId": "gen1Cancel",
-                "tags": ["Gen-1 (MSC4108)"],
-                "summary": "Delete the session",
-                "responses": {"204": {"description": "Deleted"}, "404": _NOT_FOUND, "429": _RATE},
-            },
+        },
+        "Cancel": {
+            "summary": "Delete the session",
+            "responses": {"204": {"description": "Deleted"}, "404": _NOT_FOUND, "429": _RATE},
         },
     }
 
 
-def _gen2_paths(prefix: str, concurrent_errcode: str, tag: str, op_prefix: str) -> dict[str, Any]:
+def _gen2_operations(concurrent_errcode: str) -> dict[str, dict[str, Any]]:
     data_in = {"required": True, "content": {"application/json": {"schema": _obj(data=_STRING)}}}
     send_in = {
         "required": True,
@@ -133,102 +105,105 @@ def _gen2_paths(prefix: str, concurrent_errcode: str, tag: str, op_prefix: str) 
         "503": _UNAVAILABLE,
     }
     return {
-        prefix: {
-            "get": {
-                "operationId": f"{op_prefix}Discover",
-                "tags": [tag],
-                "summary": "Whether this requester may create sessions",
-                "responses": {
-                    "200": _json("Availability", _obj(create_available={"type": "boolean"})),
-                    "401": _error("M_UNKNOWN_TOKEN: the access token sent is not valid"),
-                    "429": _RATE,
-                    "503": _error("M_UNKNOWN: the homeserver could not check the access token"),
-                },
-            },
-            "post": {
-                "operationId": f"{op_prefix}Create",
-                "tags": [tag],
-                "summary": "Create a session",
-                "requestBody": data_in,
-                "responses": {
-                    "200": _json("Created", _obj(id=_STRING, sequence_token=_STRING, expires_in_ms=_INT)),
-                    "400": bad,
-                    "401": _error("M_UNKNOWN_TOKEN: the access token sent is not valid"),
-                    "403": _error("M_FORBIDDEN: this requester may not create sessions"),
-                    "413": _error("M_TOO_LARGE: data over the limit (UTF-8 bytes)"),
-                    "429": _RATE,
-                    "503": _UNAVAILABLE,
-                },
+        "Discover": {
+            "summary": "Whether this requester may create sessions",
+            "responses": {
+                "200": _json("Availability", _obj(create_available={"type": "boolean"})),
+                "401": _error("M_UNKNOWN_TOKEN: the access token sent is not valid"),
+                "429": _RATE,
+                "503": _error("M_UNKNOWN: the homeserver could not check the access token"),
             },
         },
-        prefix + "/{id}": {
-            "parameters": [_SESSION_ID],
-            "get": {
-                "operationId": f"{op_prefix}Receive",
-                "tags": [tag],
-                "summary": "Read the payload",
-                "responses": {
-                    "200": _json(
-                        "The payload", _obj(data=_STRING, sequence_token=_STRING, expires_in_ms=_INT)
-                    ),
-                    "403": _error("M_FORBIDDEN: a browser navigation (Sec-Fetch-*)"),
-                    "404": _NOT_FOUND,
-                    "429": _RATE,
-                    "503": _UNAVAILABLE,
-                },
-            },
-            "put": {
-                "operationId": f"{op_prefix}SendLegacy",
-                "tags": [tag],
-                "summary": "Replace the payload (no txnId; Synapse's idempotent-retry rule applies)",
-                "requestBody": send_in,
-                "responses": send_responses,
-            },
-            "delete": {
-                "operationId": f"{op_prefix}Cancel",
-                "tags": [tag],
-                "summary": "Delete the session",
-                "responses": {"200": _json("Deleted", {"type": "object"}), "404": _NOT_FOUND, "429": _RATE},
+        "Create": {
+            "summary": "Create a session",
+            "requestBody": data_in,
+            "responses": {
+                "200": _json("Created", _obj(id=_STRING, sequence_token=_STRING, expires_in_ms=_INT)),
+                "400": bad,
+                "401": _error("M_UNKNOWN_TOKEN: the access token sent is not valid"),
+                "403": _error("M_FORBIDDEN: this requester may not create sessions"),
+                "413": _error("M_TOO_LARGE: data over the limit (UTF-8 bytes)"),
+                "429": _RATE,
+                "503": _UNAVAILABLE,
             },
         },
-        prefix + "/{id}/{txnId}": {
-            "parameters": [_SESSION_ID, _TXN_ID],
-            "put": {
-                "operationId": f"{op_prefix}Send",
-                "tags": [tag],
-                "summary": "Replace the payload; a repeated txnId gets the recorded answer",
-                "requestBody": send_in,
-                "responses": send_responses,
+        "Receive": {
+            "summary": "Read the payload",
+            "responses": {
+                "200": _json("The payload", _obj(data=_STRING, sequence_token=_STRING, expires_in_ms=_INT)),
+                "403": _error("M_FORBIDDEN: a browser navigation (Sec-Fetch-*)"),
+                "404": _NOT_FOUND,
+                "429": _RATE,
+                "503": _UNAVAILABLE,
             },
+        },
+        "SendLegacy": {
+            "summary": "Replace the payload (no txnId; Synapse's idempotent-retry rule applies)",
+            "requestBody": send_in,
+            "responses": send_responses,
+        },
+        "Cancel": {
+            "summary": "Delete the session",
+            "responses": {"200": _json("Deleted", {"type": "object"}), "404": _NOT_FOUND, "429": _RATE},
+        },
+        "Send": {
+            "summary": "Replace the payload; a repeated txnId gets the recorded answer",
+            "requestBody": send_in,
+            "responses": send_responses,
         },
     }
+
+
+def _server_operations() -> dict[str, dict[str, Any]]:
+    return {
+        "health": {
+            "summary": "Liveness and store reachability, for load balancers",
+            "responses": {"200": _json("Healthy", _obj(status=_STRING)), "503": _UNAVAILABLE},
+        },
+        "openapi": {
+            "summary": "This document",
+            "responses": {"200": _json("OpenAPI document", {"type": "object"})},
+        },
+    }
+
+
+def _operations(mount: Mount) -> dict[str, dict[str, Any]]:
+    """What each documented operation of ``mount`` takes and answers, by operation id (without the prefix)."""
+    if mount.generation is Generation.GEN1:
+        return _gen1_operations()
+    if mount.generation is Generation.GEN2:
+        return _gen2_operations(GEN2_STABLE_CONCURRENT_WRITE if mount.stable else GEN2_UNSTABLE_CONCURRENT_WRITE)
+    return _server_operations()
+
+
+def _path_item(mount: Mount, resource: Resource, operations: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The path item of ``resource``: its path parameters and documented operations; ``None`` if it has none."""
+    if all(operation.operation_id is None for operation in resource.operations):
+        return None
+    item: dict[str, Any] = {}
+    if resource.params:
+        item["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in resource.params
+        ]
+    for operation in resource.operations:
+        if operation.operation_id is not None:
+            item[operation.methods[0].lower()] = {
+                "operationId": mount.operation_prefix + operation.operation_id,
+                "tags": [mount.tag],
+                **operations[operation.operation_id],
+            }
+    return item
 
 
 def build_openapi(settings: Settings) -> dict[str, Any]:
     """The OpenAPI document for the routes ``settings`` enable."""
     paths: dict[str, Any] = {}
-    if settings.gen1_enabled:
-        paths.update(_gen1_paths())
-    if settings.gen2_create_policy is not CreatePolicy.OFF:
-        paths.update(_gen2_paths(UNSTABLE_PATH, UNSTABLE_CONCURRENT_WRITE, "Gen-2 (MSC4388)", "gen2"))
-        if settings.gen2_stable_api:
-            paths.update(_gen2_paths(STABLE_PATH, STABLE_CONCURRENT_WRITE, "Gen-2 stable", "gen2Stable"))
-    paths[HEALTH_PATH] = {
-        "get": {
-            "operationId": "health",
-            "tags": ["Operations"],
-            "summary": "Liveness and store reachability, for load balancers",
-            "responses": {"200": _json("Healthy", _obj(status=_STRING)), "503": _UNAVAILABLE},
-        }
-    }
-    paths[OPENAPI_PATH] = {
-        "get": {
-            "operationId": "openapi",
-            "tags": ["Operations"],
-            "summary": "This document",
-            "responses": {"200": _json("OpenAPI document", {"type": "object"})},
-        }
-    }
+    for mount in mounted(settings):
+        operations = _operations(mount)
+        for resource in mount.resources:
+            item = _path_item(mount, resource, operations)
+            if item is not None:
+                paths[mount.prefix + resource.template] = item
     return {
         "openapi": "3.1.0",
         "info": {"title": "qrlink rendezvous server", "version": __version__},
@@ -242,7 +217,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "errcode": _STRING,
                         "error": _STRING,
                         "retry_after_ms": _INT,
-                        "org.matrix.msc4108.errcode": _STRING,
+                        MSC4108_ERRCODE_FIELD: _STRING,
                     },
                 }
             }

@@ -38,6 +38,21 @@ M_UNKNOWN = "M_UNKNOWN"
 M_UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"  # noqa: S105 (an errcode, not a secret)
 M_UNRECOGNIZED = "M_UNRECOGNIZED"
 
+#: Gen-1's 412 carries ``M_UNKNOWN`` as its errcode and the real one, ``M_CONCURRENT_WRITE``, in this field.
+MSC4108_ERRCODE_FIELD = "org.matrix.msc4108.errcode"
+
 #: Gen-2's concurrent-write errcode differs by prefix: the unstable one is namespaced.
 GEN2_UNSTABLE_CONCURRENT_WRITE = "IO_ELEMENT_MSC4388_CONCURRENT_WRITE"
 GEN2_STABLE_CONCURRENT_WRITE = M_CONCURRENT_WRITE
+
+# --- identifiers ----------------------------------------------------------------------------------------------
+
+#: Characters allowed by the Matrix "opaque identifier" grammar (RFC 3986 unreserved).
+OPAQUE_ID_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+#: Opaque identifiers are at most 255 bytes: the Gen-2 QR code and AAD carry them behind a one-byte length.
+OPAQUE_ID_MAX_LENGTH = 255
+
+
+def is_opaque_id(value: str) -> bool:
+    """Whether ``value`` is a non-empty identifier of the opaque identifier grammar."""
+    return 0 < len(value) <= OPAQUE_ID_MAX_LENGTH and all(c in OPAQUE_ID_ALPHABET for c in value)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 from .http import MatrixError, Request
+from .protocol import M_INVALID_PARAM
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -131,13 +132,13 @@ class ProxyResolver:
                     host = xf_host.decode("latin-1").split(",")[-1].strip()
         scheme = scheme.lower()
         if scheme not in ("http", "https"):
-            raise MatrixError(400, "M_INVALID_PARAM", "Unsupported forwarded protocol")
+            raise MatrixError(400, M_INVALID_PARAM, "Unsupported forwarded protocol")
         if not host:
             server = request.scope.get("server")
             if not server:
-                raise MatrixError(400, "M_INVALID_PARAM", "Missing Host header")
+                raise MatrixError(400, M_INVALID_PARAM, "Missing Host header")
             address = str(server[0])
             host = f"[{address}]:{server[1]}" if ":" in address else f"{address}:{server[1]}"
         if not valid_host(host):
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid Host header")
+            raise MatrixError(400, M_INVALID_PARAM, "Invalid Host header")
         return f"{scheme}://{host}"

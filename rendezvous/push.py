@@ -28,6 +28,7 @@ from .context import ServerContext
 from .http import ClientDisconnected, Headers, MatrixError, Receive, Request, Scope, Send
 from .logs import redact
 from .metrics import GenerationMetrics, Metrics
+from .protocol import M_UNKNOWN
 from .store import Generation, Session, SessionStore, is_opaque_id
 
 logger = logging.getLogger("rendezvous.push")
@@ -206,7 +207,7 @@ class Watcher:
         try:
             await self._context.limit_session(request)
             if not self._push.has_room():
-                raise MatrixError(503, "M_UNKNOWN", "Too many watchers; poll instead", retry_after_ms=5_000)
+                raise MatrixError(503, M_UNKNOWN, "Too many watchers; poll instead", retry_after_ms=5_000)
             session = await self._store.get(session_id) if is_opaque_id(session_id) else None
         except MatrixError as exc:
             await refuse(scope, send, exc)

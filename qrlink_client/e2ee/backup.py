@@ -8,77 +8,41 @@ SSSS (secret ``m.megolm_backup.v1``), both as the unpadded base64 of its 32 byte
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from .._b64 import InvalidBase64, b64decode, b64encode
-from .errors import InvalidKeyMaterial, SecretsMismatch
+from ._keys import PrivateKey32
+from .errors import SecretsMismatch
 from .signing import Signer, sign_json
 
 __all__ = ["MEGOLM_BACKUP_ALGORITHM", "BackupKey", "backup_auth_data", "check_backup_key"]
 
 MEGOLM_BACKUP_ALGORITHM = "m.megolm_backup.v1.curve25519-aes-sha2"
 
-_KEY_LENGTH = 32
 
+class BackupKey(PrivateKey32):
+    """A Curve25519 backup private key. ``repr`` shows only the public key.
 
-class BackupKey:
-    """A Curve25519 backup private key. ``repr`` shows only the public key."""
+    The public key is ``auth_data.public_key`` of the backup version (:attr:`public_key_base64`).
+    """
 
-    __slots__ = ("_private", "_public")
+    __slots__ = ()
 
-    def __init__(self, private_key: bytes) -> None:
-        if len(private_key) != _KEY_LENGTH:
-            raise InvalidKeyMaterial(
-                f"a Curve25519 private key is {_KEY_LENGTH} bytes, got {len(private_key)}"
-            )
-        self._private = bytes(private_key)
-        self._public = X25519PrivateKey.from_private_bytes(self._private).public_key().public_bytes_raw()
+    _KEY_KIND = "a Curve25519 private key"
 
-    @classmethod
-    def generate(cls) -> BackupKey:
-        """A fresh random backup key."""
-        return cls(secrets.token_bytes(_KEY_LENGTH))
-
-    @classmethod
-    def from_base64(cls, private_key_b64: str) -> BackupKey:
-        """Load the key from the (unpadded or padded) base64 of its 32 private bytes."""
-        try:
-            return cls(b64decode(private_key_b64))
-        except InvalidBase64:
-            raise InvalidKeyMaterial("a Curve25519 private key is not valid base64") from None
+    def _load(self, secret: bytes) -> bytes:
+        return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
 
     def private_key(self) -> bytes:
         """The 32 private bytes. Secret."""
-        return self._private
+        return self._secret
 
     def private_key_base64(self) -> str:
         """The unpadded base64 of the private key, as ``m.login.secrets`` and SSSS carry it. Secret."""
-        return b64encode(self._private)
-
-    @property
-    def public_key(self) -> bytes:
-        """The 32-byte Curve25519 public key."""
-        return self._public
-
-    @property
-    def public_key_base64(self) -> str:
-        """The unpadded base64 public key, as in ``auth_data.public_key``."""
-        return b64encode(self._public)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, BackupKey):
-            return NotImplemented
-        return self._public == other._public
-
-    def __hash__(self) -> int:
-        return hash(self._public)
-
-    def __repr__(self) -> str:
-        return f"BackupKey(public_key={self.public_key_base64!r})"
+        return b64encode(self._secret)
 
 
 def backup_auth_data(

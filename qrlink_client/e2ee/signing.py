@@ -8,7 +8,6 @@ Existing signatures and ``unsigned`` data are kept.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -16,6 +15,7 @@ from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSign
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .._b64 import InvalidBase64, b64decode, b64encode
+from ._keys import KEY_LENGTH, PrivateKey32
 from .canonical_json import canonical_json
 from .errors import InvalidKeyMaterial, InvalidSignature
 
@@ -29,7 +29,7 @@ __all__ = [
     "verify_json",
 ]
 
-ED25519_KEY_LENGTH = 32
+ED25519_KEY_LENGTH = KEY_LENGTH
 """Length of an Ed25519 private seed and of a public key."""
 
 _UNSIGNED_MEMBERS = ("signatures", "unsigned")
@@ -48,52 +48,29 @@ def ed25519_key_id(name: str) -> str:
     return f"ed25519:{name}"
 
 
-class Ed25519SigningKey:
+class Ed25519SigningKey(PrivateKey32):
     """An Ed25519 private key kept as its 32-byte seed (the form ``m.login.secrets`` and SSSS carry).
 
     ``repr`` shows only the public key; the seed leaves the object only through :meth:`seed` /
-    :meth:`seed_base64`, whose names make the export explicit.
+    :meth:`seed_base64`, whose names make the export explicit. The unpadded base64 public key
+    (:attr:`public_key_base64`) is also the key's id in cross-signing ``keys`` maps.
     """
 
-    __slots__ = ("_private", "_public", "_seed")
+    __slots__ = ("_signer",)
 
-    def __init__(self, seed: bytes) -> None:
-        if len(seed) != ED25519_KEY_LENGTH:
-            raise InvalidKeyMaterial(f"an Ed25519 seed is {ED25519_KEY_LENGTH} bytes, got {len(seed)}")
-        self._seed = bytes(seed)
-        self._private = Ed25519PrivateKey.from_private_bytes(self._seed)
-        self._public = self._private.public_key().public_bytes_raw()
+    _KEY_KIND = "an Ed25519 seed"
 
-    @classmethod
-    def generate(cls) -> Ed25519SigningKey:
-        """A fresh key from the operating system's CSPRNG."""
-        return cls(secrets.token_bytes(ED25519_KEY_LENGTH))
-
-    @classmethod
-    def from_base64(cls, seed_b64: str) -> Ed25519SigningKey:
-        """Load a key from the (unpadded or padded) base64 of its seed."""
-        try:
-            return cls(b64decode(seed_b64))
-        except InvalidBase64:
-            raise InvalidKeyMaterial("an Ed25519 seed is not valid base64") from None
+    def _load(self, secret: bytes) -> bytes:
+        self._signer = Ed25519PrivateKey.from_private_bytes(secret)
+        return self._signer.public_key().public_bytes_raw()
 
     def seed(self) -> bytes:
         """The 32-byte private seed. Secret."""
-        return self._seed
+        return self._secret
 
     def seed_base64(self) -> str:
         """The unpadded base64 of the private seed, as ``m.login.secrets`` and SSSS store it. Secret."""
-        return b64encode(self._seed)
-
-    @property
-    def public_key(self) -> bytes:
-        """The 32-byte public key."""
-        return self._public
-
-    @property
-    def public_key_base64(self) -> str:
-        """The unpadded base64 public key (also the key's id in cross-signing ``keys`` maps)."""
-        return b64encode(self._public)
+        return b64encode(self._secret)
 
     @property
     def key_id(self) -> str:
@@ -102,18 +79,7 @@ class Ed25519SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""
-        return self._private.sign(message)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Ed25519SigningKey):
-            return NotImplemented
-        return self._public == other._public
-
-    def __hash__(self) -> int:
-        return hash(self._public)
-
-    def __repr__(self) -> str:
-        return f"Ed25519SigningKey(public_key={self.public_key_base64!r})"
+        return self._signer.sign(message)
 
 
 def signable_bytes(obj: Mapping[str, Any]) -> bytes:

@@ -26,7 +26,7 @@ from .errors import (
     RendezvousProtocolError,
 )
 from .options import TransportOptions
-from .push import PushSupport, parse_push_discovery
+from .push import PushSupport
 
 __all__ = ["Gen2Discovery", "Gen2Prefix", "Gen2Transport", "new_txn_id", "rendezvous_endpoint"]
 
@@ -158,28 +158,12 @@ class Gen2Transport(_Transport):
     ) -> Gen2Discovery:
         """``GET …/rendezvous``: may this requester create a session, and does the server offer push?
 
-        403 and 404 (API off) mean "not available", as rust-sdk reads them. A rejected *access_token* (401)
-        raises :class:`CreateNotAvailable`: the server must not treat a bad token as anonymous, and neither do
-        we.
+        The same as :func:`qrlink_client.discovery.discover_gen2`, where discovery of both generations lives.
         """
-        probe = _Transport(client, options)
-        reply = await probe._request(
-            "GET", rendezvous_endpoint(base_url, prefix), "discover", headers=_auth(access_token)
-        )
-        response = reply.response
-        if response.status_code == 200:
-            body = _json_object(response, "discover")
-            available = body.get("create_available")
-            if not isinstance(available, bool):
-                raise RendezvousProtocolError("discover: create_available is not a boolean", status=200)
-            return Gen2Discovery(create_available=available, push=parse_push_discovery(body) or probe.push)
-        if response.status_code in (403, 404):
-            return Gen2Discovery(create_available=False, push=None)
-        if response.status_code == 401:
-            raise CreateNotAvailable(
-                "discover: access token rejected", status=401, errcode=matrix_errcode(response)
-            )
-        raise unexpected("discover", response)
+        # Imported here: discovery builds on this module.
+        from ..discovery import discover_gen2
+
+        return await discover_gen2(client, base_url, access_token, prefix=prefix, options=options)
 
     @classmethod
     async def create(

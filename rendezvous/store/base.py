@@ -14,20 +14,15 @@ import enum
 import secrets
 from dataclasses import dataclass
 
-#: Characters allowed by the Matrix "opaque identifier" grammar (RFC 3986 unreserved).
-OPAQUE_ID_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-#: Opaque identifiers are at most 255 bytes: the Gen-2 QR code and AAD carry them behind a one-byte length.
-OPAQUE_ID_MAX_LENGTH = 255
+# The identifier grammar is protocol, not storage: it lives in rendezvous.protocol and is re-exported here.
+from ..protocol import OPAQUE_ID_ALPHABET as OPAQUE_ID_ALPHABET
+from ..protocol import OPAQUE_ID_MAX_LENGTH as OPAQUE_ID_MAX_LENGTH
+from ..protocol import is_opaque_id as is_opaque_id
 
 
 def new_session_id() -> str:
     """A fresh session id: 192 random bits in the opaque identifier grammar (URL-safe base64, 32 characters)."""
     return secrets.token_urlsafe(24)
-
-
-def is_opaque_id(value: str) -> bool:
-    """Whether ``value`` is a non-empty identifier of the opaque identifier grammar."""
-    return 0 < len(value) <= OPAQUE_ID_MAX_LENGTH and all(c in OPAQUE_ID_ALPHABET for c in value)
 
 
 class Generation(enum.IntEnum):

@@ -14,29 +14,29 @@ half-written. On a single server, a few scripts also touch the session count or 
 slots), saving a round trip: creating and counting, deleting and uncounting, a rate-limit take and a read.
 Every Redis failure surfaces as :class:`~rendezvous.store.base.StoreUnavailable`; connections are re-made on
 the next call once Redis answers again.
+
+The scripts are in :mod:`._redis_scripts`, the pipelined connection of a single server in
+:mod:`._redis_pipeline`, and the shard-channel subscriber that wakes long polls in :mod:`._redis_subscriber`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import logging
-import math
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError, SlotNotCoveredError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from . import _redis_scripts as scripts
+from ._redis_common import REDIS_ERRORS, UNAVAILABLE_MESSAGE, log, unavailable_on_redis_errors
+from ._redis_pipeline import Multiplexer, UnsupportedConnection
+from ._redis_subscriber import Subscriber, SubscriptionLost
 from .base import (
     Generation,
     RateLimit,
@@ -53,26 +53,11 @@ from .base import (
 
 __all__ = ["RedisStore"]
 
-_log = logging.getLogger(__name__)
-
-#: Everything redis-py raises when the server cannot serve a request (RedisClusterException is no RedisError).
-_REDIS_ERRORS: Final = (RedisError, RedisClusterException, OSError)
-_UNAVAILABLE_MESSAGE: Final = "the Redis store is unavailable"
-
 _CLUSTER_SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _PLAIN_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
 
 #: How many times one ``wait_for_change`` re-subscribes after its subscription was lost before giving up.
 _RESUBSCRIBE_ATTEMPTS: Final = 3
-
-
-@contextlib.contextmanager
-def _unavailable_on_redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except _REDIS_ERRORS as exc:
-        # A fixed message: the redis-py error is chained for operators; ids and payloads never reach the text.
-        raise StoreUnavailable(_UNAVAILABLE_MESSAGE) from exc
 
 
 def _raise_if_cancelled() -> None:
@@ -112,14 +97,14 @@ class RedisStore(SessionStore):
         self._client: Redis | RedisCluster = client
         self._prefix = key_prefix
         self._live_key = f"{key_prefix}:live"
-        self._subscriber = _Subscriber(client, heartbeat_s=subscriber_heartbeat_s)
+        self._subscriber = Subscriber(client, heartbeat_s=subscriber_heartbeat_s)
         self._waiters = 0
         # redis-py fails a command at once when its pool is exhausted; a burst should queue briefly instead.
         self._connections = asyncio.Semaphore(max_connections)
         self._queue_timeout_s = queue_timeout_s
-        #: One server: every script call shares one pipelined connection (see :class:`_Multiplexer`). A
+        #: One server: every script call shares one pipelined connection (see :class:`Multiplexer`). A
         #: cluster routes each call to its slot's node through redis-py's cluster client.
-        self._multiplexer = _Multiplexer(client) if isinstance(client, Redis) else None
+        self._multiplexer = Multiplexer(client) if isinstance(client, Redis) else None
         retry = client.get_retry() if isinstance(client, Redis) else None
         #: Re-sends after a connection error, as the client's own retry policy does for its commands.
         self._retries = retry.get_retries() if retry is not None else 0
@@ -219,31 +204,37 @@ class RedisStore(SessionStore):
             multiplexer = self._multiplexer
             if multiplexer is None:
                 return await script(keys=keys, args=args)
-            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-            attempt = 0
-            while True:
-                try:
-                    return await multiplexer.call(command)
-                except _UnsupportedConnection:
-                    # The multiplexer uses a private attribute of redis-py's connections; if a redis-py release
-                    # changes it, the store keeps working through redis-py's own client, only slower.
-                    _log.warning("redis-py's connection is not the one expected: not pipelining script calls")
-                    self._multiplexer = None
-                    await multiplexer.close()
-                    return await script(keys=keys, args=args)
-                except NoScriptError:
-                    # Redis lost its script cache (a restart, SCRIPT FLUSH): the script object loads it again.
-                    return await script(keys=keys, args=args)
-                except RedisConnectionError:
-                    # Never after a timeout (a TimeoutError): the first attempt may have been applied.
-                    attempt += 1
-                    if attempt > self._retries:
-                        raise
+            return await self._call_pipelined(multiplexer, script, keys, args)
         finally:
             connections.release()
 
+    async def _call_pipelined(
+        self, multiplexer: Multiplexer, script: AsyncScript, keys: list[str], args: list[Any]
+    ) -> Any:
+        """Run ``script`` over the pipelined connection, or through redis-py's client where that cannot serve."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        attempt = 0
+        while True:
+            try:
+                return await multiplexer.call(command)
+            except UnsupportedConnection:
+                # The multiplexer uses a private attribute of redis-py's connections; if a redis-py release
+                # changes it, the store keeps working through redis-py's own client, only slower.
+                log.warning("redis-py's connection is not the one expected: not pipelining script calls")
+                self._multiplexer = None
+                await multiplexer.close()
+                return await script(keys=keys, args=args)
+            except NoScriptError:
+                # Redis lost its script cache (a restart, SCRIPT FLUSH): the script object loads it again.
+                return await script(keys=keys, args=args)
+            except RedisConnectionError:
+                # Never after a timeout (a TimeoutError): the first attempt may have been applied.
+                attempt += 1
+                if attempt > self._retries:
+                    raise
+
     async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        with _unavailable_on_redis_errors():
+        with unavailable_on_redis_errors():
             return await self._call(script, keys, args)
 
     def _snapshot(self, session_id: str, fields: list[Any]) -> Session:
@@ -341,7 +332,7 @@ class RedisStore(SessionStore):
         try:
             # Shielded: a request cancelled mid-create must still clean up after itself.
             await asyncio.shield(undo)
-        except _REDIS_ERRORS:
+        except REDIS_ERRORS:
             # The session may exist: keep it counted (its reservation lapses with it).
             return
         await self._release_reservation(session_id)
@@ -349,8 +340,8 @@ class RedisStore(SessionStore):
     async def _release_reservation(self, session_id: str) -> None:
         try:
             await asyncio.shield(self._call(self._release, [self._live_key], [session_id]))
-        except _REDIS_ERRORS:
-            _log.warning("could not release a session reservation; it lapses at the session's deadline")
+        except REDIS_ERRORS:
+            log.warning("could not release a session reservation; it lapses at the session's deadline")
 
     async def get(self, session_id: str) -> Session | None:
         if not is_opaque_id(session_id):
@@ -470,557 +461,34 @@ class RedisStore(SessionStore):
                             _raise_if_cancelled()
                             # Expiry publishes nothing: look again when the session's lifetime is over.
                             await watch.wait(wake_up, min(remaining, snapshot.expires_in_ms / 1000 + 0.001))
-                except _SubscriptionLost:
+                except SubscriptionLost:
                     # Messages may have been missed while the subscription was down: read the version afresh.
                     continue
-            raise StoreUnavailable(_UNAVAILABLE_MESSAGE)
+            raise StoreUnavailable(UNAVAILABLE_MESSAGE)
         finally:
             self._waiters -= 1
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether script calls go over the pipelined connection (see ``docs/redis.md``).
+
+        True on a single server until the first call finds that the installed redis-py's connections lack the
+        internals the pipeline needs; from then on calls go through redis-py's client (slower, and a warning is
+        logged). Always False on a cluster.
+        """
+        return self._multiplexer is not None
 
     def waiter_count(self) -> int:
         return self._waiters
 
     async def ping(self) -> None:
-        with _unavailable_on_redis_errors():
+        with unavailable_on_redis_errors():
             await self._client.ping()
 
     async def close(self) -> None:
         await self._subscriber.close()
         if self._multiplexer is not None:
             await self._multiplexer.close()
-        with contextlib.suppress(*_REDIS_ERRORS):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._client.aclose()
 
-
-# -- one pipelined connection per process (single server) -----------------------------------------------------
-
-_PackedCommand: TypeAlias = "list[bytes]"
-
-
-class _UnsupportedConnection(Exception):
-    """The installed redis-py's connection does not expose the stream the multiplexer writes to."""
-
-
-class _Multiplexer:
-    """Every script call of one process, on one connection, pipelined: sent without waiting for earlier replies.
-
-    Under load most of a Redis round trip is spent in the client, not in Redis: through redis-py's client, every
-    command takes a connection from the pool, writes and reads with a system call each way under timeouts of
-    its own, and does its own bookkeeping. Here a call packs its command and queues it; the commands queued
-    while the event loop runs request handlers go out together in one write, and one reader task matches the
-    replies to the callers in order (Redis answers a connection's commands in the order it received them).
-    Each script is still its own atomic step in Redis: commands share a connection, not a transaction, and an
-    error reply fails only its own caller.
-
-    The connection is made with redis-py's connection class and options (TLS, authentication, database), in
-    RESP2 so that no out-of-band push message can come between the replies. When it fails, every call waiting
-    on it fails with the error, and the next call opens a new one. A reply missing for ``socket_timeout``
-    fails the connection the same way.
-    """
-
-    def __init__(self, client: Redis) -> None:
-        pool = client.connection_pool
-        self._connection_class = pool.connection_class
-        self._connection_kwargs = _resp2_kwargs(pool.connection_kwargs)
-        self._reply_timeout_s: float | None = pool.connection_kwargs.get("socket_timeout")
-        self._pipe: _Pipe | None = None
-        self._connecting: asyncio.Task[_Pipe] | None = None
-        self._closed = False
-
-    async def call(self, command: tuple[Any, ...]) -> Any:
-        """Send ``command`` and return its reply. Raises redis-py's errors (an error reply included)."""
-        pipe = self._pipe
-        if pipe is None or pipe.closed:
-            pipe = await self._open()
-        return await pipe.send(command)
-
-    async def _open(self) -> _Pipe:
-        if self._closed:
-            raise RedisConnectionError("the store is closed")
-        task = self._connecting
-        if task is None:
-            # A task of its own: a caller cancelled meanwhile must not abort the connection for the others.
-            task = self._connecting = asyncio.create_task(self._connect())
-            task.add_done_callback(self._connected)
-        return await asyncio.shield(task)
-
-    async def _connect(self) -> _Pipe:
-        connection = self._connection_class(**self._connection_kwargs)
-        await connection.connect()  # type: ignore[no-untyped-call]
-        if self._closed:
-            await connection.disconnect()
-            raise RedisConnectionError("the store is closed")
-        try:
-            pipe = self._pipe = _Pipe(connection, reply_timeout_s=self._reply_timeout_s)
-        except _UnsupportedConnection:
-            await connection.disconnect()
-            raise
-        return pipe
-
-    def _connected(self, task: asyncio.Task[_Pipe]) -> None:
-        self._connecting = None
-        if not task.cancelled():
-            task.exception()  # retrieved here; each caller gets it from its own await
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._connecting is not None:
-            self._connecting.cancel()
-        if self._pipe is not None:
-            await self._pipe.close()
-
-
-def _resp2_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """redis-py connection options for a RESP2 connection without maintenance notifications (RESP3 only)."""
-    options = dict(kwargs)
-    options["protocol"] = 2
-    for key in [k for k in options if k.startswith("maint_notifications") or k.startswith("oss_cluster_maint")]:
-        del options[key]
-    return options
-
-
-class _Pipe:
-    """One connection of a :class:`_Multiplexer`: commands to write, a reader task, the calls awaiting replies."""
-
-    def __init__(self, connection: AbstractConnection, *, reply_timeout_s: float | None) -> None:
-        self._connection = connection
-        # The connection's stream, written without awaiting: commands are small and their number is capped
-        # (``max_connections``), and a server that stops reading is caught by the watchdog below. redis-py's
-        # own send awaits a drain under asyncio.wait_for, which on Python 3.11 can swallow the cancellation
-        # that closing the store needs.
-        stream = getattr(connection, "_writer", None)
-        if not isinstance(stream, asyncio.StreamWriter):
-            raise _UnsupportedConnection
-        self._stream = stream
-        self._reply_timeout_s = reply_timeout_s
-        #: The caller of every command queued or written, in order; replies come in the same order.
-        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self._outbox: list[bytes] = []
-        self._to_read = asyncio.Event()
-        #: Replies read so far; the watchdog compares it between two of its checks.
-        self._replies = 0
-        self._watchdog: asyncio.TimerHandle | None = None
-        self.closed = False
-        self._disconnecting: asyncio.Task[None] | None = None
-        self._reader = asyncio.create_task(self._read_loop())
-
-    def send(self, command: tuple[bytes | str | int, ...]) -> asyncio.Future[Any]:
-        """Queue ``command``; the future gets its reply, the error reply, or the connection's failure."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if self.closed:
-            future.set_exception(RedisConnectionError("the Redis connection was closed"))
-            return future
-        if not self._outbox:
-            # Written at the end of this turn of the loop, with everything else the turn queues: one write.
-            loop.call_soon(self._flush)
-        self._outbox.append(_pack(command))
-        self._waiting.append(future)
-        self._to_read.set()
-        if self._watchdog is None and self._reply_timeout_s is not None:
-            self._watchdog = loop.call_later(self._reply_timeout_s, self._check_progress, self._replies)
-        return future
-
-    def _flush(self) -> None:
-        chunks, self._outbox = self._outbox, []
-        if self.closed or not chunks:
-            return
-        if self._stream.is_closing():
-            self._fail(RedisConnectionError("the Redis connection was closed"))
-            return
-        try:
-            self._stream.writelines(chunks)
-        except Exception as exc:
-            self._fail(exc)
-
-    def _check_progress(self, replies_then: int) -> None:
-        """No reply for a whole ``socket_timeout`` while calls wait: the server hung or the network did."""
-        self._watchdog = None
-        if self.closed or not self._waiting:
-            return
-        if self._replies == replies_then:
-            self._fail(RedisTimeoutError("no reply from Redis within the socket timeout"))
-            return
-        assert self._reply_timeout_s is not None
-        self._watchdog = asyncio.get_running_loop().call_later(
-            self._reply_timeout_s, self._check_progress, self._replies
-        )
-
-    async def _read_loop(self) -> None:
-        waiting = self._waiting
-        read = self._connection.read_response
-        try:
-            while True:
-                if not waiting:
-                    self._to_read.clear()
-                    await self._to_read.wait()
-                    continue
-                try:
-                    # No timeout per read (the watchdog covers the connection as a whole).
-                    reply: Any = await read(timeout=math.inf, disconnect_on_error=False)
-                except ResponseError as exc:
-                    reply = exc
-                self._replies += 1
-                future = waiting.popleft()
-                if future.done():  # the caller was cancelled meanwhile; the command ran all the same
-                    continue
-                if isinstance(reply, ResponseError):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._fail(exc)
-
-    def _fail(self, error: Exception) -> None:
-        """Close for good: every caller still waiting gets ``error`` (a redis-py error)."""
-        if self.closed:
-            return
-        self.closed = True
-        if not isinstance(error, _REDIS_ERRORS):
-            error = RedisConnectionError(f"the Redis connection failed: {type(error).__name__}")
-        elif isinstance(error, OSError):
-            error = RedisConnectionError(f"the Redis connection failed: {type(error).__name__}")
-        while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(error)
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        if asyncio.current_task() is not self._reader:
-            self._reader.cancel()
-        self._disconnecting = asyncio.get_running_loop().create_task(self._disconnect())
-
-    async def _disconnect(self) -> None:
-        with contextlib.suppress(*_REDIS_ERRORS):
-            await self._connection.disconnect(nowait=True)
-
-    async def close(self) -> None:
-        self._fail(RedisConnectionError("the store is closed"))
-        tasks = [t for t in (self._reader, self._disconnecting) if t is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _pack(command: tuple[bytes | str | int, ...]) -> bytes:
-    """``command`` in the Redis protocol (RESP): an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(command)]
-    for arg in command:
-        value = arg.encode() if isinstance(arg, str) else b"%d" % arg if isinstance(arg, int) else arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
-    return b"".join(parts)
-
-
-# -- cross-process wake-ups ----------------------------------------------------------------------------------
-
-
-class _SubscriptionLost(Exception):
-    """The subscriber connection dropped, or Redis refused a subscription; messages may have been missed."""
-
-
-class _Watch:
-    """The local waiters of one session, sharing a single shard-channel subscription."""
-
-    __slots__ = ("channel", "futures", "leases", "link", "lost", "ready")
-
-    def __init__(self, channel: bytes, link: _Link, ready: asyncio.Future[bool]) -> None:
-        self.channel = channel
-        self.link = link
-        #: True once Redis confirmed the subscription, False if it was refused or the connection dropped.
-        self.ready = ready
-        self.leases = 0
-        self.futures: set[asyncio.Future[None]] = set()
-        self.lost = False
-
-    def arm(self) -> asyncio.Future[None]:
-        """A future completed by the next message on the channel (or by the loss of the subscription)."""
-        if self.lost:
-            raise _SubscriptionLost
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.futures.add(future)
-        return future
-
-    async def wait(self, future: asyncio.Future[None], timeout_s: float) -> None:
-        """Wait for ``future`` at most ``timeout_s``. Raises :class:`_SubscriptionLost`."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await future
-        except TimeoutError:
-            pass
-        finally:
-            self.futures.discard(future)
-        if self.lost:
-            raise _SubscriptionLost
-
-    def wake(self) -> None:
-        for future in self.futures:
-            if not future.done():
-                future.set_result(None)
-        self.futures.clear()
-
-    def fail(self) -> None:
-        self.lost = True
-        if not self.ready.done():
-            self.ready.set_result(False)
-        self.wake()
-
-
-class _Subscriber:
-    """One process's shard-channel subscriptions: one connection per Redis node, shared by every local waiter.
-
-    A session's channel is subscribed while at least one local waiter watches it and unsubscribed when the
-    last one leaves, so an idle waiter costs one future and no traffic. Nothing is re-subscribed in the
-    background: when a connection drops, its waiters are woken with :class:`_SubscriptionLost`, read the
-    session again and subscribe afresh, on a new connection, only if they still need to.
-    """
-
-    def __init__(self, client: Redis | RedisCluster, *, heartbeat_s: float) -> None:
-        self._client = client
-        self._heartbeat_s = heartbeat_s
-        self._links: dict[str, _Link] = {}
-        self._connecting: dict[str, asyncio.Task[_Link]] = {}
-        self._watches: dict[bytes, _Watch] = {}
-        self._closed = False
-
-    async def _node_for(self, channel: bytes) -> tuple[str, type[AbstractConnection], dict[str, Any]]:
-        client = self._client
-        if isinstance(client, RedisCluster):
-            # Learns the slot map if no command has yet (a no-op afterwards).
-            await client.initialize()
-            # A shard channel lives on the node serving its key's slot (the session's own slot).
-            try:
-                node = client.get_node_from_key(channel.decode())
-            except SlotNotCoveredError:
-                # The slot map is stale (a resharding or failover): learn it again, once.
-                await client.nodes_manager.initialize()
-                node = client.get_node_from_key(channel.decode())
-            if node is None:
-                raise StoreUnavailable("no Redis node serves the session's slot")
-            return node.name, node.connection_class, dict(node.connection_kwargs)
-        pool = client.connection_pool
-        return "", pool.connection_class, dict(pool.connection_kwargs)
-
-    async def _link_for(self, channel: bytes) -> _Link:
-        with _unavailable_on_redis_errors():
-            name, connection_class, kwargs = await self._node_for(channel)
-        link = self._links.get(name)
-        if link is not None and not link.closed:
-            return link
-        task = self._connecting.get(name)
-        if task is None:
-            # A task of its own, so that a waiter cancelled meanwhile does not abort the connection for
-            # others.
-            task = asyncio.create_task(self._connect(name, connection_class, kwargs))
-            self._connecting[name] = task
-        return await asyncio.shield(task)
-
-    async def _connect(self, name: str, connection_class: type[AbstractConnection], kwargs: dict[str, Any]) -> _Link:
-        try:
-            # RESP2 delivers messages as plain replies, without the client-side push machinery (maintenance
-            # notifications need RESP3, so they go too; the link re-connects through its waiters anyway).
-            kwargs["protocol"] = 2
-            for key in [k for k in kwargs if k.startswith("maint_notifications") or k.startswith("oss_cluster_maint")]:
-                del kwargs[key]
-            connection = connection_class(**kwargs)
-            with _unavailable_on_redis_errors():
-                await connection.connect()  # type: ignore[no-untyped-call]
-            if self._closed:
-                await connection.disconnect()
-                raise StoreUnavailable("the store is closed")
-            link = _Link(connection, self, heartbeat_s=self._heartbeat_s)
-            self._links[name] = link
-            return link
-        finally:
-            del self._connecting[name]
-
-    @contextlib.asynccontextmanager
-    async def watch(self, channel: bytes) -> AsyncIterator[_Watch]:
-        """Hold a confirmed subscription to ``channel`` for the duration of the block."""
-        if self._closed:
-            raise StoreUnavailable("the store is closed")
-        watch = self._watches.get(channel)
-        if watch is None:
-            link = await self._link_for(channel)
-            watch = self._watches.get(channel)  # another waiter may have subscribed meanwhile
-            if watch is None:
-                watch = _Watch(channel, link, link.subscribe(channel))
-                self._watches[channel] = watch
-        watch.leases += 1
-        try:
-            # Shielded: the confirmation is shared, and one waiter's cancellation must not cancel it for all.
-            if not await asyncio.shield(watch.ready):
-                raise _SubscriptionLost
-            yield watch
-        finally:
-            watch.leases -= 1
-            if watch.lost or (watch.leases == 0 and self._watches.get(channel) is watch):
-                self._forget(watch)
-
-    def _forget(self, watch: _Watch) -> None:
-        if self._watches.get(watch.channel) is watch:
-            del self._watches[watch.channel]
-            if not watch.lost and not watch.link.closed:
-                watch.link.unsubscribe(watch.channel)
-
-    # -- called by links -------------------------------------------------------------------------------------
-
-    def on_message(self, channel: bytes) -> None:
-        watch = self._watches.get(channel)
-        if watch is not None:
-            watch.wake()
-
-    def on_dropped(self, channel: bytes) -> None:
-        """Redis ended a subscription by itself (its slot moved to another node)."""
-        watch = self._watches.pop(channel, None)
-        if watch is not None:
-            watch.fail()
-
-    def on_subscribe_refused(self, channel: bytes) -> None:
-        watch = self._watches.get(channel)
-        if watch is not None:
-            del self._watches[channel]
-            watch.fail()
-
-    def on_link_closed(self, link: _Link) -> None:
-        for name, known in list(self._links.items()):
-            if known is link:
-                del self._links[name]
-        for channel, watch in list(self._watches.items()):
-            if watch.link is link:
-                del self._watches[channel]
-                watch.fail()
-
-    async def close(self) -> None:
-        self._closed = True
-        for task in list(self._connecting.values()):
-            task.cancel()
-        for link in list(self._links.values()):
-            await link.close()
-
-
-#: (reply kind, channel, confirmation) of a command sent or queued on a :class:`_Link`.
-_Pending: TypeAlias = "tuple[bytes, bytes, asyncio.Future[bool] | None]"
-
-
-class _Link:
-    """One RESP2 connection in subscriber mode: a reader task and a writer task.
-
-    Commands are queued (so that unsubscribing never awaits, even from a cancelled waiter) and their replies
-    matched in order. A heartbeat PING detects a silently dead connection; any failure closes the link for
-    good.
-    """
-
-    def __init__(self, connection: AbstractConnection, owner: _Subscriber, *, heartbeat_s: float) -> None:
-        self._connection = connection
-        self._owner = owner
-        self._heartbeat_s = heartbeat_s
-        self._outbox: asyncio.Queue[tuple[bytes, ...] | None] = asyncio.Queue()
-        #: (reply kind, channel, confirmation) for each command sent or queued, in order.
-        self._pending: collections.deque[_Pending] = collections.deque()
-        self._ping_outstanding = False
-        self.closed = False
-        self._reader = asyncio.create_task(self._read_loop())
-        self._writer = asyncio.create_task(self._write_loop())
-
-    def subscribe(self, channel: bytes) -> asyncio.Future[bool]:
-        confirmed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._send((b"SSUBSCRIBE", channel), b"ssubscribe", channel, confirmed)
-        return confirmed
-
-    def unsubscribe(self, channel: bytes) -> None:
-        self._send((b"SUNSUBSCRIBE", channel), b"sunsubscribe", channel, None)
-
-    def _send(
-        self, command: tuple[bytes, ...], kind: bytes, channel: bytes, confirmed: asyncio.Future[bool] | None
-    ) -> None:
-        if self.closed:
-            if confirmed is not None:
-                confirmed.set_result(False)
-            return
-        self._pending.append((kind, channel, confirmed))
-        self._outbox.put_nowait(command)
-
-    async def _write_loop(self) -> None:
-        try:
-            while not self.closed:
-                try:
-                    async with asyncio.timeout(self._heartbeat_s):
-                        command = await self._outbox.get()
-                    if command is None:  # the link is shut
-                        return
-                except TimeoutError:
-                    if self._ping_outstanding:
-                        _log.warning("Redis subscriber connection missed a heartbeat; dropping it")
-                        self._reader.cancel()
-                        return
-                    # Queue empty: everything before this PING has been sent, so its reply comes last.
-                    self._ping_outstanding = True
-                    self._pending.append((b"pong", b"", None))
-                    command = (b"PING",)
-                await self._connection.send_command(*command, check_health=False)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the reader sees the same failure and closes the link
-            self._reader.cancel()
-
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                try:
-                    reply = await self._connection.read_response(timeout=math.inf, disconnect_on_error=False)
-                except ResponseError:
-                    # A refused command (MOVED after a resharding, ...): errors carry no channel, order tells.
-                    if self._pending:
-                        kind, channel, confirmed = self._pending.popleft()
-                        if confirmed is not None and not confirmed.done():
-                            confirmed.set_result(False)
-                        if kind == b"ssubscribe":
-                            self._owner.on_subscribe_refused(channel)
-                    continue
-                self._dispatch(reply)
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            _log.warning("Redis subscriber connection lost", exc_info=True)
-        finally:
-            await self._shut()
-
-    def _dispatch(self, reply: Any) -> None:
-        if not isinstance(reply, list) or not reply:
-            return
-        kind = bytes(reply[0]).lower()
-        channel = bytes(reply[1]) if len(reply) > 1 and isinstance(reply[1], bytes) else b""
-        if kind == b"smessage":
-            self._owner.on_message(channel)
-            return
-        if self._pending and self._pending[0][:2] == (kind, channel):
-            _, _, confirmed = self._pending.popleft()
-            if kind == b"pong":
-                self._ping_outstanding = False
-            if confirmed is not None and not confirmed.done():
-                confirmed.set_result(True)
-        elif kind == b"sunsubscribe":
-            # Not an answer to us: Redis dropped the subscription because the slot moved.
-            self._owner.on_dropped(channel)
-
-    async def _shut(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        # The sentinel and the flag stop the writer even if a cancellation is lost (see _raise_if_cancelled).
-        self._outbox.put_nowait(None)
-        self._writer.cancel()
-        while self._pending:
-            _, _, confirmed = self._pending.popleft()
-            if confirmed is not None and not confirmed.done():
-                confirmed.set_result(False)
-        self._owner.on_link_closed(self)
-        with contextlib.suppress(*_REDIS_ERRORS):
-            await self._connection.disconnect()
-
-    async def close(self) -> None:
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from qrlink_client.cli import main
-from qrlink_client.cli_io import Console, InputClosed, check_code_prompt, gen1_create_url, stdin_line
+from qrlink_client.cli.io import Console, InputClosed, check_code_prompt, stdin_line
+from qrlink_client.discovery import gen1_create_url
 
 CREATE_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
 

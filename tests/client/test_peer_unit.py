@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qrlink_client import peer as peer_module
-from qrlink_client.peer import Peer, qr_from_fields, qr_to_fields
+from qrlink_client.cli import peer as peer_module
+from qrlink_client.cli.peer import Peer
 from qrlink_client.qr import decode_qr
+from qrlink_client.qr.fields import qr_from_fields, qr_to_fields
 from tests.client._vectors import qr_login
 
 OPS = sorted([*peer_module.SYNC_OPS, *peer_module.ASYNC_OPS])

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from qrlink_client.qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrPrefix, decode_qr
-from qrlink_client.qr_image import MultipleQrCodes, NoQrCodeFound, UnreadableImage, read_qr_image
-from qrlink_client.qr_render import make_symbol, render_png, render_svg, render_terminal
+from qrlink_client.qr.image import MultipleQrCodes, NoQrCodeFound, UnreadableImage, read_qr_image
+from qrlink_client.qr.render import make_symbol, render_png, render_svg, render_terminal
 
 # Keys chosen to hold 0x00 and bytes >= 0x80, which text-oriented readers garble.
 KEY = bytes([0x00, 0xFF, 0x80, 0x00]) + bytes(range(0xE0, 0xFC))

@@ -12,6 +12,8 @@ import contextlib
 import gzip
 import itertools
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from rendezvous.selftest import (
     run_selftest,
 )
 from rendezvous.store import MemoryStore
-from tests.support.server import run_cli, serve_app, serve_cli, serve_settings
+from tests.support.server import REPO_ROOT, clean_environ, run_cli, serve_app, serve_cli, serve_settings
 
 from .helpers import GEN1
 
@@ -386,6 +388,37 @@ def test_a_wildcard_allow_headers_does_not_cover_authorization() -> None:
         response, "https://app.element.io", "POST", ["Content-Type", "Authorization"]
     )
     assert problems == ["Access-Control-Allow-Headers does not allow Authorization"]
+
+
+# -- what the self-test loads ----------------------------------------------------------------------------------
+
+#: The server side: the self-test is an HTTP client and takes the protocol's names from rendezvous.protocol.
+_SERVER_MODULES = (
+    "rendezvous.store",
+    "rendezvous.metrics",
+    "rendezvous.app",
+    "rendezvous.gen1",
+    "rendezvous.gen2",
+    "prometheus_client",
+)
+
+
+def test_importing_the_selftest_loads_nothing_of_the_server() -> None:
+    code = "import json, sys; import rendezvous.selftest; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded: list[str] = json.loads(result.stdout)
+    assert "rendezvous.selftest" in loaded
+    server_side = [m for m in loaded if any(m == s or m.startswith(f"{s}.") for s in _SERVER_MODULES)]
+    assert server_side == []
 
 
 def test_selftest_refuses_a_repeat_count_below_one() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +13,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from rendezvous.store import Generation, StoreFull
+from rendezvous.store import _redis_pipeline as redis_pipeline
+from rendezvous.store._redis_pipeline import Multiplexer
+from rendezvous.store.base import RateLimit
 from rendezvous.store.redis import RedisStore
 from tests.store.conftest import REDIS_URL, redis_store_at, shared_cluster
 
@@ -136,17 +140,38 @@ async def test_a_write_by_one_worker_wakes_waiters_of_another(backend: str) -> N
         assert all(r is not None and r.version == 2 for r in results)
 
 
+async def test_with_the_installed_redis_py_script_calls_are_pipelined(
+    store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The fast path depends on a private attribute of redis-py's connections: this fails when the installed
+    # redis-py no longer has it (the store would silently run on the slower fallback).
+    caplog.set_level(logging.WARNING, logger="rendezvous.store.redis")
+    session = await store.create(Generation.GEN2, b"x", ttl_ms=60_000)
+    await store.write(session.id, b"y", expected_version=1)
+    assert await store.get(session.id) is not None
+    retry_after_ms, seen = await store.limited_get(session.id, RateLimit("ip:a", rate_per_s=10.0, burst=5))
+    assert retry_after_ms == 0 and seen is not None
+    assert await store.delete(session.id) is True
+    assert store.pipelined
+    assert isinstance(store._multiplexer, Multiplexer) and store._multiplexer.connected
+    assert not [r for r in caplog.records if r.name.startswith("rendezvous.store")]
+
+
+async def test_a_cluster_store_is_not_pipelined() -> None:
+    async with redis_store_at(shared_cluster.url()) as store:
+        assert not store.pipelined
+
+
 async def test_without_the_expected_connection_internals_the_store_falls_back_to_redis_py(
-    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The pipelined connection reads a private attribute of redis-py's connections; a redis-py release without
     # it must cost speed, not service.
-    import rendezvous.store.redis as redis_store
-
     def unsupported(*args: object, **kwargs: object) -> None:
-        raise redis_store._UnsupportedConnection
+        raise redis_pipeline.UnsupportedConnection
 
-    monkeypatch.setattr(redis_store, "_Pipe", unsupported)
+    monkeypatch.setattr(redis_pipeline, "Pipe", unsupported)
+    caplog.set_level(logging.WARNING, logger="rendezvous.store.redis")
     session = await store.create(Generation.GEN2, b"x", ttl_ms=60_000)
     written = await store.write(session.id, b"y", expected_version=1)
     got = await store.get(session.id)
@@ -154,3 +179,5 @@ async def test_without_the_expected_connection_internals_the_store_falls_back_to
     assert got is not None and got.data == b"y"
     assert await store.delete(session.id) is True
     assert store._multiplexer is None
+    assert not store.pipelined
+    assert [r.levelno for r in caplog.records if "not pipelining" in r.getMessage()] == [logging.WARNING]

@@ -1,8 +1,9 @@
 """The ``qrlink`` command line.
 
-Each subcommand is a :class:`Command`: a name, a help line, a function that adds its arguments and a function
-that runs it and returns the exit status. Adding a subcommand means writing one more and listing it in
-:data:`COMMANDS`; subcommands with their own subcommands (``qrlink qr decode``) nest the same way.
+Each subcommand is a :class:`~qrlink_client.cli.command.Command`: a name, a help line, a function that adds its
+arguments and a function that runs it and returns the exit status. Adding a subcommand means writing one more
+and listing it in :data:`COMMANDS`; subcommands with their own subcommands (``qrlink qr decode``, in
+:mod:`qrlink_client.cli.qr`) nest the same way.
 
 Exit status: 0 on success; 1 when the library reports an error, printed as
 ``qrlink: <ErrorClass>: <message>``; 2 for usage errors (argparse's convention); 130 when interrupted
@@ -12,53 +13,24 @@ Exit status: 0 on success; 1 when the library reports an error, printed as
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from . import __version__, cli_demo, cli_login
-from ._b64 import b64decode
-from .errors import QrLinkError
+from .. import __version__
+from ..errors import QrLinkError
+from . import demo, login
+from .command import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliUsageError, Command
+from .qr import QR
+from .qr_input import UnrecognisedInput, read_qr_input
 
 __all__ = ["COMMANDS", "CliUsageError", "Command", "UnrecognisedInput", "build_parser", "main", "read_qr_input"]
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-
-
-class CliUsageError(QrLinkError):
-    """The options given cannot work together (exit status 2, like argparse's own usage errors)."""
-
-
-class UnrecognisedInput(QrLinkError):
-    """A QR argument is neither an existing image file, nor hex, nor standard base64."""
-
-
-@dataclass(frozen=True)
-class Command:
-    """One subcommand: ``configure`` adds its arguments, ``run`` executes it and returns the exit status.
-
-    A command with ``children`` is a group (``qrlink qr``): it takes no action of its own and dispatches to
-    one of them.
-    """
-
-    name: str
-    help: str
-    description: str = ""
-    epilog: str = ""
-    configure: Callable[[argparse.ArgumentParser], None] = lambda parser: None
-    run: Callable[[argparse.Namespace], int] | None = None
-    children: Sequence[Command] = field(default_factory=tuple)
 
 
 # --- qrlink peer --------------------------------------------------------------------------------------------
 
 
 def _run_peer(args: argparse.Namespace) -> int:
+    # The peer's channel and transport code is loaded only when it runs.
     from .peer import serve
 
     return serve()
@@ -77,108 +49,6 @@ PEER = Command(
     run=_run_peer,
 )
 
-
-# --- qrlink qr ----------------------------------------------------------------------------------------------
-
-_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
-
-
-def read_qr_input(value: str) -> bytes:
-    """QR payload bytes from an image file path, hex, or standard base64 (tried in that order)."""
-    path = Path(value)
-    if path.is_file():
-        from .qr_image import read_qr_image
-
-        return read_qr_image(path)
-    compact = "".join(value.split())
-    if _HEX.fullmatch(compact):
-        return bytes.fromhex(compact)
-    try:
-        data = b64decode(compact)
-    except QrLinkError:
-        raise UnrecognisedInput("input is not an image file, hex or standard base64") from None
-    if not data:
-        raise UnrecognisedInput("input is empty")
-    return data
-
-
-def _configure_decode(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="the payload as hex or base64, or an image file holding the QR code")
-    parser.add_argument("--json", action="store_true", help="print the fields as one JSON object")
-
-
-def _run_decode(args: argparse.Namespace) -> int:
-    import json
-
-    from .peer import qr_to_fields
-    from .qr import decode_qr
-
-    data = read_qr_input(args.input)
-    fields = qr_to_fields(decode_qr(data))
-    fields["hex"] = data.hex()
-    if args.json:
-        print(json.dumps(fields))
-    else:
-        width = max(map(len, fields))
-        for name, value in fields.items():
-            print(f"{name:<{width}}  {'-' if value is None else value}")
-    return EXIT_OK
-
-
-def _configure_render(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("hex", help="the payload bytes as hex")
-    parser.add_argument("--png", metavar="FILE", type=Path, help="write a PNG image to FILE")
-    parser.add_argument("--svg", metavar="FILE", type=Path, help="write an SVG image to FILE")
-    parser.add_argument(
-        "--terminal",
-        action="store_true",
-        help="print the code with Unicode half blocks (the default when no file is given)",
-    )
-    parser.add_argument("--scale", type=int, default=8, help="pixels per module in PNG/SVG (default 8)")
-
-
-def _run_render(args: argparse.Namespace) -> int:
-    from .qr_render import render_png, render_svg, render_terminal
-
-    compact = "".join(args.hex.split())
-    if not _HEX.fullmatch(compact):
-        raise UnrecognisedInput("the payload must be hex with an even number of digits")
-    data = bytes.fromhex(compact)
-    if args.scale < 1:
-        raise UnrecognisedInput("--scale must be at least 1")
-    if args.png is not None:
-        args.png.write_bytes(render_png(data, scale=args.scale))
-    if args.svg is not None:
-        args.svg.write_text(render_svg(data, scale=args.scale), encoding="utf-8")
-    if args.terminal or (args.png is None and args.svg is None):
-        sys.stdout.write(render_terminal(data))
-    return EXIT_OK
-
-
-QR = Command(
-    name="qr",
-    help="decode or render sign-in QR codes",
-    description="Utilities for the binary QR payload of Matrix sign in with QR code (MSC4108 and MSC4388).",
-    children=(
-        Command(
-            name="decode",
-            help="print the fields of a QR payload",
-            description=(
-                "Decode a QR payload given as hex, as standard base64, or as an image file (PNG, JPEG, ...; "
-                "needs the qr-image extra) and print its fields."
-            ),
-            configure=_configure_decode,
-            run=_run_decode,
-        ),
-        Command(
-            name="render",
-            help="draw a QR payload as PNG, SVG or terminal text",
-            description="Render payload bytes as a QR code: byte mode, error correction level Q.",
-            configure=_configure_render,
-            run=_run_render,
-        ),
-    ),
-)
 
 # --- qrlink login / grant / demo ----------------------------------------------------------------------------
 
@@ -201,8 +71,8 @@ LOGIN = Command(
         "  qrlink login --rendezvous https://rz.example.org/ --session-file ~/.config/me.json\n"
         "  qrlink login --scan shown-by-phone.png --homeserver https://matrix.example.org"
     ),
-    configure=cli_login.configure_login,
-    run=cli_login.run_login,
+    configure=login.configure_login,
+    run=login.run_login,
 )
 
 GRANT = Command(
@@ -220,8 +90,8 @@ GRANT = Command(
         "  qrlink grant --homeserver https://matrix.example.org --qr AgQg...   # base64 or hex works too\n"
         "  qrlink grant --homeserver https://matrix.example.org --show --gen 2 --no-browser"
     ),
-    configure=cli_login.configure_grant,
-    run=cli_login.run_grant,
+    configure=login.configure_grant,
+    run=login.run_grant,
 )
 
 DEMO = Command(
@@ -241,8 +111,8 @@ DEMO = Command(
         "  qrlink demo --auto --gen 2        # no human: for CI\n"
         "  qrlink demo --auto --roles existing-shows --no-push"
     ),
-    configure=cli_demo.configure_demo,
-    run=cli_demo.run_demo,
+    configure=demo.configure_demo,
+    run=demo.run_demo,
 )
 
 COMMANDS: tuple[Command, ...] = (PEER, QR, LOGIN, GRANT, DEMO)

@@ -1,143 +1,59 @@
-"""``qrlink demo``: the phone-to-desktop handover of a Matrix account on one machine.
+"""DEV ONLY: a Matrix account handed from a phone to a desktop, both devices in this process, on a dev stack.
 
-It starts the development stack (:mod:`devstack`: an OAuth server, a real Synapse, our rendezvous server),
-creates a user whose first device (the *phone*) has cross-signing, a key backup and secret storage, and runs
-a new device (the *desktop*) and the phone against each other in one process, each printing its progress.
-Afterwards it asks Synapse whether the desktop's keys carry a valid self-signing-key signature and whether
-the backup key it received is the server's, prints a one-line JSON summary on stdout and stops the stack.
+This is the login ``qrlink demo`` shows and ``python -m bench demo-login`` times. :func:`run_handover` creates
+a user whose first device (the *phone*) has cross-signing, a key backup and secret storage, runs a new device
+(the *desktop*) and the phone against each other with the client library's two drivers, then asks Synapse
+whether the desktop's keys carry a valid self-signing-key signature and whether the backup key it received is
+the server's. It returns a summary; it prints nothing itself: every line goes to the callbacks of
+:class:`DemoDevice`, so the command line draws them on the terminal and the benchmark keeps them in a log.
 
-``devstack`` is imported only here and only when the command runs: it is development tooling, not part of
-the client library.
+Needs the ``devstack`` and ``e2ee`` extras.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import secrets
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import QrLinkError
+import httpx
+
+from devstack.demo import DemoUser, VerificationPageError, answer_verification_page, create_demo_user
+from devstack.stack import DevStack
+from qrlink_client.errors import QrLinkError
 
 if TYPE_CHECKING:
-    import httpx
+    from qrlink_client.flow import Progress
+    from qrlink_client.login import CheckCodePrompt, NewDeviceLoginResult, ShowGen1, ShowGen2
 
-    from devstack import DevStack
-    from devstack.demo import DemoUser
-
-    from .cli_io import Console
-    from .flow import Progress
-    from .login import CheckCodePrompt, NewDeviceLoginResult, ShowGen1, ShowGen2
-
-__all__ = ["ApprovalFailed", "StackUnavailable", "configure_demo", "run_demo"]
+__all__ = ["EXISTING_SHOWS", "NEW_SHOWS", "ApprovalFailed", "DemoDevice", "run_handover"]
 
 NEW_SHOWS = "new-shows"
+"""Roles: the desktop (new device) shows the QR code and the phone scans it."""
 EXISTING_SHOWS = "existing-shows"
+"""Roles: the phone (existing device) shows the QR code and the desktop scans it."""
 # How long one device may still run after the other failed: its peer was told, so it normally ends at once.
 _PEER_GRACE_SECONDS = 10.0
 
 
-class StackUnavailable(QrLinkError):
-    """The development stack could not be started (or its extra is not installed)."""
-
-
 class ApprovalFailed(QrLinkError):
-    """``--auto`` could not approve the new device on the verification page."""
+    """``auto`` could not approve the new device on the verification page."""
 
 
-def configure_demo(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``qrlink demo``."""
-    parser.add_argument(
-        "--auto",
-        action="store_true",
-        help=(
-            "no human needed: approve on the verification page over HTTP and type the check code "
-            "automatically. Without it you open the printed URL in a browser and type the check code"
-        ),
-    )
-    parser.add_argument(
-        "--gen",
-        type=int,
-        choices=(1, 2),
-        default=1,
-        help="1 = MSC4108 through our rendezvous server (default), 2 = MSC4388 under the homeserver URL",
-    )
-    parser.add_argument(
-        "--gen2-rendezvous",
-        choices=("synapse", "qrlink"),
-        default="synapse",
-        help=(
-            "who hosts Gen-2 sessions: Synapse's own MSC4388 endpoint (default), or our rendezvous server behind a "
-            "front proxy that serves as the homeserver URL, as an admin would deploy it"
-        ),
-    )
-    parser.add_argument(
-        "--roles",
-        choices=(NEW_SHOWS, EXISTING_SHOWS),
-        default=NEW_SHOWS,
-        help=(
-            f"{NEW_SHOWS}: the desktop (new device) shows the QR code and the phone scans it (default); "
-            f"{EXISTING_SHOWS}: the phone shows it and the desktop scans"
-        ),
-    )
-    parser.add_argument(
-        "--push",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="use the rendezvous server's push delivery (long-poll or WebSocket) when offered (default: yes)",
-    )
+@dataclass(frozen=True)
+class DemoDevice:
+    """How one device of the handover reports to whoever watches it."""
 
-
-def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo; exit status 0 only if the desktop ends cross-signed with the right backup key."""
-    from .cli_io import Console
-    from .cli_login import require_e2ee
-
-    require_e2ee()
-    try:
-        from devstack import DevStack, StartupError
-        from devstack.synapse import SYNAPSE_VERSION, synapse_home
-    except ImportError:
-        raise StackUnavailable("the demo needs the development stack: install qrlink[devstack,e2ee]") from None
-
-    console = Console("[demo]")
-    if not (synapse_home() / ".installed").is_file():
-        console.line(
-            f"first run: installing Synapse {SYNAPSE_VERSION} into {synapse_home()} "
-            "(about 240 MB, one to two minutes; later runs start in seconds)"
-        )
-    console.line("starting the development stack: OAuth server, Synapse (a few seconds), rendezvous server")
-    # SIGTERM stops the demo like Ctrl-C: the stack's child processes are stopped and its data removed.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        started = time.monotonic()
-        try:
-            with DevStack.start(poll_interval=1, gen2_rendezvous=args.gen2_rendezvous) as stack:
-                console.line(f"stack up in {time.monotonic() - started:.1f}s")
-                console.line(f"  homeserver  {stack.homeserver_url}  (server name {stack.server_name})")
-                console.line(f"  OAuth       {stack.issuer}")
-                console.line(f"  rendezvous  {stack.rendezvous_url or 'not started (the homeserver has its own)'}")
-                try:
-                    summary = asyncio.run(_demo(args, stack, console))
-                finally:
-                    console.line("stopping the development stack")
-        except StartupError as error:
-            raise StackUnavailable(f"the development stack did not start: {error}") from None
-        console.line("stopped")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(json.dumps(summary), flush=True)
-    return 0 if summary["cross_signed"] and summary["backup_key_verified"] else 1
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    say: Callable[[str], None]
+    """Receives one line of text about this device (the verification URL, "scanned the QR code", ...)."""
+    on_progress: Callable[[Progress], None]
+    """Receives every progress step of the device's login driver."""
+    check_code_prompt: CheckCodePrompt | None = None
+    """Asks a human for the check code the other device displays, when this device shows the QR code. Not
+    used with ``auto``, which types the code the other device displayed."""
 
 
 @dataclass
@@ -149,8 +65,8 @@ class _Handover:
 
     def watch(self, printer: Callable[[Progress], None]) -> Callable[[Progress], None]:
         """``printer``, also catching the QR payload and the displayed check code for the other side."""
-        from .flow import EstablishingSecureChannel
-        from .login import QrCodeReady
+        from qrlink_client.flow import EstablishingSecureChannel
+        from qrlink_client.login import QrCodeReady
 
         def on_progress(step: Progress) -> None:
             printer(step)
@@ -163,28 +79,38 @@ class _Handover:
         return on_progress
 
 
-async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> dict[str, Any]:
-    import httpx
+async def run_handover(
+    stack: DevStack,
+    *,
+    generation: Literal[1, 2],
+    roles: str = NEW_SHOWS,
+    push: bool = True,
+    auto: bool = False,
+    say: Callable[[str], None],
+    desktop: DemoDevice,
+    phone: DemoDevice,
+) -> dict[str, Any]:
+    """Create a demo user and sign a desktop in from its phone; the summary ``qrlink demo`` prints.
 
-    from devstack.demo import create_demo_user
+    ``say`` receives the lines about the demo as a whole. With ``auto`` nobody is needed: the verification page
+    is answered over HTTP and the showing device types the check code the scanner displayed; without it the
+    showing device's :attr:`DemoDevice.check_code_prompt` asks and the phone prints the URL to approve. The
+    summary's ``error`` holds a login failure; other errors are raised.
+    """
+    from qrlink_client.e2ee import E2eeHomeserver, SecretStorageSecrets
+    from qrlink_client.login import grant_login, login_new_device
+    from qrlink_client.transport import TransportOptions
 
-    from .cli_io import Console, ProgressPrinter
-    from .e2ee import E2eeHomeserver, SecretStorageSecrets
-    from .login import grant_login, login_new_device
-    from .transport import TransportOptions
-
-    generation: Literal[1, 2] = 1 if args.gen == 1 else 2
-    new_shows = args.roles == NEW_SHOWS
+    new_shows = roles == NEW_SHOWS
     user = await create_demo_user(stack)
-    console.line(
+    say(
         f"created {user.user_id}; its first device, the phone ({user.device_id}), has cross-signing, "
         "a key backup and secret storage"
     )
-    desktop, phone = Console("[desktop]"), Console("[phone]")
     handover = _Handover()
-    options = TransportOptions(push=args.push)
+    options = TransportOptions(push=push)
     summary: dict[str, Any] = {
-        "roles": args.roles,
+        "roles": roles,
         "generation": generation,
         "user_id": user.user_id,
         "device_id": None,
@@ -205,12 +131,11 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
             return stack.homeserver_url
 
         def new_device(**role: Any) -> asyncio.Task[NewDeviceLoginResult]:
-            printer = ProgressPrinter(desktop, peer="the phone", show_qr=not args.auto)
             return asyncio.create_task(
                 login_new_device(
                     http,
                     pickle_key=secrets.token_bytes(32),  # the demo keeps no session
-                    on_progress=handover.watch(printer),
+                    on_progress=handover.watch(desktop.on_progress),
                     resolve_homeserver=resolve,
                     transport_options=options,
                     **role,
@@ -218,7 +143,6 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
             )
 
         def existing_device(**role: Any) -> asyncio.Task[str]:
-            printer = ProgressPrinter(phone, peer="the desktop", show_qr=not args.auto)
             return asyncio.create_task(
                 grant_login(
                     http,
@@ -226,8 +150,8 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
                     access_token=user.access_token,
                     # The phone unlocks its secret storage with the recovery key, as `qrlink grant` does.
                     secrets=SecretStorageSecrets(user.recovery_key, phone_homeserver),
-                    open_verification_uri=_opener(args, phone, user),
-                    on_progress=handover.watch(printer),
+                    open_verification_uri=_opener(auto, phone, user),
+                    on_progress=handover.watch(phone.on_progress),
                     transport_options=options,
                     **role,
                 )
@@ -236,25 +160,25 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
         tasks: list[asyncio.Task[Any]] = []
         try:
             if new_shows:
-                new_task = new_device(show=show, check_code_prompt=_prompt(args, desktop, "the phone", handover))
+                new_task = new_device(show=show, check_code_prompt=_prompt(auto, desktop, handover))
                 tasks.append(new_task)
                 qr = await _first(handover.qr, new_task)
-                phone.line("scanned the desktop's QR code")
+                phone.say("scanned the desktop's QR code")
                 existing_task = existing_device(scanned=qr)
             else:
                 existing_task = existing_device(
                     show=show,
                     server_name=stack.server_name,
-                    check_code_prompt=_prompt(args, phone, "the desktop", handover),
+                    check_code_prompt=_prompt(auto, phone, handover),
                 )
                 tasks.append(existing_task)
                 qr = await _first(handover.qr, existing_task)
-                desktop.line("scanned the phone's QR code")
+                desktop.say("scanned the phone's QR code")
                 new_task = new_device(scanned=qr)
             tasks = [new_task, existing_task]
             result = await _both(new_task, existing_task)
         except QrLinkError as error:
-            console.line(f"the login failed: {type(error).__name__}: {error}")
+            say(f"the login failed: {type(error).__name__}: {error}")
             summary["error"] = f"{type(error).__name__}: {error}"
             return summary
         finally:
@@ -264,15 +188,15 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
 
         summary["device_id"] = result.device_id
         summary["cross_signed"], summary["backup_key_verified"] = await _check_on_synapse(
-            http, stack.homeserver_url, result, console
+            http, stack.homeserver_url, result, say
         )
         summary["elapsed_ms"] = round((time.monotonic() - started) * 1000)
     return summary
 
 
 async def _show(http: httpx.AsyncClient, stack: DevStack, generation: Literal[1, 2]) -> ShowGen1 | ShowGen2:
-    from .cli_io import discover_gen1_rendezvous, gen1_create_url
-    from .login import ShowGen1, ShowGen2
+    from qrlink_client.discovery import discover_gen1_rendezvous, gen1_create_url
+    from qrlink_client.login import ShowGen1, ShowGen2
 
     if generation == 2:
         return ShowGen2(stack.homeserver_url)
@@ -281,42 +205,40 @@ async def _show(http: httpx.AsyncClient, stack: DevStack, generation: Literal[1,
     return ShowGen1(await discover_gen1_rendezvous(http, stack.homeserver_url))
 
 
-def _prompt(args: argparse.Namespace, console: Console, peer: str, handover: _Handover) -> CheckCodePrompt:
-    """The showing device's check-code prompt: stdin, or with ``--auto`` the code the scanner displayed."""
-    from .cli_io import check_code_prompt
-
-    if not args.auto:
-        return check_code_prompt(console, peer=peer)
+def _prompt(auto: bool, device: DemoDevice, handover: _Handover) -> CheckCodePrompt:
+    """The showing device's check-code prompt: the human's, or with ``auto`` the code the scanner displayed."""
+    if not auto:
+        if device.check_code_prompt is None:
+            raise ValueError("without auto, the device that shows the QR code needs a check_code_prompt")
+        return device.check_code_prompt
 
     async def typed() -> str:
         digits = await handover.check_code
-        console.line(f"typing the check code {digits} (--auto)")
+        device.say(f"typing the check code {digits} (--auto)")
         return digits
 
     return typed
 
 
-def _opener(args: argparse.Namespace, console: Console, user: DemoUser) -> Callable[[str], Any]:
-    """The phone's verification-URI opener: the scripted browser with ``--auto``, else the human."""
+def _opener(auto: bool, phone: DemoDevice, user: DemoUser) -> Callable[[str], Any]:
+    """The phone's verification-URI opener: the scripted browser with ``auto``, else the human."""
 
     async def approve(uri: str) -> bool:
-        from devstack.demo import VerificationPageError, answer_verification_page
-
-        console.line("approving on the verification page (--auto)")
+        phone.say("approving on the verification page (--auto)")
         try:
             await answer_verification_page(uri, localpart=user.localpart, password=user.password)
         except (VerificationPageError, OSError) as error:
             raise ApprovalFailed(str(error)) from None
-        console.line("approved")
+        phone.say("approved")
         return True
 
     async def ask_human(uri: str) -> bool:
-        console.line(f"open this URL in a browser and approve the desktop: {uri}")
+        phone.say(f"open this URL in a browser and approve the desktop: {uri}")
         # A throwaway account on a stack that lives only as long as this command: showing it is the point.
-        console.line(f"sign in there as {user.localpart} with password {user.password} (dev-only account)")
+        phone.say(f"sign in there as {user.localpart} with password {user.password} (dev-only account)")
         return True
 
-    return approve if args.auto else ask_human
+    return approve if auto else ask_human
 
 
 async def _first(value: asyncio.Future[bytes], task: asyncio.Task[Any]) -> bytes:
@@ -346,11 +268,11 @@ async def _both(new_task: asyncio.Task[NewDeviceLoginResult], existing_task: asy
 
 
 async def _check_on_synapse(
-    http: httpx.AsyncClient, homeserver_url: str, result: NewDeviceLoginResult, console: Console
+    http: httpx.AsyncClient, homeserver_url: str, result: NewDeviceLoginResult, say: Callable[[str], None]
 ) -> tuple[bool, bool]:
     """Ask the homeserver, with the desktop's new token, whether its keys are cross-signed and whether the
     backup key it received is the one of the server's current backup."""
-    from .e2ee import MEGOLM_BACKUP_ALGORITHM, E2eeError, E2eeHomeserver, check_backup_key, verify_json
+    from qrlink_client.e2ee import MEGOLM_BACKUP_ALGORITHM, E2eeError, E2eeHomeserver, check_backup_key, verify_json
 
     homeserver = E2eeHomeserver(homeserver_url, result.access_token, user_id=result.user_id, client=http)
     keys = await homeserver.query_keys([result.user_id])
@@ -363,10 +285,10 @@ async def _check_on_synapse(
         verify_json(self_signing, signer_id=user, key_id=master_id, public_key=master_key)
         verify_json(keys["device_keys"][user][device], signer_id=user, key_id=ssk_id, public_key=ssk_key)
         cross_signed = True
-        console.line(f"Synapse /keys/query: {device} is signed by the self-signing key, which the master key signed")
+        say(f"Synapse /keys/query: {device} is signed by the self-signing key, which the master key signed")
     except (E2eeError, KeyError, TypeError, ValueError) as error:
         cross_signed = False
-        console.line(f"Synapse /keys/query: {device} is NOT cross-signed ({type(error).__name__}: {error})")
+        say(f"Synapse /keys/query: {device} is NOT cross-signed ({type(error).__name__}: {error})")
 
     backup = result.secrets.backup
     info = await homeserver.get_backup_version()
@@ -375,8 +297,8 @@ async def _check_on_synapse(
             raise ValueError("the desktop received no backup key")
         check_backup_key(backup.key, backup.backup_version, MEGOLM_BACKUP_ALGORITHM, info)
         backup_ok = True
-        console.line(f"Synapse /room_keys/version: backup {backup.backup_version} matches the received key")
+        say(f"Synapse /room_keys/version: backup {backup.backup_version} matches the received key")
     except (E2eeError, ValueError) as error:
         backup_ok = False
-        console.line(f"Synapse /room_keys/version: the backup key does NOT match ({error})")
+        say(f"Synapse /room_keys/version: the backup key does NOT match ({error})")
     return cross_signed, backup_ok

@@ -1,4 +1,4 @@
-"""The binary QR payload of Matrix sign in with QR code, both generations (PROTOCOL.md §2, §0.5).
+"""The binary QR payload of Matrix sign in with QR code, both generations (docs/protocol.md §2, §0.5).
 
 Gen-1 (MSC4108, 2024)::
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from .errors import QrLinkError
+from ..errors import QrLinkError
 
 __all__ = [
     "FieldTooLong",

@@ -20,22 +20,31 @@ import asyncio
 import enum
 import itertools
 import json
-import re
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING
 
-from . import __version__
-from ._b64 import b64decode, b64encode
-from .channel import EciesChannel, HpkeChannel, HpkeProfile, Role, SecureChannel
-from .errors import QrLinkError
-from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, QrPrefix, decode_qr
+from .. import __version__
+from .._b64 import b64encode
+from ..channel import EciesChannel, HpkeChannel, HpkeProfile, Role, SecureChannel
+from ..errors import QrLinkError
+from ..qr import Gen1Mode, Gen2Intent, QrPrefix, decode_qr
+from ..qr.fields import qr_from_fields, qr_to_fields
+from ..request_fields import InvalidFieldValue, MissingField, Request, Response
+from ..request_fields import b64_field as _b64
+from ..request_fields import choice_field as _choice
+from ..request_fields import hex_field as _hex
+from ..request_fields import int_field as _int
+from ..request_fields import non_negative_int_field as _positive_int
+from ..request_fields import optional_str_field as _opt_str
+from ..request_fields import required_hex_field as _req_hex
+from ..request_fields import required_str_field as _req_str
 
 if TYPE_CHECKING:
     import httpx
 
-    from .handshake import Handshake as Link
+    from ..handshake import Handshake as Link
 
 __all__ = [
     "BadJson",
@@ -50,8 +59,6 @@ __all__ = [
     "UnknownChannel",
     "UnknownHandshake",
     "UnknownOp",
-    "qr_from_fields",
-    "qr_to_fields",
     "serve",
 ]
 
@@ -59,15 +66,16 @@ IMPLEMENTATION = "qrlink"
 DEFAULT_WAIT_MS = 30_000
 """How long ``handshake_wait`` and ``handshake_receive`` wait when the request gives no ``timeout_ms``."""
 
-Request = Mapping[str, Any]
-Response = dict[str, Any]
-
 
 # --- errors about the request itself ------------------------------------------------------------------------
 
 
 class PeerError(QrLinkError):
-    """Base class of the errors the peer reports about a request (as opposed to library errors)."""
+    """Base class of the errors the peer reports about a request (as opposed to library errors).
+
+    A missing or malformed field is reported as :class:`~qrlink_client.request_fields.MissingField` or
+    :class:`~qrlink_client.request_fields.InvalidFieldValue`, which the QR field mapping shares.
+    """
 
 
 class BadJson(PeerError):
@@ -80,14 +88,6 @@ class BadRequest(PeerError):
 
 class UnknownOp(PeerError):
     """The ``op`` names no operation of this peer."""
-
-
-class MissingField(PeerError):
-    """A required request field is absent or null."""
-
-
-class InvalidFieldValue(PeerError):
-    """A request field has the wrong JSON type, is not valid hex/base64, or is not an allowed value."""
 
 
 class UnknownChannel(PeerError):
@@ -125,88 +125,7 @@ def describe(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}"
 
 
-# --- request field readers ----------------------------------------------------------------------------------
-
-_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
-_E = TypeVar("_E", bound=enum.Enum)
-
-
-def _get(req: Request, name: str, *, required: bool) -> Any:
-    value = req.get(name)
-    if value is None and required:
-        raise MissingField(f"field {name!r} is required")
-    return value
-
-
-def _str(req: Request, name: str, *, required: bool = True) -> Any:
-    value = _get(req, name, required=required)
-    if value is not None and not isinstance(value, str):
-        raise InvalidFieldValue(f"field {name!r} must be a string")
-    return value
-
-
-def _req_str(req: Request, name: str) -> str:
-    value: str = _str(req, name)
-    return value
-
-
-def _opt_str(req: Request, name: str) -> str | None:
-    value: str | None = _str(req, name, required=False)
-    return value
-
-
-def _int(req: Request, name: str, choices: tuple[int, ...], *, default: int | None = None) -> int:
-    value = _get(req, name, required=default is None)
-    if value is None:
-        assert default is not None
-        return default
-    # bool is an int subclass in Python, but true/false is not a number on the wire.
-    if not isinstance(value, int) or isinstance(value, bool) or value not in choices:
-        raise InvalidFieldValue(f"field {name!r} must be one of {', '.join(map(str, choices))}")
-    return value
-
-
-def _positive_int(req: Request, name: str, default: int) -> int:
-    value = _get(req, name, required=False)
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidFieldValue(f"field {name!r} must be a non-negative integer")
-    return value
-
-
-def _hex(req: Request, name: str, *, required: bool = True) -> bytes | None:
-    value = _str(req, name, required=required)
-    if value is None:
-        return None
-    if not _HEX.fullmatch(value):
-        raise InvalidFieldValue(f"field {name!r} must be hex with an even number of digits")
-    return bytes.fromhex(value)
-
-
-def _req_hex(req: Request, name: str) -> bytes:
-    value = _hex(req, name)
-    assert value is not None
-    return value
-
-
-def _b64(req: Request, name: str) -> bytes:
-    try:
-        return b64decode(_req_str(req, name))
-    except QrLinkError:
-        raise InvalidFieldValue(f"field {name!r} must be standard base64") from None
-
-
-def _choice(req: Request, name: str, kind: type[_E], *, default: _E | None = None) -> _E:
-    value = _get(req, name, required=default is None)
-    if value is None:
-        assert default is not None
-        return default
-    for member in kind:
-        if member.value == value or member.name == value:
-            return member
-    allowed = ", ".join(json.dumps(m.value if isinstance(m.value, str) else m.name) for m in kind)
-    raise InvalidFieldValue(f"field {name!r} must be one of {allowed}")
+# --- request values ----------------------------------------------------------------------------------------
 
 
 def _plaintext(req: Request) -> bytes:
@@ -223,44 +142,6 @@ def _plaintext_fields(plaintext: bytes) -> Response:
     except UnicodeDecodeError:
         out["plaintext"] = None
     return out
-
-
-# --- QR fields ----------------------------------------------------------------------------------------------
-
-
-def qr_to_fields(code: QrCode) -> Response:
-    """The ``qr_decode`` response fields for a decoded QR code."""
-    if isinstance(code, Gen1QrCode):
-        return {
-            "generation": 1,
-            "prefix": QrPrefix.MATRIX.name,
-            "public_key_b64": b64encode(code.public_key),
-            "mode": int(code.mode),
-            "rendezvous_url": code.rendezvous_url,
-            "server_name": code.server_name,
-        }
-    return {
-        "generation": 2,
-        "prefix": code.prefix.name,
-        "public_key_b64": b64encode(code.public_key),
-        "intent": int(code.intent),
-        "rendezvous_id": code.rendezvous_id,
-        "base_url": code.base_url,
-    }
-
-
-def qr_from_fields(req: Request) -> QrCode:
-    """Build a QR code from the fields :func:`qr_to_fields` produces (the ``qr_encode`` request)."""
-    generation = _int(req, "generation", (1, 2))
-    public_key = _b64(req, "public_key_b64")
-    if generation == 1:
-        if _choice(req, "prefix", QrPrefix, default=QrPrefix.MATRIX) is not QrPrefix.MATRIX:
-            raise InvalidFieldValue("a Gen-1 QR code always has the MATRIX prefix")
-        mode = Gen1Mode(_int(req, "mode", tuple(Gen1Mode)))
-        return Gen1QrCode(public_key, mode, _req_str(req, "rendezvous_url"), _opt_str(req, "server_name"))
-    prefix = _choice(req, "prefix", QrPrefix, default=QrPrefix.IO_ELEMENT_MSC4388)
-    intent = Gen2Intent(_int(req, "intent", tuple(Gen2Intent)))
-    return Gen2QrCode(public_key, intent, _req_str(req, "rendezvous_id"), _req_str(req, "base_url"), prefix)
 
 
 # --- handshakes over a rendezvous ---------------------------------------------------------------------------
@@ -526,7 +407,7 @@ async def op_handshake_start(peer: Peer, req: Request) -> Response:
 
 
 async def _start_generator(peer: Peer, req: Request, secret: bytes | None) -> Response:
-    from .handshake import ShowGen1, ShowGen2, ShowQr, show_qr
+    from ..handshake import ShowGen1, ShowGen2, ShowQr, show_qr
 
     generation = _int(req, "generation", (1, 2))
     nonce = _hex(req, "response_nonce_hex", required=False)
@@ -561,7 +442,7 @@ async def _start_generator(peer: Peer, req: Request, secret: bytes | None) -> Re
 
 
 async def _start_scanner(peer: Peer, req: Request, secret: bytes | None) -> Response:
-    from .handshake import scan_qr
+    from ..handshake import scan_qr
 
     qr = decode_qr(_req_hex(req, "qr_hex"))
     profile = _profile(req, qr.generation)

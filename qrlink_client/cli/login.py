@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import QrLinkError
+from ..errors import QrLinkError
+from .command import CliUsageError
+from .qr_input import read_qr_input
 
 if TYPE_CHECKING:
     import httpx
 
-    from .login import NewDeviceLoginResult, ShowGen1, ShowGen2
+    from ..login import NewDeviceLoginResult, ShowGen1, ShowGen2
 
 __all__ = [
     "DEFAULT_SESSION_FILE",
@@ -165,8 +167,8 @@ class _PickleKey:
 
 
 def _pickle_key(path: Path) -> _PickleKey:
-    from ._b64 import b64decode, b64encode
-    from .cli_io import write_private_file
+    from .._b64 import b64decode, b64encode
+    from .io import write_private_file
 
     if path.exists():
         try:
@@ -197,8 +199,6 @@ def session_document(result: NewDeviceLoginResult, pickle_key_file: Path) -> dic
 
 def run_login(args: argparse.Namespace) -> int:
     """``qrlink login``: sign this machine in as a new device and write its session file."""
-    from .cli import CliUsageError
-
     if args.scan is None and args.gen == 2 and not args.homeserver:
         raise CliUsageError("showing a Gen-2 QR code needs --homeserver (the session is created there)")
     if args.scan is None and args.gen == 1 and not (args.rendezvous or args.homeserver):
@@ -215,7 +215,7 @@ def run_login(args: argparse.Namespace) -> int:
         if pickle_key.created:  # nothing was encrypted with it: leave nothing behind
             key_path.unlink(missing_ok=True)
         raise
-    from .cli_io import write_private_file
+    from .io import write_private_file
 
     document = session_document(result, key_path)
     write_private_file(session_file, (json.dumps(document, indent=2) + "\n").encode(), exclusive=not args.force)
@@ -236,11 +236,10 @@ def run_login(args: argparse.Namespace) -> int:
 async def _login(args: argparse.Namespace, pickle_key: bytes) -> NewDeviceLoginResult:
     import httpx
 
-    from .cli import read_qr_input
-    from .cli_io import Console, ProgressPrinter, check_code_prompt
-    from .e2ee import OlmDevice
-    from .login import login_new_device
-    from .transport import TransportOptions
+    from ..e2ee import OlmDevice
+    from ..login import login_new_device
+    from ..transport import TransportOptions
+    from .io import Console, ProgressPrinter, check_code_prompt
 
     console = Console()
     scanned = read_qr_input(args.scan) if args.scan is not None else None
@@ -267,9 +266,8 @@ async def _login(args: argparse.Namespace, pickle_key: bytes) -> NewDeviceLoginR
 
 async def _show(http: httpx.AsyncClient, args: argparse.Namespace) -> ShowGen1 | ShowGen2:
     """Where to create the session this device shows: ``--gen``, ``--rendezvous`` and ``--homeserver``."""
-    from .cli import CliUsageError
-    from .cli_io import discover_gen1_rendezvous, gen1_create_url
-    from .login import ShowGen1, ShowGen2
+    from ..discovery import discover_gen1_rendezvous, gen1_create_url
+    from ..login import ShowGen1, ShowGen2
 
     if args.gen == 2:
         if not args.homeserver:
@@ -284,11 +282,11 @@ async def _show(http: httpx.AsyncClient, args: argparse.Namespace) -> ShowGen1 |
 
 def _qr_outputs(args: argparse.Namespace) -> Callable[[bytes], None]:
     """What to do with the QR payload besides drawing it: ``--qr-png`` and ``--print-qr-base64``."""
-    from .cli_io import qr_payload_line
+    from .io import qr_payload_line
 
     def output(data: bytes) -> None:
         if args.qr_png is not None:
-            from .qr_render import render_png
+            from ..qr.render import render_png
 
             args.qr_png.write_bytes(render_png(data))
         if args.print_qr_base64:
@@ -348,7 +346,7 @@ def run_grant(args: argparse.Namespace) -> int:
 
 
 def _ask_recovery_key() -> str:
-    from .cli_io import Console, read_line_now
+    from .io import Console, read_line_now
 
     prompt = "recovery key (not shown): "
     if sys.stdin.isatty():
@@ -366,11 +364,10 @@ def _ask_recovery_key() -> str:
 async def _grant(args: argparse.Namespace, access_token: str, recovery_key: str) -> str:
     import httpx
 
-    from .cli import read_qr_input
-    from .cli_io import Console, ProgressPrinter, check_code_prompt
-    from .e2ee import E2eeHomeserver, SecretStorageSecrets
-    from .login import ShowGen1, grant_login
-    from .transport import TransportOptions
+    from ..e2ee import E2eeHomeserver, SecretStorageSecrets
+    from ..login import ShowGen1, grant_login
+    from ..transport import TransportOptions
+    from .io import Console, ProgressPrinter, check_code_prompt
 
     console = Console()
     scanned = read_qr_input(args.qr) if args.qr is not None else None

@@ -11,7 +11,7 @@ import io
 import os
 from typing import TYPE_CHECKING
 
-from .errors import QrLinkError
+from ..errors import QrLinkError
 
 if TYPE_CHECKING:
     from PIL.Image import Image

@@ -3,7 +3,9 @@
 - :class:`Console`: progress lines on stderr, each prefixed with the device it speaks for.
 - :class:`ProgressPrinter`: turns the login drivers' progress steps into those lines (and shows the QR code).
 - :func:`stdin_line` / :func:`check_code_prompt`: answers typed on stdin while the login runs.
-- :func:`discover_gen1_rendezvous`: the homeserver's MSC4108 rendezvous endpoint, from ``/versions``.
+- :func:`write_private_file`: the session file and the pickle key, readable by their owner only.
+
+Finding servers (the homeserver's rendezvous endpoint) is library logic: :mod:`qrlink_client.discovery`.
 
 stdout is kept for machine-readable output (a QR payload on request, one JSON line at the end); everything
 for the human goes to stderr.
@@ -20,11 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-import httpx
-
-from ._b64 import b64encode
-from .errors import QrLinkError
-from .flow import (
+from .._b64 import b64encode
+from ..errors import QrLinkError
+from ..flow import (
     Done,
     EstablishingSecureChannel,
     ExistingDeviceResult,
@@ -34,34 +34,22 @@ from .flow import (
     WaitingForAuth,
     WaitingForToken,
 )
-from .login import CheckCodePrompt, QrCodeReady
+from ..login import CheckCodePrompt, QrCodeReady
 
 __all__ = [
-    "GEN1_RENDEZVOUS_PATH",
     "Console",
     "InputClosed",
     "ProgressPrinter",
-    "RendezvousUnavailable",
     "check_code_prompt",
-    "discover_gen1_rendezvous",
-    "gen1_create_url",
     "qr_payload_line",
     "read_line_now",
     "stdin_line",
     "write_private_file",
 ]
 
-GEN1_RENDEZVOUS_PATH = "_matrix/client/unstable/org.matrix.msc4108/rendezvous"
-"""Where an MSC4108 (2024) rendezvous endpoint lives below a client-server API base URL."""
-
 
 class InputClosed(QrLinkError):
     """stdin ended before the answer that was asked for."""
-
-
-class RendezvousUnavailable(QrLinkError):
-    """The homeserver does not advertise an MSC4108 rendezvous endpoint (``org.matrix.msc4108`` in
-    ``/versions``); pass one with ``--rendezvous``."""
 
 
 class Console:
@@ -149,7 +137,7 @@ class ProgressPrinter:
         elif isinstance(step, QrCodeReady):
             data = step.data
             if self.show_qr:
-                from .qr_render import render_terminal
+                from ..qr.render import render_terminal
 
                 self.console.block(render_terminal(data))
             say(f"QR code ready ({len(data)} bytes): scan it with {self.peer}")
@@ -278,33 +266,7 @@ def check_code_prompt(console: Console, *, peer: str = "the other device") -> Ch
     return ask
 
 
-# --- rendezvous discovery -------------------------------------------------------------------------------------
-
-
-async def discover_gen1_rendezvous(http: httpx.AsyncClient, homeserver_url: str) -> str:
-    """The homeserver's MSC4108 create URL, if ``/_matrix/client/versions`` advertises ``org.matrix.msc4108``
-    (the check Element's clients make); else :class:`RendezvousUnavailable`."""
-    base = homeserver_url.rstrip("/")
-    try:
-        response = await http.get(f"{base}/_matrix/client/versions")
-        body = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError) as error:
-        raise RendezvousUnavailable(
-            f"cannot read {base}/_matrix/client/versions ({type(error).__name__}); pass --rendezvous"
-        ) from None
-    features = body.get("unstable_features") if isinstance(body, dict) else None
-    if not isinstance(features, dict) or features.get("org.matrix.msc4108") is not True:
-        raise RendezvousUnavailable(
-            f"{base} does not advertise org.matrix.msc4108 (MSC4108 rendezvous); pass --rendezvous URL"
-        )
-    return f"{base}/{GEN1_RENDEZVOUS_PATH}"
-
-
-def gen1_create_url(rendezvous_server: str) -> str:
-    """The MSC4108 create URL below a rendezvous server's base URL (``--rendezvous`` may be either)."""
-    if rendezvous_server.rstrip("/").endswith(GEN1_RENDEZVOUS_PATH):
-        return rendezvous_server.rstrip("/")
-    return f"{rendezvous_server.rstrip('/')}/{GEN1_RENDEZVOUS_PATH}"
+# --- files and output ---------------------------------------------------------------------------------------
 
 
 def qr_payload_line(data: bytes) -> str:
