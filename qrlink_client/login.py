@@ -1,10 +1,10 @@
 """Async drivers that run a whole sign in with QR code, one per device.
 
 The protocol itself lives in the sans-I/O machines of :mod:`qrlink_client.flow`. This module does their I/O:
-it creates or joins the rendezvous session (:mod:`~qrlink_client.transport`), runs the secure channel
-handshake (:mod:`~qrlink_client.channel`), carries out every action a machine returns (messages, the OAuth 2.0
-device grant, homeserver device checks, the user's check code and verification URI) and feeds each outcome
-back as an input. Progress goes to the app through one callback.
+it runs the secure channel handshake over a rendezvous session (:mod:`~qrlink_client.handshake`), carries
+out every action a machine returns (messages, the OAuth 2.0 device grant, homeserver device checks, the
+user's check code and verification URI) and feeds each outcome back as an input. Progress goes to the app
+through one callback.
 
 - :func:`login_new_device`: the device being signed in. Ends with its tokens, user and device IDs, its
   pickled Olm account and the user's secrets, verified against the homeserver and used to publish the
@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .channel import ChannelError, DecryptionError, EciesChannel, HpkeChannel, SecureChannel
+from .channel import ChannelError, DecryptionError, Role, SecureChannel
 from .discovery import well_known_base_url
 from .e2ee import E2eeHomeserver, OlmDevice, SecretsBundle, SecretsSource, publish_new_device
 from .errors import QrLinkError
@@ -59,6 +59,7 @@ from .flow import (
     WaitForDevice,
     parse_message,
 )
+from .handshake import ShowGen1, ShowGen2, ShowQr, scan_qr, show_qr
 from .oauth import (
     AuthMetadataUnavailable,
     ClientMetadata,
@@ -71,15 +72,8 @@ from .oauth import (
     TokenResponse,
     whoami,
 )
-from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, decode_qr
-from .transport import (
-    ConcurrentWrite,
-    Gen1Transport,
-    Gen2Prefix,
-    Gen2Transport,
-    RendezvousError,
-    TransportOptions,
-)
+from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, QrCode, decode_qr
+from .transport import ConcurrentWrite, RendezvousError, RendezvousTransport, TransportOptions
 
 __all__ = [
     "CheckCodePrompt",
@@ -126,25 +120,6 @@ class QrCodeReady(Progress):
     def data(self) -> bytes:
         """The bytes to encode in the QR code."""
         return self.qr.to_bytes()
-
-
-@dataclass(frozen=True)
-class ShowGen1:
-    """Show an MSC4108 QR code for a session created at ``create_url`` (a rendezvous endpoint)."""
-
-    create_url: str
-
-
-@dataclass(frozen=True)
-class ShowGen2:
-    """Show an MSC4388 QR code for a session created on the homeserver at ``base_url`` (kept as given: it goes
-    into the QR code and the channel's AAD)."""
-
-    base_url: str
-    prefix: Gen2Prefix = Gen2Prefix.UNSTABLE
-
-
-ShowQr = ShowGen1 | ShowGen2
 
 
 @dataclass(frozen=True)
@@ -357,7 +332,7 @@ class _Link:
     used for two different ciphertexts, and each payload is opened exactly once, in order.
     """
 
-    def __init__(self, transport: Gen1Transport | Gen2Transport, channel: SecureChannel) -> None:
+    def __init__(self, transport: RendezvousTransport, channel: SecureChannel) -> None:
         self.transport = transport
         self.channel = channel
         self._receiving: asyncio.Task[bytes] | None = None
@@ -556,51 +531,27 @@ class _Driver:
         options: TransportOptions | None,
     ) -> _Link:
         if scanned is not None:
-            return await self._join(http, scanned, options)
-        assert show is not None
-        transport: Gen1Transport | Gen2Transport
-        channel: SecureChannel
-        qr: QrCode
-        server_name, access_token = existing if existing is not None else (None, None)
-        if isinstance(show, ShowGen1):
-            channel = EciesChannel.generator()
-            transport = await Gen1Transport.create(http, show.create_url, options=options)
-            mode = Gen1Mode.LOGIN if existing is None else Gen1Mode.RECIPROCATE
-            qr = Gen1QrCode(channel.public_key, mode, transport.url, server_name)
+            handshake = await scan_qr(http, scanned, options=options)
         else:
-            transport = await Gen2Transport.create(
-                http, show.base_url, access_token=access_token, prefix=show.prefix, options=options
+            assert show is not None
+            server_name, access_token = existing if existing is not None else (None, None)
+            # The signed-in device offers to sign another in; the device without an account asks to be.
+            handshake = await show_qr(
+                http,
+                show,
+                reciprocate=existing is not None,
+                server_name=server_name,
+                access_token=access_token,
+                options=options,
             )
-            channel = HpkeChannel.generator(show.base_url, transport.rendezvous_id)
-            intent = Gen2Intent.LOGIN if existing is None else Gen2Intent.RECIPROCATE
-            qr = Gen2QrCode(channel.public_key, intent, transport.rendezvous_id, show.base_url)
         try:
-            self.on_progress(QrCodeReady(qr))
-            initiate = await transport.receive()
-            channel.accept_initiate(initiate, sequence_token=transport.own_sequence_token)
-            await transport.send(channel.ok_message(sequence_token=transport.sequence_token))
+            if handshake.role is Role.GENERATOR:
+                self.on_progress(QrCodeReady(handshake.qr))
+            await handshake.complete()
         except BaseException:
-            await transport.aclose()
+            await handshake.aclose()
             raise
-        return _Link(transport, channel)
-
-    @staticmethod
-    async def _join(http: httpx.AsyncClient, qr: QrCode, options: TransportOptions | None) -> _Link:
-        transport: Gen1Transport | Gen2Transport
-        channel: SecureChannel
-        if isinstance(qr, Gen1QrCode):
-            channel = EciesChannel.scanner()
-            transport = await Gen1Transport.join(http, qr.rendezvous_url, options=options)
-        else:
-            channel = HpkeChannel.scanner(qr.base_url, qr.rendezvous_id)
-            transport = await Gen2Transport.join(http, qr.base_url, qr.rendezvous_id, options=options)
-        try:
-            await transport.send(channel.initiate(qr.public_key, sequence_token=transport.sequence_token))
-            channel.accept_ok(await transport.receive(), sequence_token=transport.own_sequence_token)
-        except BaseException:
-            await transport.aclose()
-            raise
-        return _Link(transport, channel)
+        return _Link(handshake.transport, handshake.channel)
 
     async def _loop(self, link: _Link) -> None:
         machine = self.machine

@@ -29,7 +29,7 @@ from .. import __version__
 from .._b64 import b64encode
 from ..channel import EciesChannel, HpkeChannel, HpkeProfile, Role, SecureChannel
 from ..errors import QrLinkError
-from ..qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, QrPrefix, decode_qr
+from ..qr import Gen1Mode, Gen2Intent, QrPrefix, decode_qr
 from ..qr.fields import qr_from_fields, qr_to_fields
 from ..request_fields import InvalidFieldValue, MissingField, Request, Response
 from ..request_fields import b64_field as _b64
@@ -44,7 +44,7 @@ from ..request_fields import required_str_field as _req_str
 if TYPE_CHECKING:
     import httpx
 
-    from ..transport import RendezvousTransport as Transport
+    from ..handshake import Handshake as Link
 
 __all__ = [
     "BadJson",
@@ -157,15 +157,11 @@ class HandshakeState(enum.Enum):
 
 @dataclass
 class Handshake:
-    """A handshake the peer runs over a real rendezvous, and the secure channel it establishes."""
+    """A handshake the peer runs in the background over a real rendezvous, and its channel's handle."""
 
-    generation: int
-    role: Role
     channel_handle: str
-    channel: SecureChannel
-    transport: Transport
+    link: Link
     task: asyncio.Task[None] | None = None
-    peer_public_key: bytes | None = None
     error: BaseException | None = None
 
     @property
@@ -175,14 +171,6 @@ class Handshake:
         if self.task is not None and self.task.done():
             return HandshakeState.ESTABLISHED
         return HandshakeState.RUNNING
-
-    def seal_token(self) -> str | None:
-        """Gen-2 AAD token for the next seal: the one the next PUT carries (PROTOCOL.md §3.2.3)."""
-        return self.transport.sequence_token if self.generation == 2 else None
-
-    def open_token(self) -> str | None:
-        """Gen-2 AAD token for the next open: the one this side's own last write (or POST) returned."""
-        return self.transport.own_sequence_token if self.generation == 2 else None
 
 
 # --- the peer -----------------------------------------------------------------------------------------------
@@ -276,7 +264,7 @@ class Peer:
         tasks = [hs.task for hs in self.handshakes.values() if hs.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
         for hs in self.handshakes.values():
-            await hs.transport.aclose()
+            await hs.link.aclose()
         self.handshakes.clear()
         self.channels.clear()
         if self._owns_client and self._http_client is not None:
@@ -326,18 +314,25 @@ def op_channel_new(peer: Peer, req: Request) -> Response:
 
 
 def _new_channel(req: Request, generation: int, role: Role, secret: bytes | None) -> SecureChannel:
+    profile = _profile(req, generation)
     if generation == 1:
-        if req.get("profile") is not None:
-            raise InvalidFieldValue("field 'profile' applies to Gen-2 channels only")
         if role is Role.GENERATOR:
             return EciesChannel.generator(secret)
         return EciesChannel.scanner(secret)
-    profile = _choice(req, "profile", HpkeProfile, default=HpkeProfile.MSC)
     base_url = _req_str(req, "base_url")
     rendezvous_id = _req_str(req, "rendezvous_id")
     if role is Role.GENERATOR:
         return HpkeChannel.generator(base_url, rendezvous_id, secret, profile=profile)
     return HpkeChannel.scanner(base_url, rendezvous_id, secret, profile=profile)
+
+
+def _profile(req: Request, generation: int) -> HpkeProfile:
+    """The request's HPKE ``profile``, which a Gen-1 request must not give."""
+    if generation == 1:
+        if req.get("profile") is not None:
+            raise InvalidFieldValue("field 'profile' applies to Gen-2 channels only")
+        return HpkeProfile.MSC
+    return _choice(req, "profile", HpkeProfile, default=HpkeProfile.MSC)
 
 
 def op_channel_close(peer: Peer, req: Request) -> Response:
@@ -412,109 +407,70 @@ async def op_handshake_start(peer: Peer, req: Request) -> Response:
 
 
 async def _start_generator(peer: Peer, req: Request, secret: bytes | None) -> Response:
-    from ..transport import Gen1Transport, Gen2Transport
+    from ..handshake import ShowGen1, ShowGen2, ShowQr, show_qr
 
     generation = _int(req, "generation", (1, 2))
     nonce = _hex(req, "response_nonce_hex", required=False)
-    qr: QrCode
-    transport: Transport
+    show: ShowQr
     if generation == 1:
-        create_url = _req_str(req, "create_url")
-        mode = Gen1Mode(_int(req, "mode", tuple(Gen1Mode), default=Gen1Mode.LOGIN))
+        show = ShowGen1(_req_str(req, "create_url"))
+        reciprocate = _int(req, "mode", tuple(Gen1Mode), default=Gen1Mode.LOGIN) == Gen1Mode.RECIPROCATE
         server_name = _opt_str(req, "server_name")
-        channel = _new_channel(req, 1, Role.GENERATOR, secret)
-        gen1 = transport = await Gen1Transport.create(peer.http_client(), create_url)
-        try:
-            qr = Gen1QrCode(channel.public_key, mode, gen1.url, server_name)
-            qr_bytes = qr.to_bytes()
-        except Exception:
-            await _discard(transport)
-            raise
     else:
         base_url = _req_str(req, "base_url")
-        intent = Gen2Intent(_int(req, "intent", tuple(Gen2Intent), default=Gen2Intent.LOGIN))
+        reciprocate = _int(req, "intent", tuple(Gen2Intent), default=Gen2Intent.LOGIN) == Gen2Intent.RECIPROCATE
         prefix = _choice(req, "prefix", QrPrefix, default=QrPrefix.IO_ELEMENT_MSC4388)
-        gen2 = transport = await Gen2Transport.create(peer.http_client(), base_url)
-        try:
-            # The channel binds the rendezvous id into its AAD, and only the server's answer tells what it is.
-            fields = {**req, "rendezvous_id": gen2.rendezvous_id}
-            channel = _new_channel(fields, 2, Role.GENERATOR, secret)
-            qr = Gen2QrCode(channel.public_key, intent, gen2.rendezvous_id, base_url, prefix)
-            qr_bytes = qr.to_bytes()
-        except Exception:
-            await _discard(transport)
-            raise
-    handle, hs = _register(peer, generation, Role.GENERATOR, channel, transport)
-    hs.task = asyncio.create_task(_run_generator(hs, nonce))
+        show = ShowGen2(base_url, qr_prefix=prefix)
+        server_name = None
+    link = await show_qr(
+        peer.http_client(),
+        show,
+        reciprocate=reciprocate,
+        server_name=server_name,
+        secret_key=secret,
+        profile=_profile(req, generation),
+        response_nonce=nonce,
+    )
+    handle, hs = _register(peer, link)
     return {
         "handshake": handle,
         "channel": hs.channel_handle,
-        "public_key_b64": b64encode(channel.public_key),
-        "qr_hex": qr_bytes.hex(),
-        **qr_to_fields(qr),
+        "public_key_b64": b64encode(link.channel.public_key),
+        "qr_hex": link.qr.to_bytes().hex(),
+        **qr_to_fields(link.qr),
     }
-
-
-async def _discard(transport: Transport) -> None:
-    """Delete a session just created for a request that then failed, so nothing half-made is left behind."""
-    try:
-        await transport.delete()
-    except QrLinkError:
-        pass  # it expires on its own; the caller hears about the error that made us discard it
-    finally:
-        await transport.aclose()
 
 
 async def _start_scanner(peer: Peer, req: Request, secret: bytes | None) -> Response:
-    from ..transport import Gen1Transport, Gen2Transport
+    from ..handshake import scan_qr
 
     qr = decode_qr(_req_hex(req, "qr_hex"))
-    transport: Transport
-    if isinstance(qr, Gen1QrCode):
-        channel = _new_channel(req, 1, Role.SCANNER, secret)
-        transport = await Gen1Transport.join(peer.http_client(), qr.rendezvous_url)
-    else:
-        fields = {**req, "base_url": qr.base_url, "rendezvous_id": qr.rendezvous_id}
-        channel = _new_channel(fields, 2, Role.SCANNER, secret)
-        transport = await Gen2Transport.join(peer.http_client(), qr.base_url, qr.rendezvous_id)
-    handle, hs = _register(peer, qr.generation, Role.SCANNER, channel, transport)
-    hs.task = asyncio.create_task(_run_scanner(hs, qr.public_key))
+    profile = _profile(req, qr.generation)
+    link = await scan_qr(peer.http_client(), qr, secret_key=secret, profile=profile)
+    handle, hs = _register(peer, link)
     return {
         "handshake": handle,
         "channel": hs.channel_handle,
-        "public_key_b64": b64encode(channel.public_key),
-        "generation": qr.generation,
+        "public_key_b64": b64encode(link.channel.public_key),
+        "generation": link.generation,
     }
 
 
-def _register(
-    peer: Peer, generation: int, role: Role, channel: SecureChannel, transport: Transport
-) -> tuple[str, Handshake]:
+def _register(peer: Peer, link: Link) -> tuple[str, Handshake]:
+    """Add the handshake and its channel to the peer's tables and finish the handshake in the background."""
     channel_handle = peer.new_handle("ch")
-    peer.channels[channel_handle] = channel
-    hs = Handshake(generation, role, channel_handle, channel, transport)
+    peer.channels[channel_handle] = link.channel
+    hs = Handshake(channel_handle, link)
     handle = peer.new_handle("hs")
     peer.handshakes[handle] = hs
+    hs.task = asyncio.create_task(_complete(hs))
     return handle, hs
 
 
-async def _run_generator(hs: Handshake, response_nonce: bytes | None) -> None:
+async def _complete(hs: Handshake) -> None:
+    # The failure is kept for handshake_status/handshake_wait rather than raised into the event loop.
     try:
-        initiate = await hs.transport.receive()
-        hs.peer_public_key = hs.channel.accept_initiate(initiate, sequence_token=hs.open_token())
-        ok = hs.channel.ok_message(sequence_token=hs.seal_token(), response_nonce=response_nonce)
-        await hs.transport.send(ok)
-    except Exception as exc:
-        hs.error = exc
-
-
-async def _run_scanner(hs: Handshake, generator_public_key: bytes) -> None:
-    try:
-        initiate = hs.channel.initiate(generator_public_key, sequence_token=hs.seal_token())
-        await hs.transport.send(initiate)
-        ok = await hs.transport.receive()
-        hs.channel.accept_ok(ok, sequence_token=hs.open_token())
-        hs.peer_public_key = generator_public_key
+        await hs.link.complete()
     except Exception as exc:
         hs.error = exc
 
@@ -522,12 +478,12 @@ async def _run_scanner(hs: Handshake, generator_public_key: bytes) -> None:
 def _outcome(hs: Handshake) -> Response:
     out: Response = {"state": hs.state.value, "channel": hs.channel_handle}
     if hs.state is HandshakeState.ESTABLISHED:
-        code = hs.channel.check_code
-        assert hs.peer_public_key is not None
+        code = hs.link.channel.check_code
+        assert hs.link.peer_public_key is not None
         out.update(
             check_code=code.digits,
             check_bytes_hex=code.raw.hex(),
-            peer_public_b64=b64encode(hs.peer_public_key),
+            peer_public_b64=b64encode(hs.link.peer_public_key),
         )
     elif hs.error is not None:
         out.update(error=type(hs.error).__name__, message=describe(hs.error))
@@ -564,7 +520,8 @@ async def op_handshake_send(peer: Peer, req: Request) -> Response:
     """Encrypt ``plaintext`` on an established handshake's channel and send it over its rendezvous."""
     hs = peer.handshake(req)
     _established(hs)
-    await hs.transport.send(hs.channel.encrypt(_plaintext(req), sequence_token=hs.seal_token()))
+    link = hs.link
+    await link.transport.send(link.channel.encrypt(_plaintext(req), sequence_token=link.seal_token))
     return {}
 
 
@@ -573,8 +530,9 @@ async def op_handshake_receive(peer: Peer, req: Request) -> Response:
     hs = peer.handshake(req)
     _established(hs)
     timeout = _positive_int(req, "timeout_ms", DEFAULT_WAIT_MS) / 1000
-    message = await hs.transport.receive(timeout=timeout)
-    return _plaintext_fields(hs.channel.decrypt(message, sequence_token=hs.open_token()))
+    link = hs.link
+    message = await link.transport.receive(timeout=timeout)
+    return _plaintext_fields(link.channel.decrypt(message, sequence_token=link.open_token))
 
 
 async def op_handshake_close(peer: Peer, req: Request) -> Response:
@@ -587,11 +545,7 @@ async def op_handshake_close(peer: Peer, req: Request) -> Response:
     peer.channels.pop(hs.channel_handle, None)
     if hs.task is not None and not hs.task.done():
         hs.task.cancel()
-    try:
-        if delete:
-            await hs.transport.delete()
-    finally:
-        await hs.transport.aclose()
+    await hs.link.aclose(delete=delete)
     return {}
 
 

@@ -45,14 +45,25 @@ class RendezvousTransport(Protocol):
 
     @property
     def sequence_token(self) -> str | None:
-        """Gen-2: the token the next send PUTs with, which the sender binds into its AAD. Gen-1: ``None``."""
+        """Gen-2: the token the next send PUTs with, which the sender binds into its AAD. Gen-1: ``None``.
+
+        A message is sealed with this token just before it is sent.
+        """
         ...
 
     @property
     def own_sequence_token(self) -> str | None:
         """Gen-2: the token of this side's own last PUT/POST, which the receiver binds into its AAD.
 
-        Gen-1: ``None``.
+        The peer's reply to that write is opened with this token. Gen-1: ``None``.
+        """
+        ...
+
+    @property
+    def replaced_sequence_token(self) -> str | None:
+        """Gen-2: the token this side's own last PUT was made with (``None`` after create). Gen-1: ``None``.
+
+        A peer that wrote before reading that PUT (out of turn) sealed with this token instead.
         """
         ...
 
@@ -67,6 +78,10 @@ class RendezvousTransport(Protocol):
 
     async def receive(self, timeout: float | None = None) -> str:  # noqa: ASYNC109 - public API
         """Wait for the peer's next payload and return it."""
+        ...
+
+    async def receive_pending(self) -> str | None:
+        """The peer's payload if the slot holds one not read yet, else ``None``; never waits."""
         ...
 
     async def delete(self) -> None:

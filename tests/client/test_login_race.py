@@ -7,15 +7,17 @@ read that write, exactly as when a user types a wrong code just as the peer writ
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Literal
 
 import httpx
 import pytest
 
-from qrlink_client.channel import DecryptionError, EciesChannel, HpkeChannel, SecureChannel
+from qrlink_client.channel import DecryptionError
+from qrlink_client.handshake import ShowGen1, ShowGen2, ShowQr, scan_qr, show_qr
 from qrlink_client.login import _Link
-from qrlink_client.transport import ConcurrentWrite, Gen1Transport, Gen2Transport, RetryPolicy, TransportOptions
+from qrlink_client.transport import ConcurrentWrite, Gen2Transport, RetryPolicy, TransportOptions
 from tests.support import transport as support
 from tests.support.transport import OurServer
 
@@ -31,25 +33,11 @@ PROTOCOLS = json.dumps({"type": "m.login.protocols", "protocols": ["device_autho
 
 async def established(http: httpx.AsyncClient, server: OurServer, generation: Literal[1, 2]) -> tuple[_Link, _Link]:
     """(G, S): both links after the channel handshake; S has read LoginOk, so it is S's turn to write."""
-    g_transport: Gen1Transport | Gen2Transport
-    s_transport: Gen1Transport | Gen2Transport
-    g_channel: SecureChannel
-    s_channel: SecureChannel
-    if generation == 1:
-        g_transport = await Gen1Transport.create(http, server.gen1_create_url, options=FAST)
-        s_transport = await Gen1Transport.join(http, g_transport.url, options=FAST)
-        g_channel, s_channel = EciesChannel.generator(), EciesChannel.scanner()
-    else:
-        g2 = await Gen2Transport.create(http, server.base_url, options=FAST)
-        s_transport = await Gen2Transport.join(http, server.base_url, g2.rendezvous_id, options=FAST)
-        g_transport = g2
-        g_channel = HpkeChannel.generator(server.base_url, g2.rendezvous_id)
-        s_channel = HpkeChannel.scanner(server.base_url, g2.rendezvous_id)
-    await s_transport.send(s_channel.initiate(g_channel.public_key, sequence_token=s_transport.sequence_token))
-    g_channel.accept_initiate(await g_transport.receive(), sequence_token=g_transport.own_sequence_token)
-    await g_transport.send(g_channel.ok_message(sequence_token=g_transport.sequence_token))
-    s_channel.accept_ok(await s_transport.receive(), sequence_token=s_transport.own_sequence_token)
-    return _Link(g_transport, g_channel), _Link(s_transport, s_channel)
+    show: ShowQr = ShowGen1(server.gen1_create_url) if generation == 1 else ShowGen2(server.base_url)
+    g = await show_qr(http, show, options=FAST)
+    s = await scan_qr(http, g.qr, options=FAST)
+    await asyncio.gather(g.complete(), s.complete())
+    return _Link(g.transport, g.channel), _Link(s.transport, s.channel)
 
 
 # --- the transport additions --------------------------------------------------------------------------------
