@@ -17,7 +17,7 @@ from qrlink_client.transport import Gen1Transport, Gen2Transport, RetryPolicy, T
 from tests.support import transport as support
 from tests.support.transport import OurServer
 
-our_server, recorder, http = support.our_server, support.recorder, support.http
+our_server = support.our_server
 
 FAST = TransportOptions(poll_interval=0.05, push=False, retry=RetryPolicy(attempts=2, initial_delay=0.01))
 BOTH_GENERATIONS = pytest.mark.parametrize("generation", [1, 2], ids=["gen1", "gen2"])
