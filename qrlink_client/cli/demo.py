@@ -22,6 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import QrLinkError
+from .terminal import add_color_option, color_enabled
 
 if TYPE_CHECKING:
     from devstack import DevStack
@@ -81,6 +82,7 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="use the rendezvous server's push delivery (long-poll or WebSocket) when offered (default: yes)",
     )
+    add_color_option(parser)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -139,7 +141,7 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
         terminal = Console(label)
         return DemoDevice(
             say=terminal.line,
-            on_progress=ProgressPrinter(terminal, peer=peer, show_qr=not args.auto),
+            on_progress=ProgressPrinter(terminal, peer=peer, show_qr=not args.auto, color=color_enabled(args.no_color)),
             check_code_prompt=None if args.auto else check_code_prompt(terminal, peer=peer),
         )
 

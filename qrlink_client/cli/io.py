@@ -35,6 +35,7 @@ from ..flow import (
     WaitingForToken,
 )
 from ..login import CheckCodePrompt, QrCodeReady
+from .terminal import color_enabled, draw_qr
 
 __all__ = [
     "Console",
@@ -113,8 +114,10 @@ class ProgressPrinter:
 
     ``peer`` names the other device in the messages ("the other device", "the phone"). ``on_qr`` receives the
     QR payload when this device shows one (draw it, write a PNG, hand it to the scanner); ``show_qr`` also
-    draws it on the console. Line formats are stable, because scripts read them: ``check code: NN`` and
-    ``user code: XXXX-XXXX``.
+    draws it on the console, sized for its terminal (:func:`~qrlink_client.cli.terminal.draw_qr`), black on
+    white unless ``color`` is false (default: unless ``$NO_COLOR`` is set). When the code does not fit the
+    window, a line says so and names ``image_option`` (``--qr-png``) if the command has one. Line formats are
+    stable, because scripts read them: ``check code: NN`` and ``user code: XXXX-XXXX``.
     """
 
     def __init__(
@@ -124,11 +127,15 @@ class ProgressPrinter:
         peer: str = "the other device",
         show_qr: bool = True,
         on_qr: Callable[[bytes], None] | None = None,
+        color: bool | None = None,
+        image_option: str | None = None,
     ) -> None:
         self.console = console
         self.peer = peer
         self.show_qr = show_qr
         self.on_qr = on_qr
+        self.color = color_enabled() if color is None else color
+        self.image_option = image_option
 
     def __call__(self, step: Progress) -> None:
         say = self.console.line
@@ -136,11 +143,13 @@ class ProgressPrinter:
             say("starting")
         elif isinstance(step, QrCodeReady):
             data = step.data
-            if self.show_qr:
-                from ..qr.render import render_terminal
-
-                self.console.block(render_terminal(data))
+            # The code comes last, so that a window just tall enough shows all of it.
             say(f"QR code ready ({len(data)} bytes): scan it with {self.peer}")
+            if self.show_qr:
+                drawn = draw_qr(data, self.console.stream, color=self.color, image_option=self.image_option)
+                self.console.block(drawn.text)
+                if drawn.advice:
+                    say(drawn.advice)
             if self.on_qr is not None:
                 self.on_qr(data)
         elif isinstance(step, EstablishingSecureChannel):

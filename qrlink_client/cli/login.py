@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 from ..errors import QrLinkError
 from .command import CliUsageError
 from .qr_input import read_qr_input
+from .terminal import add_color_option, color_enabled
 
 if TYPE_CHECKING:
     import httpx
 
     from ..login import NewDeviceLoginResult, ShowGen1, ShowGen2
+    from .io import Console, ProgressPrinter
 
 __all__ = [
     "DEFAULT_SESSION_FILE",
@@ -103,6 +105,7 @@ def _add_show_options(parser: argparse.ArgumentParser, *, who: str) -> None:
     parser.add_argument(
         "--no-terminal-qr", action="store_true", help="do not draw the QR code in the terminal (stderr)"
     )
+    add_color_option(parser)
 
 
 def _add_push_option(parser: argparse.ArgumentParser) -> None:
@@ -239,7 +242,7 @@ async def _login(args: argparse.Namespace, pickle_key: bytes) -> NewDeviceLoginR
     from ..e2ee import OlmDevice
     from ..login import login_new_device
     from ..transport import TransportOptions
-    from .io import Console, ProgressPrinter, check_code_prompt
+    from .io import Console, check_code_prompt
 
     console = Console()
     scanned = read_qr_input(args.scan) if args.scan is not None else None
@@ -254,7 +257,7 @@ async def _login(args: argparse.Namespace, pickle_key: bytes) -> NewDeviceLoginR
         return await login_new_device(
             http,
             pickle_key=pickle_key,
-            on_progress=ProgressPrinter(console, show_qr=not args.no_terminal_qr, on_qr=_qr_outputs(args)),
+            on_progress=_progress_printer(console, args),
             show=show,
             scanned=scanned,
             check_code_prompt=check_code_prompt(console) if show is not None else None,
@@ -278,6 +281,19 @@ async def _show(http: httpx.AsyncClient, args: argparse.Namespace) -> ShowGen1 |
     if not args.homeserver:
         raise CliUsageError("showing a Gen-1 QR code needs --rendezvous, or --homeserver to discover it")
     return ShowGen1(await discover_gen1_rendezvous(http, args.homeserver))
+
+
+def _progress_printer(console: Console, args: argparse.Namespace) -> ProgressPrinter:
+    """The progress lines of ``login`` and ``grant``, and the QR code as their options ask."""
+    from .io import ProgressPrinter
+
+    return ProgressPrinter(
+        console,
+        show_qr=not args.no_terminal_qr,
+        on_qr=_qr_outputs(args),
+        color=color_enabled(args.no_color),
+        image_option="--qr-png",
+    )
 
 
 def _qr_outputs(args: argparse.Namespace) -> Callable[[bytes], None]:
@@ -367,7 +383,7 @@ async def _grant(args: argparse.Namespace, access_token: str, recovery_key: str)
     from ..e2ee import E2eeHomeserver, SecretStorageSecrets
     from ..login import ShowGen1, grant_login
     from ..transport import TransportOptions
-    from .io import Console, ProgressPrinter, check_code_prompt
+    from .io import Console, check_code_prompt
 
     console = Console()
     scanned = read_qr_input(args.qr) if args.qr is not None else None
@@ -395,7 +411,7 @@ async def _grant(args: argparse.Namespace, access_token: str, recovery_key: str)
             access_token=access_token,
             secrets=SecretStorageSecrets(recovery_key, homeserver),
             open_verification_uri=open_uri,
-            on_progress=ProgressPrinter(console, show_qr=not args.no_terminal_qr, on_qr=_qr_outputs(args)),
+            on_progress=_progress_printer(console, args),
             show=show,
             server_name=server_name,
             scanned=scanned,

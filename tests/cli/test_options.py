@@ -3,6 +3,7 @@ they share. No server is contacted except where a closed local port stands for a
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -11,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from qrlink_client.cli import main
-from qrlink_client.cli.io import Console, InputClosed, check_code_prompt, stdin_line
+from qrlink_client.cli.io import Console, InputClosed, ProgressPrinter, check_code_prompt, stdin_line
+from qrlink_client.cli.main import build_parser
 from qrlink_client.discovery import gen1_create_url
+from qrlink_client.login import QrCodeReady
+from qrlink_client.qr import Gen1Mode, Gen1QrCode
 from rendezvous.protocol import GEN1_PATH
 
 
@@ -189,3 +193,62 @@ async def test_reading_past_the_end_of_stdin_raises_input_closed(typed: Callable
     assert await stdin_line() == "only line"
     with pytest.raises(InputClosed):
         await stdin_line()
+
+
+def _qr_ready(url: str) -> QrCodeReady:
+    return QrCodeReady(qr=Gen1QrCode(bytes(32), Gen1Mode.LOGIN, url))
+
+
+@pytest.fixture
+def window(monkeypatch: pytest.MonkeyPatch) -> Callable[[int, int], None]:
+    """Set the terminal size the QR code is drawn for."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("TERM", raising=False)
+
+    def resize(columns: int, lines: int) -> None:
+        monkeypatch.setenv("COLUMNS", str(columns))
+        monkeypatch.setenv("LINES", str(lines))
+
+    return resize
+
+
+def test_the_qr_code_is_drawn_last_black_on_white_and_fits_80x24(window: Callable[[int, int], None]) -> None:
+    window(80, 24)
+    stream = io.StringIO()
+    ProgressPrinter(Console("[new]", stream), image_option="--qr-png")(
+        _qr_ready("https://matrix-client.matrix.org/_synapse/client/rendezvous/01JD2ZQ8XN4S8B5F0W3E7K9M6R")
+    )
+    first, *code = stream.getvalue().splitlines()
+    assert first.startswith("[new] QR code ready (128 bytes): scan it with the other device")
+    assert len(code) == 23  # and the cursor on the 24th line
+    assert all(line.startswith("\x1b[30;47m") and line.endswith("\x1b[0m") for line in code)
+
+
+def test_a_qr_code_too_tall_for_the_window_comes_with_advice(window: Callable[[int, int], None]) -> None:
+    window(80, 20)
+    stream = io.StringIO()
+    ProgressPrinter(Console("", stream), image_option="--qr-png")(_qr_ready("https://rz.example.org/" + "x" * 60))
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("the QR code needs 45 columns by 24 lines and this terminal has 80 by 20: enlarge the")
+    assert last.endswith("or use --qr-png FILE and scan the image")
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_the_qr_code_is_drawn_without_colour_on_request(
+    how: str, window: Callable[[int, int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window(80, 24)
+    if how == "environment":
+        monkeypatch.setenv("NO_COLOR", "1")
+    stream = io.StringIO()
+    ProgressPrinter(Console("", stream), color=False if how == "argument" else None)(
+        _qr_ready("https://rz.example.org/x")
+    )
+    assert "\x1b" not in stream.getvalue()
+    assert "\u2588" in stream.getvalue()
+
+
+@pytest.mark.parametrize("command", [["login"], ["grant", "--homeserver", "https://hs.example", "--show"], ["demo"]])
+def test_commands_that_draw_a_qr_code_take_no_color(command: list[str]) -> None:
+    args = build_parser().parse_args([*command, "--no-color"])
+    assert args.no_color is True
