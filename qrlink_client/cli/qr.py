@@ -10,13 +10,19 @@ import sys
 from pathlib import Path
 
 from .command import EXIT_OK, Command
-from .qr_input import UnrecognisedInput, parse_hex, read_qr_input
+from .qr_input import UnrecognisedInput, read_qr_input
+from .terminal import add_color_option, color_enabled
 
 __all__ = ["QR"]
 
+_INPUT_HELP = (
+    "the payload: hex, base64 (standard or URL-safe, padding optional), a file (an image of the QR code, "
+    "or the payload as bytes, hex or base64), or - to read any of those from stdin"
+)
+
 
 def _configure_decode(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="the payload as hex or base64, or an image file holding the QR code")
+    parser.add_argument("input", metavar="QR", help=_INPUT_HELP)
     parser.add_argument("--json", action="store_true", help="print the fields as one JSON object")
 
 
@@ -24,46 +30,61 @@ def _run_decode(args: argparse.Namespace) -> int:
     import json
 
     from ..qr import decode_qr
-    from ..qr.fields import qr_to_fields
+    from ..qr.fields import qr_to_fields, qr_to_text_fields
 
-    data = read_qr_input(args.input)
-    fields = qr_to_fields(decode_qr(data))
-    fields["hex"] = data.hex()
+    data = read_qr_input(args.input, allow_stdin=True)
+    code = decode_qr(data)
     if args.json:
+        fields = qr_to_fields(code)
+        fields["hex"] = data.hex()
         print(json.dumps(fields))
     else:
-        width = max(map(len, fields))
-        for name, value in fields.items():
-            print(f"{name:<{width}}  {'-' if value is None else value}")
+        shown = qr_to_text_fields(code)
+        shown["hex"] = data.hex()
+        width = max(map(len, shown))
+        for name, value in shown.items():
+            print(f"{name:<{width}}  {value}")
     return EXIT_OK
 
 
 def _configure_render(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("hex", help="the payload bytes as hex")
+    parser.add_argument("input", metavar="QR", help=_INPUT_HELP)
     parser.add_argument("--png", metavar="FILE", type=Path, help="write a PNG image to FILE")
     parser.add_argument("--svg", metavar="FILE", type=Path, help="write an SVG image to FILE")
     parser.add_argument(
         "--terminal",
         action="store_true",
-        help="print the code with Unicode half blocks (the default when no file is given)",
+        help="print the code with Unicode half blocks on stdout (the default when no file is given)",
     )
     parser.add_argument("--scale", type=int, default=8, help="pixels per module in PNG/SVG (default 8)")
+    add_color_option(parser)
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from ..qr.render import render_png, render_svg, render_terminal
+    from ..qr.render import DEFAULT_BORDER, make_symbol, render_png, render_svg
+    from .terminal import draw_qr
 
-    data = parse_hex(args.hex)
-    if data is None:
-        raise UnrecognisedInput("the payload must be hex with an even number of digits")
     if args.scale < 1:
         raise UnrecognisedInput("--scale must be at least 1")
+    data = read_qr_input(args.input, allow_stdin=True)
+    symbol = make_symbol(data)
+    width, height = symbol.symbol_size(scale=args.scale, border=DEFAULT_BORDER)
+    modules = symbol.symbol_size(scale=1, border=0)[0]
+    geometry = f"{width}x{height} px, {modules}x{modules} modules, error correction {symbol.error}"
     if args.png is not None:
-        args.png.write_bytes(render_png(data, scale=args.scale))
+        png = render_png(data, scale=args.scale)
+        args.png.write_bytes(png)
+        print(f"wrote {args.png}: PNG, {geometry}, {len(png)} bytes", file=sys.stderr)
     if args.svg is not None:
-        args.svg.write_text(render_svg(data, scale=args.scale), encoding="utf-8")
+        svg = render_svg(data, scale=args.scale).encode("utf-8")
+        args.svg.write_bytes(svg)
+        print(f"wrote {args.svg}: SVG, {geometry}, {len(svg)} bytes", file=sys.stderr)
     if args.terminal or (args.png is None and args.svg is None):
-        sys.stdout.write(render_terminal(data))
+        drawn = draw_qr(data, sys.stdout, color=color_enabled(args.no_color), image_option="--png")
+        sys.stdout.write(drawn.text)
+        sys.stdout.flush()
+        if drawn.advice:
+            print(f"qrlink: {drawn.advice}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -76,8 +97,15 @@ QR = Command(
             name="decode",
             help="print the fields of a QR payload",
             description=(
-                "Decode a QR payload given as hex, as standard base64, or as an image file (PNG, JPEG, ...; "
-                "needs the qr-image extra) and print its fields."
+                "Decode a QR payload and print its fields. The payload is given as hex, as base64 (standard or "
+                "URL-safe, padded or not), as a file (an image of the QR code, PNG, JPEG, ..., which needs the "
+                "qr-image extra; or a file holding the payload bytes, hex or base64), or as - for stdin."
+            ),
+            epilog=(
+                "examples:\n"
+                "  qrlink qr decode code.png                 # an image of the QR code\n"
+                "  qrlink qr decode TUFUUklYAgPYhmhqshl7...  # the payload as base64 or hex\n"
+                "  qrlink qr decode --json - < payload.txt   # read from stdin"
             ),
             configure=_configure_decode,
             run=_run_decode,
@@ -85,7 +113,19 @@ QR = Command(
         Command(
             name="render",
             help="draw a QR payload as PNG, SVG or terminal text",
-            description="Render payload bytes as a QR code: byte mode, error correction level Q.",
+            description=(
+                "Render payload bytes (given as for 'qrlink qr decode') as a QR code in byte mode. Images use "
+                "error correction level Q and a quiet zone of 4 modules. In the terminal the code is drawn black "
+                "on white with half blocks, two module rows per line, a quiet zone of 2 modules and the highest "
+                "of error correction Q, M and L that fits the window; if none fits, it says so on stderr. Each "
+                "file written is reported on stderr."
+            ),
+            epilog=(
+                "examples:\n"
+                "  qrlink qr render TUFUUklYAgPYhmhqshl7...           # draw it in the terminal\n"
+                "  qrlink qr render TUFUUklYAgPYhmhqshl7... --png code.png\n"
+                "  qrlink qr render - --svg code.svg < payload.txt    # read from stdin"
+            ),
             configure=_configure_render,
             run=_run_render,
         ),

@@ -4,6 +4,9 @@ and ``qr_encode`` exchange.
 Gen-1 fields: ``generation`` (1), ``prefix`` (``"MATRIX"``), ``public_key_b64``, ``mode`` (3 or 4),
 ``rendezvous_url``, ``server_name``. Gen-2 fields: ``generation`` (2), ``prefix``, ``public_key_b64``,
 ``intent`` (0 or 1), ``rendezvous_id``, ``base_url``. Public keys are unpadded standard base64.
+
+:func:`qr_to_text_fields` gives the same fields as text for people: the mode or intent named
+(``login (0x03, new device shows it)``) and the generation with its MSC.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ..request_fields import (
 )
 from .codec import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, QrPrefix
 
-__all__ = ["qr_from_fields", "qr_to_fields"]
+__all__ = ["intent_label", "qr_from_fields", "qr_to_fields", "qr_to_text_fields"]
 
 
 def qr_to_fields(code: QrCode) -> Response:
@@ -43,6 +46,30 @@ def qr_to_fields(code: QrCode) -> Response:
         "rendezvous_id": code.rendezvous_id,
         "base_url": code.base_url,
     }
+
+
+_SHOWN_BY = {"LOGIN": "new device shows it", "RECIPROCATE": "existing device shows it"}
+_MSC = {1: "MSC4108", 2: "MSC4388"}
+
+
+def intent_label(value: Gen1Mode | Gen2Intent) -> str:
+    """A Gen-1 mode or Gen-2 intent for people: its name, byte and which device shows the code, e.g.
+    ``login (0x03, new device shows it)`` or ``reciprocate (0x01, existing device shows it)``."""
+    shown_by = _SHOWN_BY.get(value.name)
+    detail = f"0x{int(value):02x}, {shown_by}" if shown_by else f"0x{int(value):02x}"
+    return f"{value.name.lower()} ({detail})"
+
+
+def qr_to_text_fields(code: QrCode) -> dict[str, str]:
+    """The fields of :func:`qr_to_fields` as text for people (``qrlink qr decode`` without ``--json``): the
+    generation with its MSC, the mode or intent by :func:`intent_label`, ``-`` for an absent value."""
+    fields = {name: "-" if value is None else str(value) for name, value in qr_to_fields(code).items()}
+    fields["generation"] = f"{code.generation} ({_MSC[code.generation]})"
+    if isinstance(code, Gen1QrCode):
+        fields["mode"] = intent_label(code.mode)
+    else:
+        fields["intent"] = intent_label(code.intent)
+    return fields
 
 
 def qr_from_fields(req: Request) -> QrCode:
