@@ -7,19 +7,21 @@ and listing it in :data:`COMMANDS`; subcommands with their own subcommands (``qr
 
 Exit status: 0 on success; 1 when the library reports an error, printed as
 ``qrlink: <ErrorClass>: <message>``; 2 for usage errors (argparse's convention); 130 when interrupted
-(Ctrl-C), after the command has cleaned up.
+(Ctrl-C), after the command has cleaned up; 141 (128 + SIGPIPE), silently, when stdout is a pipe whose reader
+has gone (``qrlink qr decode ... | head -n 1``), as for any program killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import QrLinkError
 from . import demo, login
-from .command import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliUsageError, Command
+from .command import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CliUsageError, Command
 from .qr import QR
 from .qr_input import UnrecognisedInput, read_qr_input
 
@@ -165,10 +167,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``qrlink`` with ``argv`` (default: the process arguments); returns the exit status."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Output still buffered is written here, so a reader that has gone shows up now and not as an
+            # "Exception ignored" message when the interpreter exits (also after --help, which exits).
+            if sys.stdout is not None:
+                sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _discard_stdout() -> None:
+    """Point stdout's file descriptor at the null device: what is still buffered goes nowhere at exit
+    instead of failing once more (the recipe of the Python documentation on SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdout, or not a file (output captured in-process)
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args._run
     try:
         return run(args)
+    except BrokenPipeError:
+        raise  # stdout's reader has gone: not an error to report (see main)
     except KeyboardInterrupt:
         print("qrlink: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -281,6 +282,31 @@ def test_qr_render_into_a_missing_folder_is_an_error_not_a_traceback(
 ) -> None:
     assert main(["qr", "render", GEN2_HEX, "--png", str(tmp_path / "no" / "a.png")]) == 1
     assert capsys.readouterr().err.startswith("qrlink: ")
+
+
+def test_a_closed_stdout_pipe_ends_qrlink_silently() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written, as after `| head` has finished
+    try:
+        result = subprocess.run(
+            [str(QRLINK), "qr", "decode", LONG_GEN1_HEX], stdout=write_end, stderr=subprocess.PIPE, timeout=30
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141
+    assert result.stderr == b""
+
+
+def test_a_broken_pipe_while_writing_is_exit_status_141_with_no_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert main(["qr", "decode", GEN1_HEX]) == 141
+    assert capsys.readouterr().err == ""
 
 
 def test_peer_subcommand_serves_json_lines() -> None:
