@@ -7,6 +7,7 @@
 - :mod:`~qrlink_client.cli.qr`: ``qrlink qr decode`` and ``qrlink qr render``.
 - :mod:`~qrlink_client.cli.peer`: ``qrlink peer``, the JSON-lines interop peer.
 - :mod:`~qrlink_client.cli.io`: terminal I/O the commands share (progress lines, prompts, private files).
+- :mod:`~qrlink_client.cli.terminal`: the QR code drawn in the terminal (colours, window size, ``--no-color``).
 - :mod:`~qrlink_client.cli.command` and :mod:`~qrlink_client.cli.qr_input`: what the command modules share.
 """
 
