@@ -27,8 +27,8 @@ def add_color_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=(
             "draw the terminal QR code without colours: plain half blocks in the terminal's own colours, right "
-            f"on a light background (also when ${NO_COLOR_ENV} is set). By default it is drawn black on white, "
-            "which scans on any background"
+            f"on a light background (also when ${NO_COLOR_ENV} is set, or TERM=dumb). By default it is drawn black "
+            "on white, which scans on any background"
         ),
     )
 
