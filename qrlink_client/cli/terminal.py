@@ -45,21 +45,34 @@ def _env_size(name: str) -> int:
         return 0
 
 
+def _window(stream: TextIO) -> os.terminal_size | None:
+    """The size of the terminal ``stream`` is on, else of the one stderr, stdout or stdin is on (output
+    redirected to a file is usually shown in the same window), else ``None``."""
+    candidates = []
+    try:
+        candidates.append(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+    for fd in [*candidates, 2, 1, 0]:
+        try:
+            size = os.get_terminal_size(fd)
+        except (OSError, ValueError):
+            continue
+        if size.columns and size.lines:
+            return size
+    return None
+
+
 def terminal_size(stream: TextIO) -> os.terminal_size:
     """The size of the window ``stream`` writes to.
 
-    As :func:`shutil.get_terminal_size` (which this falls back on): ``$COLUMNS`` and ``$LINES`` win, then the
-    terminal itself, then 80x24. Unlike it, the terminal asked is the one of ``stream`` (the QR code of
-    ``login`` goes to stderr, and stdout may be a pipe).
+    As :func:`shutil.get_terminal_size`: ``$COLUMNS`` and ``$LINES`` win, then the terminal itself, then 80x24.
+    Unlike it, the terminal asked is first the one of ``stream`` (the QR code of ``login`` goes to stderr), then
+    any the process's standard streams are on, not only stdout's (which may be a pipe).
     """
     columns, lines = _env_size("COLUMNS"), _env_size("LINES")
     if not (columns and lines):
-        try:
-            actual = os.get_terminal_size(stream.fileno())
-        except (AttributeError, OSError, ValueError):
-            actual = shutil.get_terminal_size()
-        if not (actual.columns and actual.lines):
-            actual = shutil.get_terminal_size()
+        actual = _window(stream) or shutil.get_terminal_size()
         columns, lines = columns or actual.columns, lines or actual.lines
     return os.terminal_size((columns, lines))
 

@@ -14,6 +14,7 @@ import pytest
 from qrlink_client.cli import main
 from qrlink_client.cli.io import Console, InputClosed, ProgressPrinter, check_code_prompt, stdin_line
 from qrlink_client.cli.main import build_parser
+from qrlink_client.cli.terminal import terminal_size
 from qrlink_client.discovery import gen1_create_url
 from qrlink_client.login import QrCodeReady
 from qrlink_client.qr import Gen1Mode, Gen1QrCode
@@ -252,3 +253,13 @@ def test_the_qr_code_is_drawn_without_colour_on_request(
 def test_commands_that_draw_a_qr_code_take_no_color(command: list[str]) -> None:
     args = build_parser().parse_args([*command, "--no-color"])
     assert args.no_color is True
+
+
+def test_terminal_size_prefers_columns_and_lines_then_falls_back_to_80x24(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "132")
+    monkeypatch.setenv("LINES", "50")
+    assert tuple(terminal_size(io.StringIO())) == (132, 50)
+    monkeypatch.delenv("COLUMNS")
+    monkeypatch.delenv("LINES")
+    # Under pytest no standard stream is a terminal (output is captured, stdin is /dev/null).
+    assert tuple(terminal_size(io.StringIO())) == (80, 24)
