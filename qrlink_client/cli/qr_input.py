@@ -143,14 +143,14 @@ def read_qr_input(value: str, *, allow_stdin: bool = False) -> bytes:
         return _payload_from_content(sys.stdin.buffer.read(), "stdin")
     path = existing_file(value)
     if path is not None:
-        return _payload_from_content(path.read_bytes(), str(path))
+        return _payload_from_content(path.read_bytes(), f"the file {path}")
+    if _could_be_path(value) and os.path.isdir(value):
+        raise UnrecognisedInput(f"{value} is a directory, not a file")
     data = _parse_text(value)
     if data:
         return data
     if not "".join(value.split()):
         raise UnrecognisedInput("input is empty")
-    if _could_be_path(value) and os.path.isdir(value):
-        raise UnrecognisedInput(f"{value} is a directory, not a file")
     if _could_be_path(value) and len(value) <= 200 and any(ch in value for ch in "./\\~"):
         raise UnrecognisedInput(f"no such file: {value} (and it is not hex or base64 either)")
     # The text is not echoed: it may be most of a payload, whose rendezvous URL is a live capability.

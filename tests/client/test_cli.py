@@ -142,6 +142,14 @@ def test_qr_decode_of_a_missing_file_says_so(tmp_path: Path, capsys: pytest.Capt
     assert capsys.readouterr().err.startswith(f"qrlink: UnrecognisedInput: no such file: {missing}")
 
 
+def test_qr_decode_of_a_folder_or_an_empty_file_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["qr", "decode", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"qrlink: UnrecognisedInput: {tmp_path} is a directory, not a file\n"
+    (tmp_path / "empty").touch()
+    assert main(["qr", "decode", str(tmp_path / "empty")]) == 1
+    assert capsys.readouterr().err == f"qrlink: UnrecognisedInput: the file {tmp_path / 'empty'} is empty\n"
+
+
 @pytest.mark.parametrize("argument", ["code.png" * 40, "dir./" * 1000, "ab\x00cd.png", "é" * 200])
 def test_arguments_that_cannot_be_paths_are_never_looked_up(argument: str) -> None:
     assert existing_file(argument) is None
