@@ -6,6 +6,6 @@ COPY rendezvous ./rendezvous
 COPY qrlink_client ./qrlink_client
 RUN pip install --no-cache-dir '.[redis]' && useradd --system rendezvous
 USER rendezvous
-EXPOSE 8080
+EXPOSE 8108
 ENV RENDEZVOUS_HOST=0.0.0.0
 CMD ["rendezvous", "serve"]

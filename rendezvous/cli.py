@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .config import ConfigError, Settings, load_settings
+from .config import DEFAULT_PORT, ConfigError, Settings, load_settings
 from .store.factory import open_store
 
 APP_FACTORY = "rendezvous.app:app_from_environment"
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server", description="Run the rendezvous server.")
     serve.add_argument("--config", metavar="FILE", help="TOML config file (default: $RENDEZVOUS_CONFIG)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="TCP port (default 8080)")
+    serve.add_argument("--port", type=int, help=f"TCP port (default {DEFAULT_PORT})")
     serve.add_argument("--workers", type=int, help="worker processes; >1 needs a Redis store (default 1)")
     serve.add_argument(
         "--server", choices=["uvicorn", "granian"], help="HTTP server: uvicorn (default) or granian (an extra)"

@@ -36,6 +36,10 @@ PROTOCOL_MAX_PAYLOAD_BYTES = 4096
 #: MSC4388: the minimum lifetime SHOULD be 120 s and the maximum 300 s; one TTL serves both generations.
 MIN_TTL_SECONDS = 120
 MAX_TTL_SECONDS = 300
+#: The default listening port. Chosen to collide with no common Matrix service on the same host: Synapse (8008,
+#: federation 8448, workers from 8083), MAS (8080, internal 8081), sliding sync (8009) and the usual metrics
+#: ports (9000, 9090, 9100). 8108 is easy to remember: MSC4108.
+DEFAULT_PORT = 8108
 
 StoreScheme = Literal["memory", "redis", "rediss", "redis+cluster", "rediss+cluster"]
 #: URL schemes of the Redis store (``unix://`` is a Redis server's Unix socket).
@@ -67,7 +71,7 @@ class Settings(BaseSettings):
 
     # -- listening -------------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
-    port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on.")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="TCP port to listen on.")
     workers: int = Field(1, ge=1, le=256, description="Worker processes; more than one needs a shared store.")
     server: Literal["uvicorn", "granian"] = Field(
         "uvicorn", description="HTTP server running the app: uvicorn, or granian (the server-granian extra)."
