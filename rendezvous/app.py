@@ -20,6 +20,7 @@ import httpx
 from .auth import TokenVerifier
 from .config import Settings, load_settings
 from .context import ServerContext
+from .describe import store_unreachable_message
 from .gen1 import Gen1Api
 from .gen1 import watch_frame as gen1_watch_frame
 from .gen2 import Gen2Api
@@ -113,9 +114,9 @@ class RendezvousApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.store.ping()
-                except StoreUnavailable:
+                except StoreUnavailable as exc:
                     # Keep running: the store may come up later, and /health reports it meanwhile.
-                    logger.warning("the session store is not reachable yet; /health will report 503")
+                    logger.warning(store_unreachable_message(self.settings.store_url, exc))
                 settings = self.settings
                 if settings.metrics_enabled and settings.metrics_port is not None:
                     try:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .config import DEFAULT_PORT, ConfigError, Settings, load_settings
+from .config import CONFIG_FILE_ENV, DEFAULT_PORT, ConfigError, Settings, load_settings, unknown_variable_warnings
 from .store.factory import open_store
 
 APP_FACTORY = "rendezvous.app:app_from_environment"
@@ -35,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the server", description="Run the rendezvous server.")
+    # The setting flags, shared by serve and check-config: check-config validates what serve would run.
+    serve = argparse.ArgumentParser(add_help=False)
     serve.add_argument("--config", metavar="FILE", help="TOML config file (default: $RENDEZVOUS_CONFIG)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help=f"TCP port (default {DEFAULT_PORT})")
@@ -47,10 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", dest="store_url", metavar="URL", help="memory:// (default) or redis://…")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
 
+    commands.add_parser("serve", parents=[serve], help="run the server", description="Run the rendezvous server.")
     check = commands.add_parser(
-        "check-config", help="validate the settings and exit", description="Validate the settings and exit."
+        "check-config",
+        parents=[serve],
+        help="validate the settings and exit",
+        description="Validate the settings serve would run with (same options) and exit.",
     )
-    check.add_argument("--config", metavar="FILE", help="TOML config file (default: $RENDEZVOUS_CONFIG)")
+    check.add_argument(
+        "--show", action="store_true", help="print every effective value and where it came from (secrets hidden)"
+    )
     _add_selftest_parser(commands)
     return parser
 
@@ -148,11 +156,20 @@ def _selftest(args: argparse.Namespace) -> int:
     return report.exit_status
 
 
+#: The settings that have a command-line flag, and the flag.
+SETTING_FLAGS: dict[str, str] = {
+    "host": "--host",
+    "port": "--port",
+    "workers": "--workers",
+    "server": "--server",
+    "public_base_url": "--public-base-url",
+    "store_url": "--store",
+    "log_level": "--log-level",
+}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        name: getattr(args, name, None)
-        for name in ("host", "port", "workers", "server", "public_base_url", "store_url", "log_level")
-    }
+    overrides = {name: getattr(args, name, None) for name in SETTING_FLAGS}
     settings = load_settings(args.config, **overrides)
     if settings.server == "granian" and importlib.util.find_spec("granian") is None:
         raise ConfigError("server: granian is not installed; install the 'server-granian' extra")
@@ -162,9 +179,31 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _serve(settings: Settings) -> None:
-    from .app import WORKER_SETTINGS_ENV
+def _show(args: argparse.Namespace, settings: Settings) -> None:
+    from .describe import setting_sources, settings_report
 
+    flags = {name: flag for name, flag in SETTING_FLAGS.items() if getattr(args, name, None) is not None}
+    config_file = args.config or os.environ.get(CONFIG_FILE_ENV) or None
+    if config_file is not None:
+        origin = "--config" if args.config else CONFIG_FILE_ENV
+        print(f"config file: {config_file} (from {origin})")
+    else:
+        print(f"config file: none (set --config or {CONFIG_FILE_ENV})")
+    sources = setting_sources(config_file=config_file, environ=os.environ, flags=flags)
+    for line in settings_report(settings, sources):
+        print(line)
+
+
+def _serve(settings: Settings, warnings: Sequence[str]) -> None:
+    from .app import WORKER_SETTINGS_ENV
+    from .describe import startup_fields, startup_message
+    from .logs import configure_logging
+
+    configure_logging(settings)
+    logger = logging.getLogger("rendezvous")
+    for warning in warnings:
+        logger.warning(warning)
+    logger.info(startup_message(), extra={"fields": startup_fields(settings)})
     os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
     if settings.server == "granian":
         _serve_granian(settings)
@@ -175,9 +214,12 @@ def _serve(settings: Settings) -> None:
 def _serve_uvicorn(settings: Settings) -> None:
     import uvicorn
 
+    from .logs import uvicorn_log_config
+
     uvicorn.run(
         APP_FACTORY,
         factory=True,
+        log_config=uvicorn_log_config(settings),
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
@@ -223,17 +265,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "selftest":
         return _selftest(args)
+    warnings = unknown_variable_warnings()
     try:
         settings = _settings(args)
     except ConfigError as exc:
+        for warning in warnings:
+            print(f"rendezvous: warning: {warning}", file=sys.stderr)
         print("rendezvous: invalid configuration:", file=sys.stderr)
         for line in str(exc).splitlines():
             print(f"  {line}", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        for warning in warnings:
+            print(f"rendezvous: warning: {warning}", file=sys.stderr)
+        if args.show:
+            _show(args, settings)
         print("configuration OK")
         return 0
-    _serve(settings)
+    _serve(settings, warnings)
     return 0
 
 

@@ -9,6 +9,7 @@ a traceback.
 from __future__ import annotations
 
 import contextvars
+import difflib
 import enum
 import ipaddress
 import os
@@ -29,6 +30,9 @@ from pydantic_settings import (
 ENV_PREFIX = "RENDEZVOUS_"
 #: Names the TOML config file when ``--config`` is not given.
 CONFIG_FILE_ENV = "RENDEZVOUS_CONFIG"
+#: ``RENDEZVOUS_*`` variables that are no settings but are read all the same (``rendezvous selftest`` reads the
+#: second): never reported as unknown.
+OTHER_VARIABLES: frozenset[str] = frozenset({CONFIG_FILE_ENV, "RENDEZVOUS_SELFTEST_ACCESS_TOKEN"})
 
 #: The protocol maximum for payloads (MSC4108 "4KB", MSC4388 4096 bytes of ``data``); settings may only lower
 #: it, never raise it.
@@ -277,6 +281,79 @@ def env_var_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
+def similar_settings(name: str) -> list[str]:
+    """Setting names ``name`` may have been meant as (a typo, a missing suffix, an environment variable's name)."""
+    name = name.lower().removeprefix(ENV_PREFIX.lower())
+    fields = list(Settings.model_fields)
+    # "ttl" for ttl_seconds, "metrics" for metrics_*: a whole leading part of the real name.
+    leading = [field for field in fields if field.startswith(name + "_")]
+    return leading[:3] or difflib.get_close_matches(name, fields, n=3, cutoff=0.6)
+
+
+def _did_you_mean(names: list[str]) -> str:
+    if not names:
+        return ""
+    alternatives = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return f"; did you mean {alternatives}?"
+
+
+def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``RENDEZVOUS_*`` variable that sets nothing (``RENDEZVOUS_TTL`` for ``…_TTL_SECONDS``).
+
+    Such a variable is ignored; a typo in one would otherwise go unnoticed.
+    """
+    env = os.environ if environ is None else environ
+    warnings = []
+    for key in sorted(env):
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in OTHER_VARIABLES:
+            continue
+        if upper[len(ENV_PREFIX) :].lower() in Settings.model_fields:
+            continue
+        suggestions = [env_var_name(name) for name in similar_settings(upper)]
+        warnings.append(f"{key} is not a setting and is ignored{_did_you_mean(suggestions)}")
+    return warnings
+
+
+#: Why a setting's range is what it is, shown with the range when a value falls outside it.
+RANGE_REASONS: dict[str, str] = {
+    "ttl_seconds": "as MSC4388 asks",
+    "max_payload_bytes": "the protocols' limit: it may be lowered, never raised",
+    "push_max_wait_seconds": "no session lives longer than 300 s",
+    "port": "0 lets the system pick a free port",
+}
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_range(name: str) -> str | None:
+    """The bounds of a numeric setting, its unit and the reason if known: ``120-300 s, as MSC4388 asks``."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return None
+    bounds: dict[str, Any] = {}
+    for constraint in field.metadata:
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(constraint, key, None) is not None:
+                bounds[key] = getattr(constraint, key)
+    unit = " s" if name.endswith("_seconds") else " bytes" if name.endswith("_bytes") else ""
+    if "ge" in bounds and "le" in bounds:
+        text = f"{_number(bounds['ge'])}\N{EN DASH}{_number(bounds['le'])}{unit}"
+    elif "gt" in bounds and "le" in bounds:
+        text = f"more than {_number(bounds['gt'])} and at most {_number(bounds['le'])}{unit}"
+    elif "ge" in bounds:
+        text = f"at least {_number(bounds['ge'])}{unit}"
+    elif "gt" in bounds:
+        text = f"more than {_number(bounds['gt'])}{unit}"
+    else:
+        return None
+    reason = RANGE_REASONS.get(name)
+    return f"{text}, {reason}" if reason else text
+
+
 def format_validation_error(exc: ValidationError) -> str:
     """One line per problem: ``setting (ENV_VAR): message``."""
     lines = []
@@ -285,8 +362,11 @@ def format_validation_error(exc: ValidationError) -> str:
         name = str(loc[0]) if loc else ""
         message = str(error.get("msg", "invalid value"))
         if error.get("type") == "extra_forbidden":
-            lines.append(f"{name}: unknown setting")
+            lines.append(f"{name}: unknown setting{_did_you_mean(similar_settings(name))}")
         elif name in Settings.model_fields:
+            allowed = describe_range(name) if error.get("type") in _RANGE_ERRORS else None
+            if allowed is not None:
+                message = f"{error.get('input')!s} is out of range: must be {allowed}"
             lines.append(f"{name} ({env_var_name(name)}): {message}")
         else:
             lines.append(message.removeprefix("Value error, "))

@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import run_cli, serve_cli
+from tests.server.test_push_support import cli_server
+from tests.support.server import free_port, run_cli, serve_cli
 
 from .helpers import GEN1, GEN2, TEXT
 
@@ -27,9 +28,9 @@ def test_check_config_accepts_defaults() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_ttl_outside_120_to_300_is_refused_naming_the_variable() -> None:
+def test_ttl_outside_120_to_300_is_refused_naming_the_variable_and_the_reason() -> None:
     result = run_cli(["serve"], {"RENDEZVOUS_TTL_SECONDS": "60"})
-    _assert_config_error(result, "ttl_seconds", "RENDEZVOUS_TTL_SECONDS")
+    _assert_config_error(result, "ttl_seconds", "RENDEZVOUS_TTL_SECONDS", "120\N{EN DASH}300 s, as MSC4388 asks")
 
 
 def test_payload_limit_cannot_be_raised() -> None:
@@ -72,7 +73,76 @@ def test_config_file_with_invalid_toml_is_refused(tmp_path: Path) -> None:
 def test_config_file_with_unknown_setting_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "typo.toml"
     config.write_text("ttl_secnds = 150\n")
-    _assert_config_error(run_cli(["check-config", "--config", str(config)]), "ttl_secnds: unknown setting")
+    _assert_config_error(
+        run_cli(["check-config", "--config", str(config)]), "ttl_secnds: unknown setting; did you mean ttl_seconds?"
+    )
+
+
+def test_unknown_variable_is_a_warning_with_a_suggestion() -> None:
+    result = run_cli(["check-config"], {"RENDEZVOUS_TTL": "100"})
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: RENDEZVOUS_TTL is not a setting and is ignored; did you mean RENDEZVOUS_TTL_SECONDS?"
+        in result.stderr
+    )
+
+
+def test_unknown_variable_is_reported_next_to_a_configuration_error() -> None:
+    result = run_cli(["check-config"], {"RENDEZVOUS_TTL": "100", "RENDEZVOUS_PROT": "1"})
+    assert "did you mean RENDEZVOUS_PORT?" in result.stderr
+    result = run_cli(["check-config"], {"RENDEZVOUS_TTL_SECOND": "100", "RENDEZVOUS_MAX_SESSIONS": "0"})
+    _assert_config_error(result, "max_sessions", "did you mean RENDEZVOUS_TTL_SECONDS?")
+
+
+def test_check_config_show_names_every_value_and_its_source(tmp_path: Path) -> None:
+    config = tmp_path / "rendezvous.toml"
+    config.write_text(
+        'store_url = "redis://:hunter2@redis.internal:6379/0"\nttl_seconds = 150\nmax_sessions = 500\n'
+    )
+    env = {"RENDEZVOUS_CONFIG": str(config), "RENDEZVOUS_MAX_SESSIONS": "600"}
+    result = run_cli(["check-config", "--show", "--port", "9000"], env)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split(maxsplit=1)[1] for line in result.stdout.splitlines() if line.strip()}
+    assert rows["config"] == f"file: {config} (from RENDEZVOUS_CONFIG)"
+    assert rows["port"].split() == ["9000", "flag", "--port"]
+    assert rows["max_sessions"].split() == ["600", "env", "RENDEZVOUS_MAX_SESSIONS"]
+    assert rows["ttl_seconds"].split() == ["150", "file", str(config)]
+    assert rows["store_url"].split() == ["redis://:***@redis.internal:6379/0", "file", str(config)]
+    assert rows["host"].split() == ["127.0.0.1", "default"]
+    assert "hunter2" not in result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("configuration OK")
+
+
+def test_check_config_accepts_the_same_options_as_serve() -> None:
+    result = run_cli(["check-config", "--workers", "2"])
+    _assert_config_error(result, "workers > 1 needs a shared store")
+
+
+def test_serve_says_what_it_serves_in_one_line_and_names_an_unreachable_store(tmp_path: Path) -> None:
+    store = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = {"RENDEZVOUS_LOG_LEVEL": "info", "RENDEZVOUS_STORE_URL": store, "RENDEZVOUS_TTL": "100"}
+    with cli_server(tmp_path / "server.log", env) as server:
+        assert httpx.get(f"{server.base_url}/health").status_code == 503
+    text = server.log_text()
+    assert "hunter2" not in text
+    (startup,) = [line for line in text.splitlines() if "starting" in line]
+    assert " INFO rendezvous: rendezvous " in startup
+    for field in (
+        f"store=redis://:***@127.0.0.1:{store.rsplit(':', 1)[1]}",
+        "generations=Gen-1,Gen-2-unstable",
+        "gen2_create_policy=open",
+        "public_url=built-from-Host",
+        "metrics=http://127.0.0.1:",
+        "push=long-poll+websocket",
+    ):
+        assert field in startup, startup
+    host_port = store.split("@")[1].split("/")[0]
+    (unreachable,) = [line for line in text.splitlines() if "not reachable" in line]
+    assert f" WARNING rendezvous: the session store at {host_port} is not reachable (" in unreachable
+    assert "Connection refused" in unreachable
+    assert "did you mean RENDEZVOUS_TTL_SECONDS?" in text
+    # uvicorn's own lines come in the same format.
+    assert all(not line.startswith("INFO:") for line in text.splitlines())
 
 
 def test_config_file_named_by_environment_is_read(tmp_path: Path) -> None:
