@@ -20,7 +20,7 @@ import httpx
 from .auth import TokenVerifier
 from .config import Settings, load_settings
 from .context import ServerContext
-from .describe import store_unreachable_message
+from .describe import index_page, store_unreachable_message
 from .gen1 import Gen1Api
 from .gen1 import watch_frame as gen1_watch_frame
 from .gen2 import Gen2Api
@@ -40,7 +40,7 @@ from .http import (
 from .logs import configure_logging
 from .metrics import CONTENT_TYPE, ExpiryWatch, InstrumentedStore, Metrics, serve_metrics_port
 from .openapi import build_openapi
-from .protocol import M_UNKNOWN
+from .protocol import HEALTH_PATH, M_UNKNOWN, OPENAPI_PATH
 from .proxy import ProxyResolver
 from .push import Push, Watcher, refuse
 from .router import Router, unrecognized
@@ -85,6 +85,7 @@ class RendezvousApp:
             Generation.GEN2: Watcher(self.context, self.push, Generation.GEN2, gen2_watch_frame),
         }
         self._openapi = json_bytes(build_openapi(settings))
+        self._index = index_page(settings, health_path=HEALTH_PATH, openapi_path=OPENAPI_PATH).encode()
         self._metrics_server: asyncio.Server | None = None
         self._router = Router(mounted(settings), self._api_of, self.metrics.routes)
         self._r_other = self.metrics.routes[OTHER]
@@ -183,6 +184,10 @@ class RendezvousApp:
     async def serve_openapi(self, request: Request) -> Response:
         """``GET /_rendezvous/openapi.json``: the OpenAPI document of the mounted routes."""
         return Response(200, [(b"content-type", b"application/json"), *COMMON_HEADERS], self._openapi)
+
+    async def serve_index(self, request: Request) -> Response:
+        """``GET /``: a few lines of text saying what this server is and where its docs are."""
+        return Response(200, [(b"content-type", b"text/plain; charset=utf-8"), *COMMON_HEADERS], self._index)
 
     async def serve_metrics(self, request: Request) -> Response:
         """``GET /metrics`` on the main port: the Prometheus exposition."""

@@ -88,6 +88,22 @@ def generations(settings: Settings) -> list[str]:
     return served
 
 
+def index_page(settings: Settings, *, health_path: str, openapi_path: str) -> str:
+    """``GET /``: what this server is, its version, and where to look next. Plain ASCII text."""
+    served = ", ".join(generations(settings)) or "none"
+    return (
+        f"qrlink rendezvous server {__version__}\n"
+        "\n"
+        'A Matrix "sign in with QR code" rendezvous (MSC4108 Gen-1, MSC4388 Gen-2). Devices reach it through\n'
+        "their homeserver's API paths; there is nothing to use here in a browser.\n"
+        "\n"
+        f"Serving:         {served}\n"
+        f"Health check:    {health_path}\n"
+        f"API description: {openapi_path}\n"
+        "Documentation:   docs/admin-guide.md and docs/deployment.md in the qrlink source\n"
+    )
+
+
 def _url(host: str, port: int, path: str = "") -> str:
     return f"http://[{host}]:{port}{path}" if ":" in host else f"http://{host}:{port}{path}"
 

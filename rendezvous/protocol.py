@@ -18,6 +18,8 @@ GEN2_STABLE_PATH = "/_matrix/client/v1/rendezvous"
 HEALTH_PATH = "/health"
 OPENAPI_PATH = "/_rendezvous/openapi.json"
 METRICS_PATH = "/metrics"
+#: A short text page naming the server, for whoever opens its address in a browser.
+INDEX_PATH = "/"
 #: The homeserver endpoint that the Gen-2 create policy ``authenticated`` asks about an access token.
 WHOAMI_PATH = "/_matrix/client/v3/account/whoami"
 #: The homeserver endpoint a client reads to learn which unstable features (and so which generations) exist.

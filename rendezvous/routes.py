@@ -12,7 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import CreatePolicy, Settings
-from .protocol import GEN1_PATH, GEN2_STABLE_PATH, GEN2_UNSTABLE_PATH, HEALTH_PATH, METRICS_PATH, OPENAPI_PATH
+from .protocol import (
+    GEN1_PATH,
+    GEN2_STABLE_PATH,
+    GEN2_UNSTABLE_PATH,
+    HEALTH_PATH,
+    INDEX_PATH,
+    METRICS_PATH,
+    OPENAPI_PATH,
+)
 from .store import Generation
 
 #: Methods in the order an ``Allow`` header lists them.
@@ -171,6 +179,8 @@ MOUNTS: tuple[Mount, ...] = (
         _server_resource("serve_metrics", "metrics", None),
         lambda settings: settings.metrics_enabled and settings.metrics_port is None,
     ),
+    # Undocumented: a page for people, not part of the API.
+    Mount(INDEX_PATH, _server_resource("serve_index", "index", None), lambda settings: True),
 )
 
 
