@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
@@ -68,7 +68,12 @@ def store_location(url: str) -> str:
 def scrub(text: str, url: str) -> str:
     """``text`` (an error message) without the password of ``url``, should a library have quoted it."""
     password = urlsplit(url).password
-    return text.replace(password, HIDDEN) if password else text
+    if not password:
+        return text
+    # redis-py percent-decodes the password it reads from the URL: hide both spellings.
+    for spelling in {password, unquote(password)}:
+        text = text.replace(spelling, HIDDEN)
+    return text
 
 
 def store_unreachable_message(url: str, exc: BaseException) -> str:

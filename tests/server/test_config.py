@@ -169,6 +169,8 @@ def test_store_unreachable_message_names_the_address_and_the_error_but_no_passwo
     assert "ConnectionError: Error 111" in message
     assert "Connection refused" in message
     assert "hunter2" not in message
+    error.__cause__ = ConnectionError("AUTH failed for p@ss/word")
+    assert "p@ss/word" not in store_unreachable_message("redis://:p%40ss%2Fword@redis:6379/0", error)
 
 
 # -- the startup line --------------------------------------------------------------------------------------------
