@@ -29,6 +29,8 @@ from tests.support.server import REPO_ROOT, free_port
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(180)]
+#: What pip prints when it cannot reach a package index (as opposed to a requirement nothing satisfies).
+OFFLINE_SIGNS = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable")
 
 
 @dataclass
@@ -137,11 +139,11 @@ def test_what_the_dockerfile_copies_installs_and_serves(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
     bin_dir = venv / "bin"
-    # pip's cache only makes the test faster; what gets installed is the same.
+    # pip's cache only makes the test faster, and fewer retries only make it fail sooner: what gets installed
+    # is the same.
     pip_args = [arg for arg in IMAGE.pip_args if arg != "--no-cache-dir"]
-    started = time.monotonic()
     install = subprocess.run(
-        [str(bin_dir / "pip"), "install", "--quiet", *pip_args],
+        [str(bin_dir / "pip"), "install", "--quiet", "--retries", "1", *pip_args],
         cwd=workdir,
         env=_image_environ(),
         capture_output=True,
@@ -149,8 +151,10 @@ def test_what_the_dockerfile_copies_installs_and_serves(tmp_path: Path) -> None:
         timeout=150,
         check=False,
     )
-    assert install.returncode == 0, install.stdout + install.stderr
-    assert time.monotonic() - started < 150
+    output = install.stdout + install.stderr
+    if install.returncode != 0 and any(sign in output for sign in OFFLINE_SIGNS):
+        pytest.skip("no package index reachable for the dependencies")
+    assert install.returncode == 0, output
 
     port = free_port()
     env = _image_environ(RENDEZVOUS_HOST="127.0.0.1", RENDEZVOUS_PORT=str(port))
