@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..protocol import OPAQUE_ID_ALPHABET as OPAQUE_ID_ALPHABET
 from ..protocol import OPAQUE_ID_MAX_LENGTH as OPAQUE_ID_MAX_LENGTH
 from ..protocol import is_opaque_id as is_opaque_id
+
 #: At most this many txnId records are kept per session, the oldest forgotten first: enough for any honest
 #: client (a login takes a handful of writes), while a client sending fresh txnIds forever stays bounded.
 TXN_RECORDS_KEPT = 32
