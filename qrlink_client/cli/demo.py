@@ -1,10 +1,12 @@
 """``qrlink demo``: the phone-to-desktop handover of a Matrix account on one machine.
 
 It starts the development stack (:mod:`devstack`: an OAuth server, a real Synapse, our rendezvous server),
-creates a user whose first device (the *phone*) has cross-signing, a key backup and secret storage, and runs
-a new device (the *desktop*) and the phone against each other in one process, each printing its progress.
-Afterwards it asks Synapse whether the desktop's keys carry a valid self-signing-key signature and whether
-the backup key it received is the server's, prints a one-line JSON summary on stdout and stops the stack.
+creates a user whose first device (the *phone*) has cross-signing, a key backup and secret storage and writes an
+encrypted message whose room key it backs up, and runs a new device (the *desktop*) and the phone against each
+other in one process, each printing its progress. Afterwards it asks Synapse whether the desktop's keys carry a
+valid self-signing-key signature and whether the backup key it received is the server's, has the desktop read the
+phone's encrypted message with the room key restored from the backup, prints a one-line JSON summary on stdout
+and stops the stack.
 
 The handover itself is :func:`devstack.handover.run_handover`; this module starts the stack and draws each
 device's progress on the terminal. ``devstack`` is imported only when the command runs: it is development
@@ -86,7 +88,8 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo; exit status 0 only if the desktop ends cross-signed with the right backup key."""
+    """Run the demo; exit status 0 only if the desktop ends cross-signed with the right backup key and reads the
+    phone's encrypted message."""
     from .io import Console
     from .login import require_e2ee
 
@@ -106,6 +109,7 @@ def run_demo(args: argparse.Namespace) -> int:
     console.line("starting the development stack: OAuth server, Synapse (a few seconds), rendezvous server")
     # SIGTERM stops the demo like Ctrl-C: the stack's child processes are stopped and its data removed.
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    stopping = False
     try:
         started = time.monotonic()
         try:
@@ -116,15 +120,23 @@ def run_demo(args: argparse.Namespace) -> int:
                 console.line(f"  rendezvous  {stack.rendezvous_url or 'not started (the homeserver has its own)'}")
                 try:
                     summary = asyncio.run(_demo(args, stack, console))
+                except KeyboardInterrupt:
+                    console.line("interrupted: both devices were cancelled")
+                    raise
                 finally:
+                    stopping = True
                     console.line("stopping the development stack")
         except StartupError as error:
             raise StackUnavailable(f"the development stack did not start: {error}") from None
-        console.line("stopped")
+        finally:
+            # Also after Ctrl-C or SIGTERM: leaving the `with` stopped the stack and removed its data.
+            if stopping:
+                console.line("stopped")
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(json.dumps(summary), flush=True)
-    return 0 if summary["cross_signed"] and summary["backup_key_verified"] else 1
+    succeeded = summary["cross_signed"] and summary["backup_key_verified"] and summary["history_decrypted"]
+    return 0 if succeeded else 1
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -135,13 +147,27 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
     """The handover on a running stack, each device's progress on its own console (``[desktop]``, ``[phone]``)."""
     from devstack.handover import DemoDevice, run_handover
 
+    from ..flow import Progress
+    from ..login import QrCodeReady
     from .io import Console, ProgressPrinter, check_code_prompt
 
     def device(label: str, peer: str) -> DemoDevice:
         terminal = Console(label)
+        # Draws the QR code, with --auto too.
+        printer = ProgressPrinter(terminal, peer=peer, color=color_enabled(args.no_color))
+
+        def on_progress(step: Progress) -> None:
+            printer(step)
+            host = _loopback_host(step.qr) if isinstance(step, QrCodeReady) else None
+            if host is not None:
+                terminal.line(
+                    f"this QR code points at {host} and is only for show: a real phone cannot reach this machine's "
+                    "loopback; the demo hands the code to the other device in-process"
+                )
+
         return DemoDevice(
             say=terminal.line,
-            on_progress=ProgressPrinter(terminal, peer=peer, show_qr=not args.auto, color=color_enabled(args.no_color)),
+            on_progress=on_progress,
             check_code_prompt=None if args.auto else check_code_prompt(terminal, peer=peer),
         )
 
@@ -156,3 +182,21 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
         desktop=device("[desktop]", "the phone"),
         phone=device("[phone]", "the desktop"),
     )
+
+
+def _loopback_host(qr: object) -> str | None:
+    """The host of the QR code's rendezvous address (Gen-1) or homeserver (Gen-2) if it is this machine's
+    loopback, else ``None``."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    url = getattr(qr, "rendezvous_url", None) or getattr(qr, "base_url", None)
+    host = urlsplit(url).hostname if isinstance(url, str) else None
+    if host is None:
+        return None
+    if host == "localhost":
+        return host
+    try:
+        return host if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        return None
