@@ -16,6 +16,7 @@ from qrlink_client.cli.io import Console, InputClosed, ProgressPrinter, check_co
 from qrlink_client.cli.main import build_parser
 from qrlink_client.cli.terminal import terminal_size
 from qrlink_client.discovery import gen1_create_url
+from qrlink_client.flow import Progress
 from qrlink_client.login import QrCodeReady
 from qrlink_client.qr import Gen1Mode, Gen1QrCode
 from rendezvous.protocol import GEN1_PATH
@@ -263,3 +264,52 @@ def test_terminal_size_prefers_columns_and_lines_then_falls_back_to_80x24(monkey
     monkeypatch.delenv("LINES")
     # Under pytest no standard stream is a terminal (output is captured, stdin is /dev/null).
     assert tuple(terminal_size(io.StringIO())) == (80, 24)
+
+
+# --- progress lines ---------------------------------------------------------------------------------------------
+
+
+def printed(steps: list[Progress], peer: str = "the desktop") -> list[str]:
+    stream = io.StringIO()
+    printer = ProgressPrinter(Console("[phone]", stream), peer=peer, show_qr=False)
+    for step in steps:
+        printer(step)
+    return stream.getvalue().splitlines()
+
+
+def test_the_existing_device_says_the_other_device_signed_in_and_leaves_the_url_to_the_opener() -> None:
+    from qrlink_client.flow import SyncingSecrets, WaitingForAuth
+
+    lines = printed([WaitingForAuth("http://127.0.0.1:1/link"), SyncingSecrets()])
+
+    assert lines == [
+        "[phone] the desktop asks to sign in to this account; approve it on the verification page",
+        "[phone] the desktop is signed in; sending it the encryption secrets",
+    ]
+
+
+def test_the_new_device_says_it_signed_in() -> None:
+    from qrlink_client.flow import SyncingSecrets, WaitingForToken
+
+    lines = printed([WaitingForToken("ABCD1234", "http://127.0.0.1:1/link", None), SyncingSecrets()], "the phone")
+
+    assert lines[0] == "[phone] waiting for approval; user code: ABCD1234"
+    assert lines[-1] == "[phone] signed in; receiving the encryption secrets"
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://127.0.0.1:8008/_matrix/client/rendezvous/abc", "127.0.0.1"),
+        ("http://localhost:8008/", "localhost"),
+        ("http://[::1]:8008/", "::1"),
+        ("https://matrix.example.org/", None),
+        ("https://192.0.2.7/", None),
+    ],
+)
+def test_the_demo_notes_a_qr_code_that_points_at_loopback(url: str, host: str | None) -> None:
+    from qrlink_client.cli.demo import _loopback_host
+
+    qr = Gen1QrCode(bytes(32), Gen1Mode.LOGIN, url, None)
+
+    assert _loopback_host(qr) == host
