@@ -109,10 +109,11 @@ def run_demo(args: argparse.Namespace) -> int:
     console.line("starting the development stack: OAuth server, Synapse (a few seconds), rendezvous server")
     # SIGTERM stops the demo like Ctrl-C: the stack's child processes are stopped and its data removed.
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    stopping = False
     try:
         started = time.monotonic()
         try:
+            # Entering the `with` starts the stack; leaving it, however it is left (Ctrl-C and SIGTERM included, and
+            # a failed start), stops what started and removes the data directory.
             with DevStack.start(poll_interval=1, gen2_rendezvous=args.gen2_rendezvous) as stack:
                 console.line(f"stack up in {time.monotonic() - started:.1f}s")
                 console.line(f"  homeserver  {stack.homeserver_url}  (server name {stack.server_name})")
@@ -121,17 +122,14 @@ def run_demo(args: argparse.Namespace) -> int:
                 try:
                     summary = asyncio.run(_demo(args, stack, console))
                 except KeyboardInterrupt:
-                    console.line("interrupted: both devices were cancelled")
+                    console.line("interrupted: everything in flight was cancelled")
                     raise
                 finally:
-                    stopping = True
                     console.line("stopping the development stack")
         except StartupError as error:
             raise StackUnavailable(f"the development stack did not start: {error}") from None
         finally:
-            # Also after Ctrl-C or SIGTERM: leaving the `with` stopped the stack and removed its data.
-            if stopping:
-                console.line("stopped")
+            console.line("stopped")
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(json.dumps(summary), flush=True)
