@@ -60,12 +60,12 @@ _U16_MAX = 0xFFFF
 class HpkeProfile(enum.Enum):
     """The labels and AAD encoding to use where the sources disagree (docs/protocol.md, "Profiles").
 
-    Parse a name with :meth:`parse` or ``HpkeProfile(name)``: the text's profile is ``"msc4388"`` in the
-    documentation and answers to that name as well as to its value ``"msc"``.
+    Parse a name with :meth:`parse` or ``HpkeProfile(name)``. The canonical names are the values
+    (``"element-x"``, ``"msc4388"``, ``"vodozemac"``); ``"msc"`` is an older name of ``"msc4388"``.
     """
 
-    MSC = "msc"
-    """The MSC4388 text: response label ``"MATRIX_QR_CODE_LOGIN response"``, check-code context
+    MSC = "msc4388"
+    """The MSC4388 text (``001ad154``): response label ``"MATRIX_QR_CODE_LOGIN response"``, check-code context
     ``"…_CHECKCODE"‖Gp‖Sp``, AAD base URL as u8 length + the exact QR bytes."""
     VODOZEMAC = "vodozemac"
     """vodozemac's labels, ``"MATRIX_QR_CODE_LOGIN_RESPONSE"`` and ``"…_CHECKCODE|" b64(Gp) "|" b64(Sp)``; the
@@ -81,10 +81,21 @@ class HpkeProfile(enum.Enum):
 
     @classmethod
     def _missing_(cls, value: object) -> HpkeProfile | None:
-        # The value stays "msc" for now because the test peer matches values literally and sends "msc".
-        if value == "msc4388":
-            return cls.MSC
-        return None
+        # Older names, still accepted everywhere a profile is parsed (the test peer, the command line).
+        return _ALIASES.get(value) if isinstance(value, str) else None
+
+    @classmethod
+    def for_layout(cls, layout: str) -> HpkeProfile | None:
+        """The profile a Gen-2 QR code written in the layout named ``layout`` (a ``Gen2Layout`` value) implies.
+
+        Each layout a live client writes goes with one channel: ``"element-x"`` (u8 id, u16 base URL) with
+        Element X's, ``"msc4388"`` (u8, u8) with the text's. The u16/u16 layout of older revisions implies none
+        (no client that writes it speaks a Gen-2 channel): ``None``.
+        """
+        try:
+            return cls(layout)
+        except ValueError:
+            return None
 
     def response_label(self) -> bytes:
         """The exporter context for the response secret."""
@@ -115,6 +126,9 @@ class HpkeProfile(enum.Enum):
         else:
             url_field = _aad_field(base_url, "base URL", _U8_MAX)
         return url_field + _aad_field(rendezvous_id, "rendezvous id", _U8_MAX)
+
+
+_ALIASES = {"msc": HpkeProfile.MSC}
 
 
 def _aad_field(value: str, what: str, limit: int) -> bytes:
