@@ -33,6 +33,7 @@ from qrlink_client.errors import QrLinkError
 
 if TYPE_CHECKING:
     from devstack.history import EncryptedHistory
+    from qrlink_client.channel import HpkeProfile
     from qrlink_client.e2ee import E2eeHomeserver
     from qrlink_client.flow import Progress
     from qrlink_client.login import CheckCodePrompt, NewDeviceLoginResult, ShowGen1, ShowGen2
@@ -110,6 +111,7 @@ async def run_handover(
     roles: str = NEW_SHOWS,
     push: bool = True,
     auto: bool = False,
+    gen2_profile: HpkeProfile | None = None,
     say: Callable[[str], None],
     desktop: DemoDevice,
     phone: DemoDevice,
@@ -120,8 +122,9 @@ async def run_handover(
     ``say`` receives the lines about the demo as a whole. With ``auto`` nobody is needed: the verification page
     is answered over HTTP once the desktop shows its user code, and the showing device types the check code the
     scanner displayed; without it the showing device's :attr:`DemoDevice.check_code_prompt` asks and the phone
-    prints the URL to approve. The summary's ``error`` holds a login failure (``elapsed_ms`` then runs to the
-    failure); other errors are raised.
+    prints the URL to approve. ``gen2_profile`` is the Gen-2 channel profile of both devices (default:
+    ``element-x`` shown, and the scanner takes what the code's layout implies). The summary's ``error`` holds a
+    login failure (``elapsed_ms`` then runs to the failure); other errors are raised.
     """
     from devstack.history import write_encrypted_history
     from qrlink_client.e2ee import E2eeHomeserver, SecretStorageSecrets
@@ -160,7 +163,7 @@ async def run_handover(
             f"sent a Megolm-encrypted message in the encrypted room {history.room_id} and stored its room key in "
             f"key backup {history.backup_version}: a new device can read it only with the backup key"
         )
-        show = await _show(http, stack, generation)
+        show = await _show(http, stack, generation, gen2_profile)
         started = time.monotonic()
 
         async def resolve(server_name: str) -> str:
@@ -194,6 +197,7 @@ async def run_handover(
                 )
             )
 
+        scan_profile = gen2_profile if generation == 2 else None
         # With auto, the scripted browser: it waits for the URI the phone opens and the code the desktop shows.
         approval = asyncio.create_task(_approve(phone, user, handover)) if auto else None
         tasks: list[asyncio.Task[Any]] = [approval] if approval is not None else []
@@ -202,7 +206,7 @@ async def run_handover(
                 new_task = new_device(show=show, check_code_prompt=_prompt(auto, desktop, handover))
                 tasks.append(new_task)
                 qr = await _first(handover.qr, new_task)
-                existing_task = existing_device(scanned=qr)
+                existing_task = existing_device(scanned=qr, gen2_profile=scan_profile)
             else:
                 existing_task = existing_device(
                     show=show,
@@ -211,7 +215,7 @@ async def run_handover(
                 )
                 tasks.append(existing_task)
                 qr = await _first(handover.qr, existing_task)
-                new_task = new_device(scanned=qr)
+                new_task = new_device(scanned=qr, gen2_profile=scan_profile)
             tasks = [new_task, existing_task, *([approval] if approval is not None else [])]
             result = await _both(new_task, existing_task, approval)
         except QrLinkError as error:
@@ -243,12 +247,15 @@ def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
-async def _show(http: httpx.AsyncClient, stack: DevStack, generation: Literal[1, 2]) -> ShowGen1 | ShowGen2:
+async def _show(
+    http: httpx.AsyncClient, stack: DevStack, generation: Literal[1, 2], profile: HpkeProfile | None
+) -> ShowGen1 | ShowGen2:
+    from qrlink_client.channel import HpkeProfile
     from qrlink_client.discovery import discover_gen1_rendezvous, gen1_create_url
     from qrlink_client.login import ShowGen1, ShowGen2
 
     if generation == 2:
-        return ShowGen2(stack.homeserver_url)
+        return ShowGen2(stack.homeserver_url, profile=profile or HpkeProfile.ELEMENT_X)
     if stack.rendezvous_url is not None:
         return ShowGen1(gen1_create_url(stack.rendezvous_url))
     return ShowGen1(await discover_gen1_rendezvous(http, stack.homeserver_url))

@@ -85,6 +85,9 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
         help="use the rendezvous server's push delivery (long-poll or WebSocket) when offered (default: yes)",
     )
     add_color_option(parser)
+    from .login import add_gen2_profile_option
+
+    add_gen2_profile_option(parser, both_sides=True)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -176,6 +179,7 @@ async def _demo(args: argparse.Namespace, stack: DevStack, console: Console) -> 
         roles=args.roles,
         push=args.push,
         auto=args.auto,
+        gen2_profile=args.gen2_profile,
         say=console.line,
         desktop=device("[desktop]", "the phone"),
         phone=device("[phone]", "the desktop"),

@@ -155,6 +155,8 @@ class ProgressPrinter:
             if self.on_qr is not None:
                 self.on_qr(data)
         elif isinstance(step, EstablishingSecureChannel):
+            if step.profile is not None:
+                say(f"Gen-2 channel profile: {step.profile.value}")
             if step.check_code is not None:
                 say(f"secure channel established; check code: {step.check_code.digits}")
                 say(f"enter the check code on {self.peer}")
