@@ -317,7 +317,7 @@ class Handshake:
         """Seal ``plaintext`` with :attr:`seal_token` and write it; after :meth:`complete`."""
         await self.transport.send(self._channel.encrypt(plaintext, sequence_token=self.seal_token))
 
-    async def receive(self, timeout: float | None = None) -> bytes:
+    async def receive(self, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 - as the transport's
         """Wait for the peer's next message and open it with :attr:`open_token` as it was before the wait.
 
         Raises the transport's errors (:class:`~qrlink_client.transport.ReceiveTimeout` after ``timeout``
