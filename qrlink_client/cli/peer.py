@@ -455,12 +455,14 @@ async def _start_generator(peer: Peer, req: Request, secret: bytes | None) -> Re
         response_nonce=nonce,
     )
     handle, hs = _register(peer, link)
+    qr_bytes = link.qr.to_bytes()
     return {
         "handshake": handle,
         "channel": hs.channel_handle,
         "public_key_b64": b64encode(link.channel.public_key),
-        "qr_hex": link.qr.to_bytes().hex(),
-        **_qr_fields(link.qr),
+        "qr_hex": qr_bytes.hex(),
+        # As qr_decode reads them: element-x's code carries the base URL without a root "/".
+        **_qr_fields(decode_qr(qr_bytes)),
         "profile": _profile_name(link),
     }
 
