@@ -11,8 +11,9 @@ RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305
   sequence 0).
 * Every later message is ``b64(ciphertext)``; S seals with its sender context, G with the response context.
 * Every Seal/Open binds an AAD of the length-prefixed base URL, rendezvous id and sequence token. The caller
-  passes the sequence token: the sender the token it puts in its PUT, the receiver the token its own last write
-  (or create) returned.
+  passes the sequence token: the sender the token it puts in its PUT, the receiver the token that was current
+  before the peer's write (read before receiving; under ping-pong, the one its own last write or create
+  returned), as Element X does (docs/protocol.md, "AAD").
 * The check code is ``Export(CC_CTX, 2)`` shown as ``b0 % 9 + 1, b1 % 10``.
 
 The MSC text, vodozemac's source and Element X disagree on the two labels and on how the AAD writes the base
