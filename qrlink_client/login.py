@@ -164,10 +164,9 @@ async def login_new_device(
     :attr:`ShowGen2.profile` (default ``element-x``); a scanned one the profile its layout implies, unless
     ``gen2_profile`` names another (see :func:`~qrlink_client.handshake.gen2_profile_of`; a legacy u16/u16 code
     needs ``gen2_profile`` and otherwise raises :class:`UnknownGen2Profile` before anything starts).
-    ``device`` defaults to a fresh
-    :class:`OlmDevice` whose ID is requested in the OAuth scope. A server name (Gen-1 QR, or
-    ``m.login.protocols`` from js-sdk) is turned into a base URL by ``resolve_homeserver`` (default
-    :func:`well_known_base_url`).
+    ``device`` defaults to a fresh :class:`OlmDevice` whose ID is requested in the OAuth scope. A server name
+    (Gen-1 QR, or ``m.login.protocols`` from js-sdk) is turned into a base URL by ``resolve_homeserver``
+    (default :func:`well_known_base_url`).
 
     After ``m.login.secrets`` the secrets are checked against ``/keys/query`` and the backup version, then the
     device's keys, signed by the self-signing key, are uploaded (:func:`publish_new_device`). Raises a
@@ -262,9 +261,9 @@ async def grant_login(
     Pass exactly one of ``show`` (this device shows the QR: ``check_code_prompt`` is then required, and a
     Gen-1 QR carries ``server_name`` so the new device knows where to sign in) and ``scanned`` (the bytes read
     from the new device's QR). ``gen2_profile`` as for :func:`login_new_device`. ``secrets`` is read once,
-    before the rendezvous starts. The user approves the
-    new device at the URI given to ``open_verification_uri``; the secrets go out only once the new device
-    exists on the homeserver. Raises a :class:`LoginFailed` subclass or :class:`WrongQrCode`.
+    before the rendezvous starts. The user approves the new device at the URI given to
+    ``open_verification_uri``; the secrets go out only once the new device exists on the homeserver. Raises a
+    :class:`LoginFailed` subclass, :class:`WrongQrCode` or :class:`UnknownGen2Profile`.
     """
     _one_of(show, scanned, gen2_profile)
     qr = _scanned_qr(scanned, expect_shown_by_existing=False) if scanned is not None else None
