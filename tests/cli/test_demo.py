@@ -226,3 +226,20 @@ def test_interrupting_the_demo_stops_the_stack_and_exits_130(sig: signal.Signals
         demo.kill()
     assert [pid for pid in stack_processes if os.path.exists(f"/proc/{pid}")] == []
     assert demo.stderr[-3:] == ["[demo] stopping the development stack", "[demo] stopped", "qrlink: interrupted"]
+
+
+def test_auto_demo_gen2_runs_element_x_on_both_devices(runs: dict[tuple[str, ...], Run]) -> None:
+    run = auto_demo(runs, ("--gen", "2"))
+
+    lines = [ANSI.sub("", line) for line in run.stderr]
+    assert "[desktop] Gen-2 channel profile: element-x" in lines
+    assert "[phone] Gen-2 channel profile: element-x" in lines
+
+
+def test_auto_demo_runs_the_msc_texts_profile_through_our_server(runs: dict[tuple[str, ...], Run]) -> None:
+    run = auto_demo(runs, ("--gen", "2", "--gen2-profile", "msc4388", "--gen2-rendezvous", "qrlink"))
+
+    lines = [ANSI.sub("", line) for line in run.stderr]
+    assert (run.status, run.summary["error"]) == (0, None), "\n".join(lines)
+    assert "[desktop] Gen-2 channel profile: msc4388" in lines
+    assert "[phone] Gen-2 channel profile: msc4388" in lines
