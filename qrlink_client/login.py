@@ -575,9 +575,15 @@ class _Driver:
                 self.on_progress(QrCodeReady(handshake.qr))
             await handshake.complete()
         except ChannelError:
-            # The peer's message did not open (a man in the middle, or a peer speaking another Gen-2 profile).
-            # Nothing sealed can reach the peer yet, so the session is deleted: the peer then fails at once
-            # (SessionNotFound) instead of waiting for a message that will never come.
+            if handshake.role is not Role.GENERATOR:
+                # LoginOk did not open. The device that showed the code learns it from the check code, which
+                # this side never shows (its user cannot type one), so the session is left as it is.
+                await handshake.aclose()
+                raise
+            # LoginInitiate did not open (a scanner on another Gen-2 profile, or a forged one): there is no
+            # channel at all, nothing sealed can reach the scanner, and it would wait for a LoginOk that never
+            # comes. The session is this side's own, so it is deleted: the scanner then stops at once
+            # (SessionNotFound).
             with contextlib.suppress(QrLinkError, httpx.HTTPError):
                 await handshake.aclose(delete=True)
             raise
