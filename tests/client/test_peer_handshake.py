@@ -295,3 +295,19 @@ def test_a_scanner_on_another_profile_fails_the_generator_with_decryption_error_
     response = generator.request("handshake_wait", handshake=g["handshake"], timeout_ms=10_000)
     assert (response["ok"], response["error"]) == (False, "DecryptionError")
     assert time.monotonic() - started < 5
+
+
+def test_a_legacy_u16_code_needs_a_named_profile(pair: tuple[PeerProcess, PeerProcess], server: str) -> None:
+    generator, scanner = pair
+    g = start_generator(generator, server, 2)
+    raw = bytes.fromhex(g["qr_hex"])
+    at = len(b"IO_ELEMENT_MSC4388") + 2 + 32  # the id length: one byte in Element X's layout, two in the legacy one
+    legacy = (raw[:at] + b"\x00" + raw[at:]).hex()
+    assert generator.ok("qr_decode", hex=legacy)["profile"] is None
+
+    refused = scanner.request("handshake_start", role="S", qr_hex=legacy)
+    assert (refused["ok"], refused["error"]) == (False, "UnknownGen2Profile")
+    s = scanner.ok("handshake_start", role="S", qr_hex=legacy, profile="element-x")
+    s_done = scanner.ok("handshake_wait", handshake=s["handshake"], timeout_ms=10_000)
+    g_done = generator.ok("handshake_wait", handshake=g["handshake"], timeout_ms=10_000)
+    assert (s_done["profile"], s_done["check_code"]) == ("element-x", g_done["check_code"])
