@@ -137,7 +137,8 @@ def _one_login(stack: DevStack, case: Case, push: bool) -> tuple[float | None, s
         )
     except Exception as exc:  # a failed login is counted and shown, the others still run
         return None, f"{log.getvalue()}{type(exc).__name__}: {exc}\n"
-    if summary["error"] is not None or not (summary["cross_signed"] and summary["backup_key_verified"]):
+    checks = (summary["cross_signed"], summary["backup_key_verified"], summary["history_decrypted"])
+    if summary["error"] is not None or not all(checks):
         return None, log.getvalue() + json.dumps(summary) + "\n"
     return float(summary["elapsed_ms"]), log.getvalue()
 

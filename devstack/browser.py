@@ -16,6 +16,7 @@ Real Chromium against the same page is a test peer (``tests/peers/browser.py``),
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +33,7 @@ Action = Literal["approve", "deny"]
 _CSRF_FIELD = re.compile(r'name=csrf value="([^"]+)"')
 _TITLE = re.compile(r"<h1>([^<]*)</h1>")
 _ALERT = re.compile(r"role=alert>([^<]*)<")
+_SHOWN_USER_CODE = re.compile(r"<code id=user-code>([^<]*)</code>")
 #: The title of the last page of a visit, by the button pressed.
 _OUTCOME_TITLES = {"approve": "Device linked", "deny": "Request denied"}
 
@@ -44,6 +46,17 @@ class VerificationPageError(RuntimeError):
 def user_code_of(uri: str) -> str:
     """The ``user_code`` query parameter of a ``verification_uri_complete`` (empty if it has none)."""
     return parse_qs(urlsplit(uri).query).get("user_code", [""])[0]
+
+
+def shown_user_code(consent_page: httpx.Response) -> str:
+    """The user code the consent page shows (empty if it shows none), for comparing with the device's."""
+    match = _SHOWN_USER_CODE.search(consent_page.text)
+    return html.unescape(match.group(1)) if match else ""
+
+
+def same_user_code(a: str, b: str) -> bool:
+    """Whether two user codes are the same as a person compares them: case, spaces and dashes do not matter."""
+    return re.sub(r"[\s-]", "", a).upper() == re.sub(r"[\s-]", "", b).upper()
 
 
 def page_title(page: httpx.Response) -> str:
@@ -131,23 +144,34 @@ async def answer_verification_page(
     action: Action = "approve",
     user_code: str | None = None,
     request_timeout: float = 15.0,
-) -> None:
+    expected_user_code: str | None = None,
+) -> str:
     """DEV ONLY: do what the user does in a browser at ``uri`` (``verification_uri_complete``, or
     ``verification_uri`` plus ``user_code``): submit the code with the user's credentials, then press the
     ``action`` button on the consent page. Raises :class:`VerificationPageError` unless the final page says the
-    device was linked (approve) or the request denied (deny)."""
+    device was linked (approve) or the request denied (deny).
+
+    Returns the user code the consent page showed. With ``expected_user_code`` (what the new device displays) a
+    different code on the page is what a careful user refuses: the request is denied and
+    :class:`VerificationPageError` raised."""
     code = user_code or user_code_of(uri)
     if not code:
         raise VerificationPageError("the verification URI carries no user_code; pass user_code=")
 
-    def visit() -> httpx.Response:
+    def visit() -> tuple[httpx.Response, str, bool]:
         with Browser(timeout=request_timeout) as browser:
-            return expect_status(browser.visit(uri, code, localpart, password, action))
+            consent = expect_status(browser.sign_in_with_code(uri, code, localpart, password))
+            shown = shown_user_code(consent)
+            refused = expected_user_code is not None and not same_user_code(shown, expected_user_code)
+            return expect_status(browser.answer(consent, code, "deny" if refused else action)), shown, refused
 
-    outcome = await asyncio.to_thread(visit)
+    outcome, shown, refused = await asyncio.to_thread(visit)
+    if refused:
+        raise VerificationPageError("the consent page shows another user code than the device: denied")
     expected = _OUTCOME_TITLES[action]
     if page_title(outcome) != expected:
         raise VerificationPageError(f"the verification page ended with {page_title(outcome)!r}, not {expected!r}")
+    return shown
 
 
 class VerificationPage:

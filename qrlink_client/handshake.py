@@ -22,7 +22,7 @@ import httpx
 
 from .channel import EciesChannel, HpkeChannel, HpkeProfile, Role, SecureChannel
 from .errors import QrLinkError
-from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, QrPrefix
+from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2Layout, Gen2QrCode, QrCode, QrPrefix
 from .transport import Gen1Transport, Gen2Prefix, Gen2Transport, RendezvousTransport, TransportOptions
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "ShowGen1",
     "ShowGen2",
     "ShowQr",
+    "UnknownGen2Profile",
+    "gen2_profile_of",
     "open_rendezvous",
     "scan_qr",
     "show_qr",
@@ -52,15 +54,51 @@ class ShowGen2:
     """Show an MSC4388 QR code for a session created on the homeserver at ``base_url`` (kept as given: it goes
     into the QR code and the channel's AAD).
 
-    ``prefix`` is the rendezvous API's path; ``qr_prefix`` the bytes the QR payload opens with.
+    ``prefix`` is the rendezvous API's path; ``qr_prefix`` the bytes the QR payload opens with. ``profile`` is
+    the channel profile (docs/protocol.md, "Profiles"), and the QR code's layout follows it, so a scanner can
+    tell: ``element-x`` (the default: Element X's Gen-2 branch is the only Gen-2 client there is) writes
+    Element X's layout (u16 base-URL length, root ``/`` trimmed), ``msc4388`` and ``vodozemac`` the text's
+    (u8 lengths).
     """
 
     base_url: str
     prefix: Gen2Prefix = Gen2Prefix.UNSTABLE
     qr_prefix: QrPrefix = QrPrefix.IO_ELEMENT_MSC4388
+    profile: HpkeProfile = HpkeProfile.ELEMENT_X
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "profile", HpkeProfile(self.profile))
 
 
 ShowQr = ShowGen1 | ShowGen2
+
+
+class UnknownGen2Profile(QrLinkError):
+    """A scanned Gen-2 QR code does not say which channel profile its device speaks, and none was given.
+
+    The u16/u16 layout of older MSC4388 revisions is the one case: no client that writes it has a Gen-2
+    channel to match, so rather than guess, the scanner is asked to name the profile.
+    """
+
+
+def gen2_profile_of(qr: Gen2QrCode) -> HpkeProfile:
+    """The channel profile the layout of a scanned Gen-2 code implies (docs/protocol.md, "QR payloads").
+
+    Element X's layout (u8 id, u16 base URL) → ``element-x``; the text's (u8, u8) → ``msc4388``. Raises
+    :class:`UnknownGen2Profile` for the legacy u16/u16 layout.
+    """
+    profile = HpkeProfile.for_layout(qr.layout.value)
+    if profile is None:
+        raise UnknownGen2Profile(
+            "this Gen-2 QR code uses the u16/u16 layout of older MSC4388 revisions, which implies no channel "
+            "profile; name one (element-x, msc4388 or vodozemac)"
+        )
+    return profile
+
+
+def _layout_for(profile: HpkeProfile) -> Gen2Layout:
+    """The QR layout a device speaking ``profile`` writes, so the scanner can detect the profile."""
+    return Gen2Layout.ELEMENT_X if profile is HpkeProfile.ELEMENT_X else Gen2Layout.MSC4388
 
 
 # --- one interface over the two transports ------------------------------------------------------------------
@@ -74,17 +112,17 @@ class Rendezvous(abc.ABC):
     @property
     @abc.abstractmethod
     def transport(self) -> RendezvousTransport:
-        """The session's transport; its ``sequence_token`` and ``own_sequence_token`` are the tokens a Gen-2
-        channel binds into its AAD (``None`` for Gen-1, which binds nothing)."""
+        """The session's transport; its ``sequence_token`` is the token a Gen-2 channel binds into its AAD
+        (``None`` for Gen-1, which binds nothing)."""
+
+    @property
+    @abc.abstractmethod
+    def profile(self) -> HpkeProfile | None:
+        """The Gen-2 channel profile (``None`` for Gen-1)."""
 
     @abc.abstractmethod
-    def channel(
-        self, role: Role, secret_key: bytes | None = None, profile: HpkeProfile = HpkeProfile.MSC
-    ) -> SecureChannel:
-        """A fresh channel for this session; ``secret_key`` fixes the key pair (tests, vectors).
-
-        ``profile`` applies to Gen-2 only.
-        """
+    def channel(self, role: Role, secret_key: bytes | None = None) -> SecureChannel:
+        """A fresh channel for this session; ``secret_key`` fixes the key pair (tests, vectors)."""
 
     @abc.abstractmethod
     def qr(self, public_key: bytes, *, reciprocate: bool, server_name: str | None = None) -> QrCode:
@@ -105,9 +143,11 @@ class _Gen1Rendezvous(Rendezvous):
     def transport(self) -> RendezvousTransport:
         return self._transport
 
-    def channel(
-        self, role: Role, secret_key: bytes | None = None, profile: HpkeProfile = HpkeProfile.MSC
-    ) -> SecureChannel:
+    @property
+    def profile(self) -> HpkeProfile | None:
+        return None
+
+    def channel(self, role: Role, secret_key: bytes | None = None) -> SecureChannel:
         return EciesChannel(role, secret_key)
 
     def qr(self, public_key: bytes, *, reciprocate: bool, server_name: str | None = None) -> QrCode:
@@ -118,6 +158,7 @@ class _Gen1Rendezvous(Rendezvous):
 @dataclass(frozen=True)
 class _Gen2Rendezvous(Rendezvous):
     _transport: Gen2Transport
+    _profile: HpkeProfile
     qr_prefix: QrPrefix = QrPrefix.IO_ELEMENT_MSC4388
 
     generation: ClassVar[Literal[1, 2]] = 2
@@ -126,17 +167,21 @@ class _Gen2Rendezvous(Rendezvous):
     def transport(self) -> RendezvousTransport:
         return self._transport
 
-    def channel(
-        self, role: Role, secret_key: bytes | None = None, profile: HpkeProfile = HpkeProfile.MSC
-    ) -> SecureChannel:
-        # The AAD binds the base URL exactly as the QR code carries it and the id only the server's answer told.
+    @property
+    def profile(self) -> HpkeProfile | None:
+        return self._profile
+
+    def channel(self, role: Role, secret_key: bytes | None = None) -> SecureChannel:
+        # The AAD binds the base URL as the QR code carries it (element-x: its serialisation, which is the same
+        # for the shower's URL and the trimmed one in the code) and the id only the server's answer told.
         t = self._transport
-        return HpkeChannel(role, t.base_url, t.rendezvous_id, secret_key, profile)
+        return HpkeChannel(role, t.base_url, t.rendezvous_id, secret_key, self._profile)
 
     def qr(self, public_key: bytes, *, reciprocate: bool, server_name: str | None = None) -> QrCode:
         intent = Gen2Intent.RECIPROCATE if reciprocate else Gen2Intent.LOGIN
         t = self._transport
-        return Gen2QrCode(public_key, intent, t.rendezvous_id, t.base_url, self.qr_prefix)
+        layout = _layout_for(self._profile)
+        return Gen2QrCode(public_key, intent, t.rendezvous_id, t.base_url, self.qr_prefix, layout)
 
 
 async def open_rendezvous(
@@ -144,12 +189,16 @@ async def open_rendezvous(
     where: ShowQr | QrCode,
     *,
     access_token: str | None = None,
+    profile: HpkeProfile | None = None,
     options: TransportOptions | None = None,
 ) -> Rendezvous:
     """Create the session a show request asks for, or join the one a scanned QR code names.
 
-    ``access_token`` authorises a Gen-2 create (a server may refuse anonymous ones); joining needs none. The
-    HTTP client is borrowed. Raises the transports' :class:`~qrlink_client.transport.RendezvousError`\\ s.
+    ``access_token`` authorises a Gen-2 create (a server may refuse anonymous ones); joining needs none.
+    ``profile`` is the Gen-2 channel profile for a scanned code; by default the code's layout says it
+    (:func:`gen2_profile_of`, which raises :class:`UnknownGen2Profile` before anything is sent). A show request
+    carries its own (:attr:`ShowGen2.profile`). The HTTP client is borrowed. Raises the transports'
+    :class:`~qrlink_client.transport.RendezvousError`\\ s.
     """
     if isinstance(where, ShowGen1):
         return _Gen1Rendezvous(await Gen1Transport.create(http, where.create_url, options=options))
@@ -157,10 +206,12 @@ async def open_rendezvous(
         created = await Gen2Transport.create(
             http, where.base_url, access_token=access_token, prefix=where.prefix, options=options
         )
-        return _Gen2Rendezvous(created, where.qr_prefix)
+        return _Gen2Rendezvous(created, where.profile, where.qr_prefix)
     if isinstance(where, Gen1QrCode):
         return _Gen1Rendezvous(await Gen1Transport.join(http, where.rendezvous_url, options=options))
-    return _Gen2Rendezvous(await Gen2Transport.join(http, where.base_url, where.rendezvous_id, options=options))
+    chosen = HpkeProfile(profile) if profile is not None else gen2_profile_of(where)
+    joined = await Gen2Transport.join(http, where.base_url, where.rendezvous_id, options=options)
+    return _Gen2Rendezvous(joined, chosen, where.prefix)
 
 
 # --- the handshake ------------------------------------------------------------------------------------------
@@ -208,6 +259,12 @@ class Handshake:
         return self._rendezvous.generation
 
     @property
+    def profile(self) -> HpkeProfile | None:
+        """The Gen-2 channel profile in use (shown: the show request's; scanned: the one given, else the one
+        the QR code's layout implies); ``None`` for Gen-1."""
+        return self._rendezvous.profile
+
+    @property
     def role(self) -> Role:
         """:attr:`Role.GENERATOR` for the device that showed the QR code, :attr:`Role.SCANNER` otherwise."""
         return self._channel.role
@@ -229,9 +286,14 @@ class Handshake:
 
     @property
     def open_token(self) -> str | None:
-        """The token to open the peer's next message with: the one this side's own last write (or create)
-        returned (Gen-1: ``None``)."""
-        return self.transport.own_sequence_token
+        """The token to open the peer's next message with; read it *before* receiving (Gen-1: ``None``).
+
+        It is the server's current token as this side last saw it, the revision the peer wrote over: this
+        side's own last write (or create) under ping-pong, the peer's previous message when the peer writes
+        twice in a row. Element X's branch does the same (the AAD is built before each receive from the token
+        it last saw), as does :mod:`qrlink_client.login`. Receiving moves the token on to the peer's write.
+        """
+        return self.transport.sequence_token
 
     async def complete(self) -> None:
         """Run this side's half: S sends LoginInitiate and checks LoginOk; G waits for LoginInitiate, checks it
@@ -240,14 +302,30 @@ class Handshake:
         if channel.role is Role.SCANNER:
             generator_key = self._qr.public_key
             await transport.send(channel.initiate(generator_key, sequence_token=self.seal_token))
-            channel.accept_ok(await transport.receive(), sequence_token=self.open_token)
+            token = self.open_token
+            channel.accept_ok(await transport.receive(), sequence_token=token)
             self._peer_public_key = generator_key
             return
+        token = self.open_token
         initiate = await transport.receive()
-        scanner_key = channel.accept_initiate(initiate, sequence_token=self.open_token)
+        scanner_key = channel.accept_initiate(initiate, sequence_token=token)
         ok = channel.ok_message(sequence_token=self.seal_token, response_nonce=self._response_nonce)
         await transport.send(ok)
         self._peer_public_key = scanner_key
+
+    async def send(self, plaintext: bytes) -> None:
+        """Seal ``plaintext`` with :attr:`seal_token` and write it; after :meth:`complete`."""
+        await self.transport.send(self._channel.encrypt(plaintext, sequence_token=self.seal_token))
+
+    async def receive(self, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 - as the transport's
+        """Wait for the peer's next message and open it with :attr:`open_token` as it was before the wait.
+
+        Raises the transport's errors (:class:`~qrlink_client.transport.ReceiveTimeout` after ``timeout``
+        seconds) or the channel's.
+        """
+        token = self.open_token
+        message = await self.transport.receive(timeout=timeout)
+        return self._channel.decrypt(message, sequence_token=token)
 
     async def aclose(self, *, delete: bool = False) -> None:
         """Close the transport; with ``delete``, DELETE the session first (the peer then sees it gone)."""
@@ -266,20 +344,20 @@ async def show_qr(
     server_name: str | None = None,
     access_token: str | None = None,
     secret_key: bytes | None = None,
-    profile: HpkeProfile = HpkeProfile.MSC,
     response_nonce: bytes | None = None,
     options: TransportOptions | None = None,
 ) -> Handshake:
     """Create a session and the generator's channel; the QR code is ready to show on return.
 
     ``reciprocate``: this is the signed-in device offering to sign another in (Gen-1 then needs
-    ``server_name``). ``access_token`` authorises a Gen-2 create. ``secret_key``, ``profile`` (Gen-2) and
-    ``response_nonce`` (Gen-2 LoginOk) fix what is otherwise random or the default, for tests and vectors.
-    If the channel or the QR code cannot be made, the new session is deleted before the error is raised.
+    ``server_name``). ``access_token`` authorises a Gen-2 create, whose channel profile and QR layout come from
+    :attr:`ShowGen2.profile`. ``secret_key`` and ``response_nonce`` (Gen-2 LoginOk) fix what is otherwise random,
+    for tests and vectors. If the channel or the QR code cannot be made, the new session is deleted before the
+    error is raised.
     """
     rendezvous = await open_rendezvous(http, show, access_token=access_token, options=options)
     try:
-        channel = rendezvous.channel(Role.GENERATOR, secret_key, profile)
+        channel = rendezvous.channel(Role.GENERATOR, secret_key)
         qr = rendezvous.qr(channel.public_key, reciprocate=reciprocate, server_name=server_name)
         # A field too long for its length prefix fails here, while the session can still be deleted.
         qr.to_bytes()
@@ -294,17 +372,19 @@ async def scan_qr(
     qr: QrCode,
     *,
     secret_key: bytes | None = None,
-    profile: HpkeProfile = HpkeProfile.MSC,
+    profile: HpkeProfile | None = None,
     options: TransportOptions | None = None,
 ) -> Handshake:
     """Join the session a scanned QR code names and make the scanner's channel (Gen-2: after one GET).
 
-    ``secret_key`` and ``profile`` (Gen-2) as for :func:`show_qr`. If the channel cannot be made, the transport
-    is closed before the error is raised (the session is the other device's, so it is not deleted).
+    ``secret_key`` as for :func:`show_qr`. ``profile`` (Gen-2) overrides the channel profile the code's layout
+    implies (:func:`gen2_profile_of`; :class:`UnknownGen2Profile` for a legacy u16/u16 code without one). If the
+    channel cannot be made, the transport is closed before the error is raised (the session is the other
+    device's, so it is not deleted).
     """
-    rendezvous = await open_rendezvous(http, qr, options=options)
+    rendezvous = await open_rendezvous(http, qr, profile=profile, options=options)
     try:
-        channel = rendezvous.channel(Role.SCANNER, secret_key, profile)
+        channel = rendezvous.channel(Role.SCANNER, secret_key)
     except BaseException:
         await rendezvous.transport.aclose()
         raise

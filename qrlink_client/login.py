@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .channel import ChannelError, DecryptionError, Role, SecureChannel
+from .channel import ChannelError, DecryptionError, HpkeProfile, Role, SecureChannel
 from .discovery import well_known_base_url
 from .e2ee import E2eeHomeserver, OlmDevice, SecretsBundle, SecretsSource, publish_new_device
 from .errors import QrLinkError
@@ -59,7 +59,7 @@ from .flow import (
     WaitForDevice,
     parse_message,
 )
-from .handshake import ShowGen1, ShowGen2, ShowQr, scan_qr, show_qr
+from .handshake import ShowGen1, ShowGen2, ShowQr, UnknownGen2Profile, gen2_profile_of, scan_qr, show_qr
 from .oauth import (
     AuthMetadataUnavailable,
     ClientMetadata,
@@ -72,7 +72,7 @@ from .oauth import (
     TokenResponse,
     whoami,
 )
-from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, QrCode, decode_qr
+from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, decode_qr
 from .transport import ConcurrentWrite, RendezvousError, RendezvousTransport, TransportOptions
 
 __all__ = [
@@ -83,6 +83,7 @@ __all__ = [
     "QrCodeReady",
     "ShowGen1",
     "ShowGen2",
+    "UnknownGen2Profile",
     "VerificationUriOpener",
     "WrongQrCode",
     "grant_login",
@@ -147,6 +148,7 @@ async def login_new_device(
     on_progress: ProgressCallback,
     show: ShowQr | None = None,
     scanned: bytes | None = None,
+    gen2_profile: HpkeProfile | None = None,
     check_code_prompt: CheckCodePrompt | None = None,
     device: OlmDevice | None = None,
     resolve_homeserver: HomeserverResolver | None = None,
@@ -158,19 +160,23 @@ async def login_new_device(
     """Sign this device in with a QR code and set up its end-to-end encryption.
 
     Pass exactly one of ``show`` (this device shows the QR; then ``check_code_prompt`` is required) and
-    ``scanned`` (the bytes read from the existing device's QR). ``device`` defaults to a fresh
-    :class:`OlmDevice` whose ID is requested in the OAuth scope. A server name (Gen-1 QR, or
-    ``m.login.protocols`` from js-sdk) is turned into a base URL by ``resolve_homeserver`` (default
-    :func:`well_known_base_url`).
+    ``scanned`` (the bytes read from the existing device's QR). A Gen-2 code this device shows uses
+    :attr:`ShowGen2.profile` (default ``element-x``); a scanned one the profile its layout implies, unless
+    ``gen2_profile`` names another (see :func:`~qrlink_client.handshake.gen2_profile_of`; a legacy u16/u16 code
+    needs ``gen2_profile`` and otherwise raises :class:`UnknownGen2Profile` before anything starts).
+    ``device`` defaults to a fresh :class:`OlmDevice` whose ID is requested in the OAuth scope. A server name
+    (Gen-1 QR, or ``m.login.protocols`` from js-sdk) is turned into a base URL by ``resolve_homeserver``
+    (default :func:`well_known_base_url`).
 
     After ``m.login.secrets`` the secrets are checked against ``/keys/query`` and the backup version, then the
     device's keys, signed by the self-signing key, are uploaded (:func:`publish_new_device`). Raises a
     :class:`LoginFailed` subclass, :class:`WrongQrCode`, or an :class:`~qrlink_client.e2ee.E2eeError` from the
     last step.
     """
-    _one_of(show, scanned)
+    _one_of(show, scanned, gen2_profile)
     olm = device or OlmDevice.generate()
     qr = _scanned_qr(scanned, expect_shown_by_existing=True) if scanned is not None else None
+    profile = _scan_profile(qr, gen2_profile)
     if qr is not None:
         location = Homeserver.from_qr(qr)
         if location is None:
@@ -212,7 +218,7 @@ async def login_new_device(
     driver = _Driver(machine, on_progress, check_code_prompt)
     driver.handlers[StartDeviceAuthorization] = authorize
     driver.handlers[PollToken] = poll
-    done = await driver.run(http, show, qr, None, transport_options)
+    done = await driver.run(http, show, qr, None, transport_options, profile)
 
     result = done.result
     assert isinstance(result, NewDeviceResult)  # what NewDeviceLogin always ends with
@@ -245,6 +251,7 @@ async def grant_login(
     show: ShowQr | None = None,
     server_name: str | None = None,
     scanned: bytes | None = None,
+    gen2_profile: HpkeProfile | None = None,
     check_code_prompt: CheckCodePrompt | None = None,
     timeouts: FlowTimeouts | None = None,
     transport_options: TransportOptions | None = None,
@@ -253,12 +260,14 @@ async def grant_login(
 
     Pass exactly one of ``show`` (this device shows the QR: ``check_code_prompt`` is then required, and a
     Gen-1 QR carries ``server_name`` so the new device knows where to sign in) and ``scanned`` (the bytes read
-    from the new device's QR). ``secrets`` is read once, before the rendezvous starts. The user approves the
-    new device at the URI given to ``open_verification_uri``; the secrets go out only once the new device
-    exists on the homeserver. Raises a :class:`LoginFailed` subclass or :class:`WrongQrCode`.
+    from the new device's QR). ``gen2_profile`` as for :func:`login_new_device`. ``secrets`` is read once,
+    before the rendezvous starts. The user approves the new device at the URI given to
+    ``open_verification_uri``; the secrets go out only once the new device exists on the homeserver. Raises a
+    :class:`LoginFailed` subclass, :class:`WrongQrCode` or :class:`UnknownGen2Profile`.
     """
-    _one_of(show, scanned)
+    _one_of(show, scanned, gen2_profile)
     qr = _scanned_qr(scanned, expect_shown_by_existing=False) if scanned is not None else None
+    profile = _scan_profile(qr, gen2_profile)
     generation: Literal[1, 2] = 1 if isinstance(qr or show, (Gen1QrCode, ShowGen1)) else 2
     if isinstance(show, ShowGen1) and not server_name:
         raise ValueError("a Gen-1 QR code shown by the existing device must carry server_name")
@@ -297,16 +306,25 @@ async def grant_login(
     driver.handlers[CheckDeviceUnused] = check_device
     driver.handlers[OpenVerificationUri] = open_uri
     driver.handlers[WaitForDevice] = wait_for_device
-    done = await driver.run(http, show, qr, (server_name, access_token), transport_options)
+    done = await driver.run(http, show, qr, (server_name, access_token), transport_options, profile)
     return done.result.device_id
 
 
 # --- shared machinery ---------------------------------------------------------------------------------------
 
 
-def _one_of(show: ShowQr | None, scanned: bytes | None) -> None:
+def _one_of(show: ShowQr | None, scanned: bytes | None, gen2_profile: HpkeProfile | None) -> None:
     if (show is None) == (scanned is None):
         raise ValueError("pass exactly one of show= and scanned=")
+    if show is not None and gen2_profile is not None:
+        raise ValueError("gen2_profile is for a scanned QR code; a shown one takes ShowGen2(profile=...)")
+
+
+def _scan_profile(qr: QrCode | None, chosen: HpkeProfile | None) -> HpkeProfile | None:
+    """The Gen-2 profile to scan with: the one chosen, else the one the code's layout implies."""
+    if not isinstance(qr, Gen2QrCode):
+        return None
+    return HpkeProfile(chosen) if chosen is not None else gen2_profile_of(qr)
 
 
 def _scanned_qr(data: bytes, *, expect_shown_by_existing: bool) -> QrCode:
@@ -332,9 +350,12 @@ class _Link:
     used for two different ciphertexts, and each payload is opened exactly once, in order.
     """
 
-    def __init__(self, transport: RendezvousTransport, channel: SecureChannel) -> None:
+    def __init__(
+        self, transport: RendezvousTransport, channel: SecureChannel, profile: HpkeProfile | None = None
+    ) -> None:
         self.transport = transport
         self.channel = channel
+        self.profile = profile
         self._receiving: asyncio.Task[bytes] | None = None
         # Outcomes of receives that finished just as a send cancelled them, or of catching up before or
         # after a write that met the peer's: a message, or the error to raise.
@@ -499,19 +520,23 @@ class _Driver:
         scanned: QrCode | None,
         existing: tuple[str | None, str] | None,
         options: TransportOptions | None,
+        profile: HpkeProfile | None = None,
     ) -> Done:
         machine = self.machine
         try:
             await self._apply(machine.start(now=time.monotonic()))
             try:
                 link = await asyncio.wait_for(
-                    self._handshake(http, show, scanned, existing, options), self._time_left()
+                    self._handshake(http, show, scanned, existing, options, profile), self._time_left()
                 )
             except (RendezvousError, ChannelError, TimeoutError, httpx.HTTPError) as error:
                 await self._apply(machine.abort(error, reason=None))
                 raise AssertionError("abort always fails the login") from error  # pragma: no cover
             self._link = link
-            await self._apply(machine.channel_established(link.channel.check_code, now=time.monotonic()))
+            established = machine.channel_established(
+                link.channel.check_code, now=time.monotonic(), profile=link.profile
+            )
+            await self._apply(established)
             await self._loop(link)
         finally:
             await self._cleanup()
@@ -529,9 +554,10 @@ class _Driver:
         scanned: QrCode | None,
         existing: tuple[str | None, str] | None,
         options: TransportOptions | None,
+        profile: HpkeProfile | None,
     ) -> _Link:
         if scanned is not None:
-            handshake = await scan_qr(http, scanned, options=options)
+            handshake = await scan_qr(http, scanned, profile=profile, options=options)
         else:
             assert show is not None
             server_name, access_token = existing if existing is not None else (None, None)
@@ -548,10 +574,23 @@ class _Driver:
             if handshake.role is Role.GENERATOR:
                 self.on_progress(QrCodeReady(handshake.qr))
             await handshake.complete()
+        except ChannelError:
+            if handshake.role is not Role.GENERATOR:
+                # LoginOk did not open. The device that showed the code learns it from the check code, which
+                # this side never shows (its user cannot type one), so the session is left as it is.
+                await handshake.aclose()
+                raise
+            # LoginInitiate did not open (a scanner on another Gen-2 profile, or a forged one): there is no
+            # channel at all, nothing sealed can reach the scanner, and it would wait for a LoginOk that never
+            # comes. The session is this side's own, so it is deleted: the scanner then stops at once
+            # (SessionNotFound).
+            with contextlib.suppress(QrLinkError, httpx.HTTPError):
+                await handshake.aclose(delete=True)
+            raise
         except BaseException:
             await handshake.aclose()
             raise
-        return _Link(handshake.transport, handshake.channel)
+        return _Link(handshake.transport, handshake.channel, handshake.profile)
 
     async def _loop(self, link: _Link) -> None:
         machine = self.machine

@@ -134,13 +134,22 @@ def b64_field(req: Request, name: str) -> bytes:
 
 
 def choice_field(req: Request, name: str, kind: type[_E], *, default: _E | None = None) -> _E:
-    """A member of the enum ``kind``, given by value or by name; required unless a ``default`` is given."""
+    """A member of the enum ``kind``, given by value or by name; required unless a ``default`` is given.
+
+    The value is looked up with ``kind(value)`` first, so an enum that accepts aliases (``_missing_``, as
+    :class:`~qrlink_client.channel.HpkeProfile` does) takes them here too.
+    """
     value = field(req, name, required=default is None)
     if value is None:
         assert default is not None
         return default
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
     for member in kind:
-        if member.value == value or member.name == value:
+        if member.name == value:
             return member
     allowed = ", ".join(json.dumps(m.value if isinstance(m.value, str) else m.name) for m in kind)
     raise InvalidFieldValue(f"field {name!r} must be one of {allowed}")

@@ -68,7 +68,8 @@ def link_form(*, user_code: str, csrf: str, signed_in_as: str | None, error: str
 
 
 def consent(*, grant: DeviceGrant, client: Client | None, user_id: str, csrf: str) -> str:
-    """Step 2: what is asking for access, as which device; approve or deny."""
+    """Step 2: what is asking for access, as which device, and the user code the device must be showing;
+    approve or deny."""
     name = client.display_name if client else grant.client_id
     client_uri = (
         f'<dd><a href="{escape(client.client_uri)}">{escape(client.client_uri)}</a></dd>'
@@ -79,6 +80,8 @@ def consent(*, grant: DeviceGrant, client: Client | None, user_id: str, csrf: st
         "Allow this device?",
         "<dl>"
         f"<dt>Application</dt><dd>{escape(name)}</dd>{client_uri}"
+        "<dt>Code shown on the device</dt>"
+        f"<dd><code id=user-code>{escape(grant.user_code)}</code> (approve only if the device shows the same code)</dd>"
         f"<dt>Device ID</dt><dd><code>{escape(grant.device_id)}</code></dd>"
         f"<dt>Account</dt><dd><code>{escape(user_id)}</code></dd>"
         f"<dt>Access</dt><dd><code>{escape(grant.scope)}</code></dd>"

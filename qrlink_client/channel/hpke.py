@@ -11,8 +11,9 @@ RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305
   sequence 0).
 * Every later message is ``b64(ciphertext)``; S seals with its sender context, G with the response context.
 * Every Seal/Open binds an AAD of the length-prefixed base URL, rendezvous id and sequence token. The caller
-  passes the sequence token: the sender the token it puts in its PUT, the receiver the token its own last write
-  (or create) returned.
+  passes the sequence token: the sender the token it puts in its PUT, the receiver the token that was current
+  before the peer's write (read before receiving; under ping-pong, the one its own last write or create
+  returned), as Element X does (docs/protocol.md, "AAD").
 * The check code is ``Export(CC_CTX, 2)`` shown as ``b0 % 9 + 1, b1 % 10``.
 
 The MSC text, vodozemac's source and Element X disagree on the two labels and on how the AAD writes the base
@@ -60,12 +61,12 @@ _U16_MAX = 0xFFFF
 class HpkeProfile(enum.Enum):
     """The labels and AAD encoding to use where the sources disagree (docs/protocol.md, "Profiles").
 
-    Parse a name with :meth:`parse` or ``HpkeProfile(name)``: the text's profile is ``"msc4388"`` in the
-    documentation and answers to that name as well as to its value ``"msc"``.
+    Parse a name with :meth:`parse` or ``HpkeProfile(name)``. The canonical names are the values
+    (``"element-x"``, ``"msc4388"``, ``"vodozemac"``); ``"msc"`` is an older name of ``"msc4388"``.
     """
 
-    MSC = "msc"
-    """The MSC4388 text: response label ``"MATRIX_QR_CODE_LOGIN response"``, check-code context
+    MSC = "msc4388"
+    """The MSC4388 text (``001ad154``): response label ``"MATRIX_QR_CODE_LOGIN response"``, check-code context
     ``"…_CHECKCODE"‖Gp‖Sp``, AAD base URL as u8 length + the exact QR bytes."""
     VODOZEMAC = "vodozemac"
     """vodozemac's labels, ``"MATRIX_QR_CODE_LOGIN_RESPONSE"`` and ``"…_CHECKCODE|" b64(Gp) "|" b64(Sp)``; the
@@ -81,10 +82,21 @@ class HpkeProfile(enum.Enum):
 
     @classmethod
     def _missing_(cls, value: object) -> HpkeProfile | None:
-        # The value stays "msc" for now because the test peer matches values literally and sends "msc".
-        if value == "msc4388":
-            return cls.MSC
-        return None
+        # Older names, still accepted everywhere a profile is parsed (the test peer, the command line).
+        return _ALIASES.get(value) if isinstance(value, str) else None
+
+    @classmethod
+    def for_layout(cls, layout: str) -> HpkeProfile | None:
+        """The profile a Gen-2 QR code written in the layout named ``layout`` (a ``Gen2Layout`` value) implies.
+
+        Each layout a live client writes goes with one channel: ``"element-x"`` (u8 id, u16 base URL) with
+        Element X's, ``"msc4388"`` (u8, u8) with the text's. The u16/u16 layout of older revisions implies none
+        (no client that writes it speaks a Gen-2 channel): ``None``.
+        """
+        try:
+            return cls(layout)
+        except ValueError:
+            return None
 
     def response_label(self) -> bytes:
         """The exporter context for the response secret."""
@@ -115,6 +127,9 @@ class HpkeProfile(enum.Enum):
         else:
             url_field = _aad_field(base_url, "base URL", _U8_MAX)
         return url_field + _aad_field(rendezvous_id, "rendezvous id", _U8_MAX)
+
+
+_ALIASES = {"msc": HpkeProfile.MSC}
 
 
 def _aad_field(value: str, what: str, limit: int) -> bytes:

@@ -136,6 +136,8 @@ class ProgressPrinter:
         self.on_qr = on_qr
         self.color = color_enabled() if color is None else color
         self.image_option = image_option
+        # Only the existing device is asked to approve; what it says later depends on it.
+        self._existing = False
 
     def __call__(self, step: Progress) -> None:
         say = self.console.line
@@ -153,6 +155,8 @@ class ProgressPrinter:
             if self.on_qr is not None:
                 self.on_qr(data)
         elif isinstance(step, EstablishingSecureChannel):
+            if step.profile is not None:
+                say(f"Gen-2 channel profile: {step.profile.value}")
             if step.check_code is not None:
                 say(f"secure channel established; check code: {step.check_code.digits}")
                 say(f"enter the check code on {self.peer}")
@@ -162,9 +166,14 @@ class ProgressPrinter:
             say(f"waiting for approval; user code: {step.user_code}")
             say("the verification page must show the same user code")
         elif isinstance(step, WaitingForAuth):
-            say(f"the new device asks to sign in; approve it at {step.verification_uri}")
+            # The URL itself is printed (or opened) by the verification-URI opener, once.
+            self._existing = True
+            say(f"{self.peer} asks to sign in to this account; approve it on the verification page")
         elif isinstance(step, SyncingSecrets):
-            say("signed in; transferring the encryption secrets")
+            if self._existing:
+                say(f"{self.peer} is signed in; sending it the encryption secrets")
+            else:
+                say("signed in; receiving the encryption secrets")
         elif isinstance(step, Done):
             if isinstance(step.result, ExistingDeviceResult):
                 say(f"done: signed in device {step.result.device_id} and sent it the secrets")

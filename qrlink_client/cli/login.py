@@ -28,6 +28,7 @@ from .terminal import add_color_option, color_enabled
 if TYPE_CHECKING:
     import httpx
 
+    from ..channel import HpkeProfile
     from ..login import NewDeviceLoginResult, ShowGen1, ShowGen2
     from .io import Console, ProgressPrinter
 
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidPickleKey",
     "MissingCredentials",
     "SessionFileExists",
+    "add_gen2_profile_option",
     "configure_grant",
     "configure_login",
     "run_grant",
@@ -106,6 +108,47 @@ def _add_show_options(parser: argparse.ArgumentParser, *, who: str) -> None:
         "--no-terminal-qr", action="store_true", help="do not draw the QR code in the terminal (stderr)"
     )
     add_color_option(parser)
+    add_gen2_profile_option(parser)
+
+
+GEN2_PROFILES = ("element-x", "msc4388", "vodozemac")
+"""The canonical names of the Gen-2 channel profiles (``HpkeProfile`` values), as ``--gen2-profile`` lists them."""
+
+
+def gen2_profile(name: str) -> HpkeProfile:
+    """``--gen2-profile``'s type: a profile name or one of its older aliases (``msc``)."""
+    from ..channel import HpkeProfile
+
+    try:
+        return HpkeProfile.parse(name)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid profile {name!r} (choose from {', '.join(GEN2_PROFILES)})") from None
+
+
+def add_gen2_profile_option(parser: argparse.ArgumentParser, *, both_sides: bool = False) -> None:
+    """``--gen2-profile``: the Gen-2 secure channel's profile (docs/protocol.md, "Profiles")."""
+    who = "both devices use" if both_sides else "use"
+    parser.add_argument(
+        "--gen2-profile",
+        metavar="{" + ",".join(GEN2_PROFILES) + "}",
+        type=gen2_profile,
+        default=None,
+        help=(
+            f"the Gen-2 secure channel profile to {who}, where the MSC4388 text and the shipping client "
+            "disagree (labels, AAD, QR length fields). element-x: Element X's Gen-2 branch, the only Gen-2 "
+            "client there is; msc4388: the MSC text, for implementations that follow it; vodozemac: vodozemac's "
+            "labels with the text's AAD. Showing a code, the default is element-x and the code's layout tells "
+            "the scanner which one; scanning, the default is the one the code's layout implies. Gen-1 has no "
+            "profiles"
+        ),
+    )
+
+
+def _check_gen2_profile(args: argparse.Namespace, *, showing: bool) -> None:
+    """A code this device shows is Gen-1 unless ``--gen 2``: a profile for it is a mistake, not a no-op.
+    A scanned code says its generation itself, so there the option only applies if it is Gen-2."""
+    if showing and args.gen == 1 and args.gen2_profile is not None:
+        raise CliUsageError("--gen2-profile applies to Gen-2 only; add --gen 2")
 
 
 def _add_push_option(parser: argparse.ArgumentParser) -> None:
@@ -206,6 +249,7 @@ def run_login(args: argparse.Namespace) -> int:
         raise CliUsageError("showing a Gen-2 QR code needs --homeserver (the session is created there)")
     if args.scan is None and args.gen == 1 and not (args.rendezvous or args.homeserver):
         raise CliUsageError("showing a Gen-1 QR code needs --rendezvous, or --homeserver to discover it")
+    _check_gen2_profile(args, showing=args.scan is None)
     session_file: Path = args.session_file.expanduser()
     if session_file.exists() and not args.force:
         raise SessionFileExists(f"{session_file} exists; pass --force to replace it")
@@ -264,18 +308,20 @@ async def _login(args: argparse.Namespace, pickle_key: bytes) -> NewDeviceLoginR
             device=OlmDevice.generate(args.device_id) if args.device_id else None,
             resolve_homeserver=resolve if homeserver else None,
             transport_options=TransportOptions(push=args.push),
+            gen2_profile=args.gen2_profile if scanned is not None else None,
         )
 
 
 async def _show(http: httpx.AsyncClient, args: argparse.Namespace) -> ShowGen1 | ShowGen2:
     """Where to create the session this device shows: ``--gen``, ``--rendezvous`` and ``--homeserver``."""
+    from ..channel import HpkeProfile
     from ..discovery import discover_gen1_rendezvous, gen1_create_url
     from ..login import ShowGen1, ShowGen2
 
     if args.gen == 2:
         if not args.homeserver:
             raise CliUsageError("showing a Gen-2 QR code needs --homeserver (the session is created there)")
-        return ShowGen2(args.homeserver)
+        return ShowGen2(args.homeserver, profile=args.gen2_profile or HpkeProfile.ELEMENT_X)
     if args.rendezvous:
         return ShowGen1(gen1_create_url(args.rendezvous))
     if not args.homeserver:
@@ -351,6 +397,7 @@ def configure_grant(parser: argparse.ArgumentParser) -> None:
 
 def run_grant(args: argparse.Namespace) -> int:
     """``qrlink grant``: approve a new device and send it the secrets."""
+    _check_gen2_profile(args, showing=args.show)
     access_token = args.access_token or os.environ.get(ACCESS_TOKEN_ENV)
     if not access_token:
         raise MissingCredentials(f"pass --access-token or set ${ACCESS_TOKEN_ENV}")
@@ -415,6 +462,7 @@ async def _grant(args: argparse.Namespace, access_token: str, recovery_key: str)
             show=show,
             server_name=server_name,
             scanned=scanned,
+            gen2_profile=args.gen2_profile if scanned is not None else None,
             check_code_prompt=check_code_prompt(console) if show is not None else None,
             transport_options=TransportOptions(push=args.push),
         )

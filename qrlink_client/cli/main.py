@@ -70,6 +70,7 @@ LOGIN = Command(
         "examples:\n"
         "  qrlink login --homeserver https://matrix.example.org            # Gen-1, rendezvous discovered\n"
         "  qrlink login --gen 2 --homeserver https://matrix.example.org\n"
+        "  qrlink login --gen 2 --gen2-profile msc4388 --homeserver https://matrix.example.org  # MSC text peer\n"
         "  qrlink login --rendezvous https://rz.example.org/ --session-file ~/.config/me.json\n"
         "  qrlink login --scan shown-by-phone.png --homeserver https://matrix.example.org"
     ),
@@ -111,6 +112,7 @@ DEMO = Command(
         "examples:\n"
         "  qrlink demo                       # you approve in a browser and type the check code\n"
         "  qrlink demo --auto --gen 2        # no human: for CI\n"
+        "  qrlink demo --auto --gen 2 --gen2-profile msc4388 --gen2-rendezvous qrlink\n"
         "  qrlink demo --auto --roles existing-shows --no-push"
     ),
     configure=demo.configure_demo,

@@ -17,6 +17,7 @@ so a secret key sent in ``secret_hex`` cannot come back out in an error.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import itertools
 import json
@@ -29,7 +30,7 @@ from .. import __version__
 from .._b64 import b64encode
 from ..channel import EciesChannel, HpkeChannel, HpkeProfile, Role, SecureChannel
 from ..errors import QrLinkError
-from ..qr import Gen1Mode, Gen2Intent, QrPrefix, decode_qr
+from ..qr import Gen1Mode, Gen2Intent, Gen2Layout, Gen2QrCode, QrCode, QrPrefix, decode_qr
 from ..qr.fields import qr_from_fields, qr_to_fields
 from ..request_fields import InvalidFieldValue, MissingField, Request, Response
 from ..request_fields import b64_field as _b64
@@ -288,18 +289,37 @@ def op_hello(peer: Peer, req: Request) -> Response:
         "version": __version__,
         "ops": sorted([*SYNC_OPS, *ASYNC_OPS]),
         "generations": [1, 2],
-        "profiles": [p.value for p in HpkeProfile],
+        "profiles": sorted(p.value for p in HpkeProfile),
     }
 
 
+def _qr_fields(code: QrCode) -> Response:
+    """A code's fields as ``qr_decode`` answers them: Gen-2 adds the ``profile`` its layout implies."""
+    fields = qr_to_fields(code)
+    if isinstance(code, Gen2QrCode):
+        profile = HpkeProfile.for_layout(code.layout.value)
+        fields["profile"] = None if profile is None else profile.value
+    return fields
+
+
 def op_qr_decode(peer: Peer, req: Request) -> Response:
-    """Decode QR payload bytes."""
-    return qr_to_fields(decode_qr(_req_hex(req, "hex")))
+    """Decode QR payload bytes; Gen-2 also says which channel profile the layout implies."""
+    return _qr_fields(decode_qr(_req_hex(req, "hex")))
 
 
 def op_qr_encode(peer: Peer, req: Request) -> Response:
-    """Encode QR fields (Gen-2 always in the newest, u8-length layout)."""
-    return {"hex": qr_from_fields(req).to_bytes().hex()}
+    """Encode QR fields; a Gen-2 ``profile`` picks the layout (``element-x``: Element X's; else the text's)."""
+    code = qr_from_fields(req)
+    if isinstance(code, Gen2QrCode):
+        profile = _choice(req, "profile", HpkeProfile, default=HpkeProfile.MSC)
+        code = dataclasses.replace(code, layout=_layout(profile))
+    elif req.get("profile") is not None:
+        raise InvalidFieldValue("field 'profile' applies to Gen-2 codes only")
+    return {"hex": code.to_bytes().hex()}
+
+
+def _layout(profile: HpkeProfile) -> Gen2Layout:
+    return Gen2Layout.ELEMENT_X if profile is HpkeProfile.ELEMENT_X else Gen2Layout.MSC4388
 
 
 def op_channel_new(peer: Peer, req: Request) -> Response:
@@ -315,7 +335,7 @@ def op_channel_new(peer: Peer, req: Request) -> Response:
 
 def _new_channel(req: Request, generation: int, role: Role, secret: bytes | None) -> SecureChannel:
     profile = _profile(req, generation)
-    if generation == 1:
+    if profile is None:
         if role is Role.GENERATOR:
             return EciesChannel.generator(secret)
         return EciesChannel.scanner(secret)
@@ -326,13 +346,15 @@ def _new_channel(req: Request, generation: int, role: Role, secret: bytes | None
     return HpkeChannel.scanner(base_url, rendezvous_id, secret, profile=profile)
 
 
-def _profile(req: Request, generation: int) -> HpkeProfile:
-    """The request's HPKE ``profile``, which a Gen-1 request must not give."""
+def _profile(req: Request, generation: int, default: HpkeProfile | None = HpkeProfile.MSC) -> HpkeProfile | None:
+    """The request's HPKE ``profile`` (a name or an alias), which a Gen-1 request must not give."""
     if generation == 1:
         if req.get("profile") is not None:
             raise InvalidFieldValue("field 'profile' applies to Gen-2 channels only")
-        return HpkeProfile.MSC
-    return _choice(req, "profile", HpkeProfile, default=HpkeProfile.MSC)
+        return None
+    if req.get("profile") is None:
+        return default
+    return _choice(req, "profile", HpkeProfile)
 
 
 def op_channel_close(peer: Peer, req: Request) -> Response:
@@ -420,7 +442,9 @@ async def _start_generator(peer: Peer, req: Request, secret: bytes | None) -> Re
         base_url = _req_str(req, "base_url")
         reciprocate = _int(req, "intent", tuple(Gen2Intent), default=Gen2Intent.LOGIN) == Gen2Intent.RECIPROCATE
         prefix = _choice(req, "prefix", QrPrefix, default=QrPrefix.IO_ELEMENT_MSC4388)
-        show = ShowGen2(base_url, qr_prefix=prefix)
+        profile = _profile(req, generation, HpkeProfile.ELEMENT_X)
+        assert profile is not None
+        show = ShowGen2(base_url, qr_prefix=prefix, profile=profile)
         server_name = None
     link = await show_qr(
         peer.http_client(),
@@ -428,16 +452,18 @@ async def _start_generator(peer: Peer, req: Request, secret: bytes | None) -> Re
         reciprocate=reciprocate,
         server_name=server_name,
         secret_key=secret,
-        profile=_profile(req, generation),
         response_nonce=nonce,
     )
     handle, hs = _register(peer, link)
+    qr_bytes = link.qr.to_bytes()
     return {
         "handshake": handle,
         "channel": hs.channel_handle,
         "public_key_b64": b64encode(link.channel.public_key),
-        "qr_hex": link.qr.to_bytes().hex(),
-        **qr_to_fields(link.qr),
+        "qr_hex": qr_bytes.hex(),
+        # As qr_decode reads them: element-x's code carries the base URL without a root "/".
+        **_qr_fields(decode_qr(qr_bytes)),
+        "profile": _profile_name(link),
     }
 
 
@@ -445,7 +471,8 @@ async def _start_scanner(peer: Peer, req: Request, secret: bytes | None) -> Resp
     from ..handshake import scan_qr
 
     qr = decode_qr(_req_hex(req, "qr_hex"))
-    profile = _profile(req, qr.generation)
+    # No profile given: the one the code's layout implies (UnknownGen2Profile for a legacy u16/u16 code).
+    profile = _profile(req, qr.generation, None)
     link = await scan_qr(peer.http_client(), qr, secret_key=secret, profile=profile)
     handle, hs = _register(peer, link)
     return {
@@ -453,7 +480,13 @@ async def _start_scanner(peer: Peer, req: Request, secret: bytes | None) -> Resp
         "channel": hs.channel_handle,
         "public_key_b64": b64encode(link.channel.public_key),
         "generation": link.generation,
+        "profile": _profile_name(link),
     }
+
+
+def _profile_name(link: Link) -> str | None:
+    """The Gen-2 channel profile a handshake uses, by its canonical name (``None`` for Gen-1)."""
+    return None if link.profile is None else link.profile.value
 
 
 def _register(peer: Peer, link: Link) -> tuple[str, Handshake]:
@@ -476,7 +509,7 @@ async def _complete(hs: Handshake) -> None:
 
 
 def _outcome(hs: Handshake) -> Response:
-    out: Response = {"state": hs.state.value, "channel": hs.channel_handle}
+    out: Response = {"state": hs.state.value, "channel": hs.channel_handle, "profile": _profile_name(hs.link)}
     if hs.state is HandshakeState.ESTABLISHED:
         code = hs.link.channel.check_code
         assert hs.link.peer_public_key is not None
@@ -520,8 +553,7 @@ async def op_handshake_send(peer: Peer, req: Request) -> Response:
     """Encrypt ``plaintext`` on an established handshake's channel and send it over its rendezvous."""
     hs = peer.handshake(req)
     _established(hs)
-    link = hs.link
-    await link.transport.send(link.channel.encrypt(_plaintext(req), sequence_token=link.seal_token))
+    await hs.link.send(_plaintext(req))
     return {}
 
 
@@ -530,9 +562,7 @@ async def op_handshake_receive(peer: Peer, req: Request) -> Response:
     hs = peer.handshake(req)
     _established(hs)
     timeout = _positive_int(req, "timeout_ms", DEFAULT_WAIT_MS) / 1000
-    link = hs.link
-    message = await link.transport.receive(timeout=timeout)
-    return _plaintext_fields(link.channel.decrypt(message, sequence_token=link.open_token))
+    return _plaintext_fields(await hs.link.receive(timeout=timeout))
 
 
 async def op_handshake_close(peer: Peer, req: Request) -> Response:

@@ -4,7 +4,8 @@ The existing device gathers the user's secrets (:class:`SecretsSource`: :class:`
 :class:`SecretStorageSecrets`) into a :class:`SecretsBundle`, the content of ``m.login.secrets``. The new
 device checks the bundle against the homeserver and publishes its :class:`OlmDevice` keys signed by the
 self-signing key (:func:`publish_new_device`). :func:`bootstrap_user` sets up a fresh user the way an existing
-client would.
+client would. :mod:`.room_keys` encrypts Megolm room keys into the server-side key backup and restores them;
+:mod:`.megolm` encrypts and decrypts the room events those keys open.
 
 Needs the ``e2ee`` extra (vodozemac).
 """
@@ -26,6 +27,8 @@ from .errors import (
     RecoveryKeyFormatError,
     RecoveryKeyParityError,
     RecoveryKeyPrefixError,
+    RoomEventDecryptionError,
+    RoomKeyBackupError,
     SecretMacMismatch,
     SecretNotFound,
     SecretsMismatch,
@@ -36,7 +39,16 @@ from .errors import (
     WrongRecoveryKey,
 )
 from .homeserver import E2eeHomeserver
+from .megolm import ENCRYPTED_EVENT_TYPE, decrypt_room_event, encrypt_room_event
 from .recovery_key import decode_recovery_key, encode_recovery_key
+from .room_keys import (
+    MEGOLM_ALGORITHM,
+    BackedUpRoomKey,
+    decrypt_room_key,
+    encrypt_room_key,
+    key_backup_data,
+    room_keys_from_backup,
+)
 from .secret_storage import SECRET_STORAGE_ALGORITHM, EncryptedSecret, SecretStorageKey
 from .secrets_bundle import SECRETS_MESSAGE_TYPE, BackupSecret, SecretsBundle
 from .signing import Ed25519SigningKey, Signer, sign_json, signable_bytes, verify_json
@@ -45,10 +57,13 @@ from .sources import AccountDataReader, SecretsSource, SecretStorageSecrets, Sta
 __all__ = [
     "CROSS_SIGNING_KEY_NAMES",
     "DEVICE_ALGORITHMS",
+    "ENCRYPTED_EVENT_TYPE",
+    "MEGOLM_ALGORITHM",
     "MEGOLM_BACKUP_ALGORITHM",
     "SECRETS_MESSAGE_TYPE",
     "SECRET_STORAGE_ALGORITHM",
     "AccountDataReader",
+    "BackedUpRoomKey",
     "BackupKey",
     "BackupSecret",
     "BootstrapResult",
@@ -68,6 +83,8 @@ __all__ = [
     "RecoveryKeyFormatError",
     "RecoveryKeyParityError",
     "RecoveryKeyPrefixError",
+    "RoomEventDecryptionError",
+    "RoomKeyBackupError",
     "SecretMacMismatch",
     "SecretNotFound",
     "SecretStorageError",
@@ -88,8 +105,14 @@ __all__ = [
     "check_backup_key",
     "check_cross_signing_keys",
     "decode_recovery_key",
+    "decrypt_room_event",
+    "decrypt_room_key",
     "encode_recovery_key",
+    "encrypt_room_event",
+    "encrypt_room_key",
+    "key_backup_data",
     "publish_new_device",
+    "room_keys_from_backup",
     "secret_storage_account_data",
     "sign_json",
     "signable_bytes",

@@ -22,6 +22,8 @@ __all__ = [
     "RecoveryKeyFormatError",
     "RecoveryKeyParityError",
     "RecoveryKeyPrefixError",
+    "RoomEventDecryptionError",
+    "RoomKeyBackupError",
     "SecretMacMismatch",
     "SecretNotFound",
     "SecretStorageError",
@@ -107,6 +109,17 @@ class UnsupportedSecretStorageAlgorithm(SecretStorageError):
 
 class MalformedSecretStorageData(SecretStorageError):
     """Secret storage account data has missing fields, bad base64, or wrong IV/MAC lengths."""
+
+
+class RoomKeyBackupError(E2eeError, ValueError):
+    """A backed-up room key cannot be read: malformed ``session_data``, a MAC that does not match (the wrong
+    backup key, almost always), or a plaintext that is not a Megolm session export."""
+
+
+class RoomEventDecryptionError(E2eeError, ValueError):
+    """An ``m.room.encrypted`` event cannot be decrypted with the room key at hand: another algorithm or
+    session, a message index before the key's first known index, a bad signature or a plaintext for another
+    room."""
 
 
 class HomeserverError(E2eeError):

@@ -7,6 +7,7 @@ Each method is one request; nothing here decides anything. Bodies are built by t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -127,6 +128,55 @@ class E2eeHomeserver:
             raise HomeserverError("POST", path, 200, {"error": "no version in response"})
         return version
 
+    async def put_room_key(
+        self, version: str, room_id: str, session_id: str, key_backup_data: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``PUT /room_keys/keys/{roomId}/{sessionId}?version=``: store one encrypted room key
+        (:func:`~.room_keys.key_backup_data`); returns the backup's ``etag`` and ``count``."""
+        path = f"{_V3}/room_keys/keys/{quote(room_id, safe='')}/{quote(session_id, safe='')}"
+        return await self._request("PUT", path, key_backup_data, params={"version": version})
+
+    async def get_room_keys(self, version: str) -> dict[str, Any]:
+        """``GET /room_keys/keys?version=``: every stored room key, ``{"rooms": {room: {"sessions": …}}}``."""
+        return await self._request("GET", f"{_V3}/room_keys/keys", params={"version": version})
+
+    # --- rooms
+    # ---------------------------------------------------------------------------------------------------
+
+    async def create_room(self, body: Mapping[str, Any]) -> str:
+        """``POST /createRoom``; returns the new room's ID."""
+        path = f"{_V3}/createRoom"
+        response = await self._request("POST", path, body)
+        room_id = response.get("room_id")
+        if not isinstance(room_id, str):
+            raise HomeserverError("POST", path, 200, {"error": "no room_id in response"})
+        return room_id
+
+    async def joined_rooms(self) -> list[str]:
+        """``GET /joined_rooms``: the IDs of the rooms the user is in."""
+        rooms = (await self._request("GET", f"{_V3}/joined_rooms")).get("joined_rooms")
+        return [room for room in rooms if isinstance(room, str)] if isinstance(rooms, list) else []
+
+    async def send_event(self, room_id: str, event_type: str, content: Mapping[str, Any], txn_id: str) -> str:
+        """``PUT /rooms/{roomId}/send/{eventType}/{txnId}``; returns the event ID."""
+        path = f"{_V3}/rooms/{quote(room_id, safe='')}/send/{quote(event_type, safe='')}/{quote(txn_id, safe='')}"
+        event_id = (await self._request("PUT", path, content)).get("event_id")
+        if not isinstance(event_id, str):
+            raise HomeserverError("PUT", path, 200, {"error": "no event_id in response"})
+        return event_id
+
+    async def room_messages(
+        self, room_id: str, *, limit: int = 20, types: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """``GET /rooms/{roomId}/messages?dir=b``: the room's latest events, newest first (``chunk``), only
+        ``types`` when given."""
+        params: dict[str, str] = {"dir": "b", "limit": str(limit)}
+        if types is not None:
+            params["filter"] = json.dumps({"types": types}, separators=(",", ":"))
+        response = await self._request("GET", f"{_V3}/rooms/{quote(room_id, safe='')}/messages", params=params)
+        chunk = response.get("chunk")
+        return [event for event in chunk if isinstance(event, dict)] if isinstance(chunk, list) else []
+
     # --- account data
     # ---------------------------------------------------------------------------------------------
 
@@ -150,11 +200,19 @@ class E2eeHomeserver:
     # --- plumbing
     # -------------------------------------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         response = await self._client.request(
             method,
             self.base_url + path,
             json=dict(body) if body is not None else None,
+            params=dict(params) if params is not None else None,
             headers={"Authorization": f"Bearer {self._access_token}"},
         )
         try:

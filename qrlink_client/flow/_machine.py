@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..channel import CheckCode, Role
+from ..channel import CheckCode, HpkeProfile, Role
 from .actions import Action, EstablishingSecureChannel, Failed, SendMessage, Starting
 from .errors import (
     AuthorizationExpired,
@@ -175,12 +175,15 @@ class LoginMachine:
         self._enter(self._next(Input.START), now)
         return [Starting()]
 
-    def channel_established(self, check_code: CheckCode, *, now: float) -> list[Action]:
-        """The secure channel is up (G: after LoginInitiate; S: after LoginOk)."""
+    def channel_established(
+        self, check_code: CheckCode, *, now: float, profile: HpkeProfile | None = None
+    ) -> list[Action]:
+        """The secure channel is up (G: after LoginInitiate; S: after LoginOk). ``profile``: the Gen-2 channel
+        profile it uses, reported in :class:`EstablishingSecureChannel`."""
         to = self._next(Input.CHANNEL_ESTABLISHED)
         self._check_code = check_code
         scanned = self._qr_role is Role.SCANNER
-        actions: list[Action] = [EstablishingSecureChannel(check_code if scanned else None, not scanned)]
+        actions: list[Action] = [EstablishingSecureChannel(check_code if scanned else None, not scanned, profile)]
         self._enter(to, now)
         return actions + self._after_channel(now)
 

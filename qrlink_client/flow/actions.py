@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..channel import CheckCode
+from ..channel import CheckCode, HpkeProfile
 from .errors import LoginFailed
 from .homeserver import Homeserver
 from .messages import Message
@@ -127,10 +127,15 @@ class EstablishingSecureChannel(Progress):
     On the device that scanned the QR, :attr:`check_code` is the code to **show**. On the device that showed
     the QR it is ``None`` and :attr:`must_enter_code` is true: the app asks the user to type the code the other
     device shows (showing this side's own code would defeat the check).
+
+    :attr:`profile` is the Gen-2 channel profile in use (docs/protocol.md, "Profiles"): the one this device
+    showed its code with, or, when it scanned, the one the code's layout implied (``element-x`` for Element X's
+    codes) unless the app chose one. ``None`` for Gen-1.
     """
 
     check_code: CheckCode | None
     must_enter_code: bool
+    profile: HpkeProfile | None = None
 
 
 @dataclass(frozen=True)

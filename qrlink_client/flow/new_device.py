@@ -150,7 +150,9 @@ class NewDeviceLogin(LoginMachine):
         """The token endpoint issued tokens (and the driver checked them with ``whoami``)."""
         to = self._next(On.TOKEN_GRANTED)
         self._enter(to, now)
-        return [SendMessage(SuccessMessage()), SyncingSecrets()]
+        # Progress first, as the existing device does before sending the secrets: the app learns that this device
+        # is signed in before the peer can hear it, so neither side's UI runs ahead of the other's.
+        return [SyncingSecrets(), SendMessage(SuccessMessage())]
 
     def access_denied(self) -> list[Action]:
         """The token endpoint answered ``access_denied``: the user declined."""

@@ -47,15 +47,17 @@ class RendezvousTransport(Protocol):
     def sequence_token(self) -> str | None:
         """Gen-2: the token the next send PUTs with, which the sender binds into its AAD. Gen-1: ``None``.
 
-        A message is sealed with this token just before it is sent.
+        A message is sealed with this token just before it is sent, and the peer's next message is opened with it
+        as read *before* receiving: the revision the peer writes over (docs/protocol.md, "AAD").
         """
         ...
 
     @property
     def own_sequence_token(self) -> str | None:
-        """Gen-2: the token of this side's own last PUT/POST, which the receiver binds into its AAD.
+        """Gen-2: the token of this side's own last PUT/POST. Gen-1: ``None``.
 
-        The peer's reply to that write is opened with this token. Gen-1: ``None``.
+        Under ping-pong it is the token the peer's reply is sealed with, but not when the peer writes twice in a
+        row: open with :attr:`sequence_token` read before receiving instead.
         """
         ...
 

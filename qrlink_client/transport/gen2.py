@@ -70,9 +70,9 @@ def new_txn_id() -> str:
 class Gen2Transport(_Transport):
     """An MSC4388 rendezvous session, as creator (:meth:`create`) or joiner (:meth:`join`).
 
-    :attr:`sequence_token` and :attr:`own_sequence_token` are the tokens a secure channel binds into its AAD
-    (PROTOCOL.md §3.2.3): seal with ``sequence_token`` just before :meth:`send`; open a received payload with
-    ``own_sequence_token``. The HTTP client is borrowed, never closed by the transport.
+    :attr:`sequence_token` is the token a secure channel binds into its AAD (docs/protocol.md, "AAD"): seal with
+    it just before :meth:`send`; open a received payload with it as read before :meth:`receive` (the revision the
+    peer wrote over). The HTTP client is borrowed, never closed by the transport.
     """
 
     _generation = "Gen-2"
@@ -121,12 +121,13 @@ class Gen2Transport(_Transport):
 
     @property
     def sequence_token(self) -> str | None:
-        """The server's current token as last seen: the next send PUTs with it; the sender seals with it."""
+        """The server's current token as last seen: the next send PUTs with it; the sender seals with it, and the
+        receiver opens the peer's next payload with it as read before receiving."""
         return self._current
 
     @property
     def own_sequence_token(self) -> str | None:
-        """The token of this side's own last PUT/POST: the receiver opens the peer's next payload with it."""
+        """The token of this side's own last PUT/POST (under ping-pong, the one the peer's reply is sealed with)."""
         return self._own
 
     @property

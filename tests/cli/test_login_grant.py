@@ -19,7 +19,7 @@ from devstack import DevStack
 from devstack.demo import DemoUser, answer_verification_page, create_demo_user
 from qrlink_client._b64 import b64decode
 from qrlink_client.e2ee import OlmDevice
-from qrlink_client.qr import Gen1QrCode, Gen2QrCode, decode_qr
+from qrlink_client.qr import Gen1QrCode, Gen2Layout, Gen2QrCode, decode_qr
 from rendezvous.protocol import WHOAMI_PATH
 from tests.cli._process import Qrlink
 from tests.support.urls import under
@@ -108,6 +108,15 @@ def test_both_commands_exit_with_status_0(exchange: Exchange) -> None:
 def test_printed_qr_payload_has_the_requested_generation(login_shows: Exchange, grant_shows: Exchange) -> None:
     assert isinstance(decode_qr(login_shows.qr), Gen1QrCode)
     assert isinstance(decode_qr(grant_shows.qr), Gen2QrCode)
+
+
+def test_gen2_commands_use_and_name_element_xs_profile(login_shows: Exchange, grant_shows: Exchange) -> None:
+    """``grant --show --gen 2`` shows Element X's layout; ``login --scan`` detects it; both print the profile."""
+    code = decode_qr(grant_shows.qr)
+    assert isinstance(code, Gen2QrCode) and code.layout is Gen2Layout.ELEMENT_X
+    for process in (grant_shows.login, grant_shows.grant):
+        assert "Gen-2 channel profile: element-x" in process.stderr
+    assert not any("profile" in line for line in login_shows.login.stderr + login_shows.grant.stderr)
 
 
 def test_login_shows_the_qr_code_in_the_terminal(login_shows: Exchange) -> None:

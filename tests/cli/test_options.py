@@ -16,6 +16,7 @@ from qrlink_client.cli.io import Console, InputClosed, ProgressPrinter, check_co
 from qrlink_client.cli.main import build_parser
 from qrlink_client.cli.terminal import terminal_size
 from qrlink_client.discovery import gen1_create_url
+from qrlink_client.flow import Progress
 from qrlink_client.login import QrCodeReady
 from qrlink_client.qr import Gen1Mode, Gen1QrCode
 from rendezvous.protocol import GEN1_PATH
@@ -35,14 +36,24 @@ from rendezvous.protocol import GEN1_PATH
                 "--pickle-key-file",
                 "--qr-png",
                 "--print-qr-base64",
+                "--gen2-profile",
                 "--push",
             ],
         ),
         (
             "grant",
-            ["--homeserver", "--access-token", "--recovery-key", "--qr", "--show", "--no-browser", "--print-qr-base64"],
+            [
+                "--homeserver",
+                "--access-token",
+                "--recovery-key",
+                "--qr",
+                "--show",
+                "--no-browser",
+                "--print-qr-base64",
+                "--gen2-profile",
+            ],
         ),
-        ("demo", ["--auto", "--gen", "--roles", "--push"]),
+        ("demo", ["--auto", "--gen", "--roles", "--push", "--gen2-profile"]),
     ],
 )
 def test_help_describes_every_option(command: str, options: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,6 +71,44 @@ def test_showing_a_gen2_qr_without_a_homeserver_is_a_usage_error(
 ) -> None:
     assert main(["login", "--gen", "2", "--session-file", str(tmp_path / "s.json")]) == 2
     assert "--homeserver" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["login", "grant", "demo"])
+def test_help_explains_the_gen2_profiles(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--gen2-profile {element-x,msc4388,vodozemac}" in out
+    assert "element-x: Element X's Gen-2 branch" in out and "msc4388: the MSC text" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("element-x", "element-x"), ("msc4388", "msc4388"), ("msc", "msc4388"), ("vodozemac", "vodozemac")],
+)
+def test_gen2_profile_takes_the_names_and_the_old_alias(name: str, value: str) -> None:
+    from qrlink_client.cli.login import gen2_profile
+
+    assert gen2_profile(name).value == value
+
+
+def test_an_unknown_gen2_profile_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["login", "--gen", "2", "--gen2-profile", "element_x", "--session-file", str(tmp_path / "s.json")])
+
+    assert exit_info.value.code == 2
+    assert "choose from element-x, msc4388, vodozemac" in capsys.readouterr().err
+
+
+def test_a_gen2_profile_for_a_gen1_code_this_device_shows_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["login", "--rendezvous", "http://127.0.0.1:9/", "--gen2-profile", "msc4388"]
+
+    assert main([*args, "--session-file", str(tmp_path / "s.json")]) == 2
+    assert "--gen2-profile applies to Gen-2 only" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_showing_a_gen1_qr_with_no_way_to_find_a_rendezvous_is_a_usage_error(tmp_path: Path) -> None:
@@ -263,3 +312,68 @@ def test_terminal_size_prefers_columns_and_lines_then_falls_back_to_80x24(monkey
     monkeypatch.delenv("LINES")
     # Under pytest no standard stream is a terminal (output is captured, stdin is /dev/null).
     assert tuple(terminal_size(io.StringIO())) == (80, 24)
+
+
+# --- progress lines ---------------------------------------------------------------------------------------------
+
+
+def printed(steps: list[Progress], peer: str = "the desktop") -> list[str]:
+    stream = io.StringIO()
+    printer = ProgressPrinter(Console("[phone]", stream), peer=peer, show_qr=False)
+    for step in steps:
+        printer(step)
+    return stream.getvalue().splitlines()
+
+
+def test_the_existing_device_says_the_other_device_signed_in_and_leaves_the_url_to_the_opener() -> None:
+    from qrlink_client.flow import SyncingSecrets, WaitingForAuth
+
+    lines = printed([WaitingForAuth("http://127.0.0.1:1/link"), SyncingSecrets()])
+
+    assert lines == [
+        "[phone] the desktop asks to sign in to this account; approve it on the verification page",
+        "[phone] the desktop is signed in; sending it the encryption secrets",
+    ]
+
+
+def test_the_new_device_says_it_signed_in() -> None:
+    from qrlink_client.flow import SyncingSecrets, WaitingForToken
+
+    lines = printed([WaitingForToken("ABCD1234", "http://127.0.0.1:1/link", None), SyncingSecrets()], "the phone")
+
+    assert lines[0] == "[phone] waiting for approval; user code: ABCD1234"
+    assert lines[-1] == "[phone] signed in; receiving the encryption secrets"
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://127.0.0.1:8008/_matrix/client/rendezvous/abc", "127.0.0.1"),
+        ("http://localhost:8008/", "localhost"),
+        ("http://[::1]:8008/", "::1"),
+        ("https://matrix.example.org/", None),
+        ("https://192.0.2.7/", None),
+    ],
+)
+def test_the_demo_notes_a_qr_code_that_points_at_loopback(url: str, host: str | None) -> None:
+    from qrlink_client.cli.demo import _loopback_host
+
+    qr = Gen1QrCode(bytes(32), Gen1Mode.LOGIN, url, None)
+
+    assert _loopback_host(qr) == host
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [(None, []), ("element-x", ["Gen-2 channel profile: element-x"]), ("msc4388", ["Gen-2 channel profile: msc4388"])],
+)
+def test_progress_names_the_gen2_profile_before_the_check_code(profile: str | None, expected: list[str]) -> None:
+    from qrlink_client.channel import CheckCode, HpkeProfile
+    from qrlink_client.flow import EstablishingSecureChannel
+
+    out = io.StringIO()
+    chosen = None if profile is None else HpkeProfile.parse(profile)
+    step = EstablishingSecureChannel(CheckCode.no_leading_zero(b"\x00\x07"), False, chosen)
+    ProgressPrinter(Console(stream=out))(step)
+
+    assert out.getvalue().splitlines()[:-1] == [*expected, "secure channel established; check code: 17"]

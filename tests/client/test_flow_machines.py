@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from qrlink_client.channel import CheckCode
+from qrlink_client.channel import CheckCode, HpkeProfile
 from qrlink_client.e2ee import CrossSigningKeys, SecretsBundle
 from qrlink_client.flow import (
     Action,
     AuthorizationExpired,
     CheckDeviceUnused,
     DeviceNotFound,
+    EstablishingSecureChannel,
     ExistingDeviceLogin,
     Failed,
     FailureReason,
@@ -356,3 +357,17 @@ def test_check_code_never_appears_in_progress_repr() -> None:
     actions = machine.channel_established(CODE, now=0.0)
 
     assert CODE.digits not in repr(actions)
+
+
+@pytest.mark.parametrize("profile", [None, HpkeProfile.ELEMENT_X, HpkeProfile.MSC])
+@pytest.mark.parametrize("scanned", [True, False])
+def test_established_channel_reports_its_gen2_profile(profile: HpkeProfile | None, scanned: bool) -> None:
+    machine = (
+        NewDeviceLogin.scanning_qr("DEV", Homeserver(base_url=HS)) if scanned else NewDeviceLogin.showing_qr("DEV")
+    )
+    machine.start(now=0.0)
+
+    actions = machine.channel_established(CODE, now=0.0, profile=profile)
+
+    [step] = [action for action in actions if isinstance(action, EstablishingSecureChannel)]
+    assert (step.profile, step.check_code, step.must_enter_code) == (profile, CODE if scanned else None, not scanned)

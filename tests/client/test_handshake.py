@@ -11,8 +11,27 @@ import httpx
 import pytest
 
 from qrlink_client.channel import DecryptionError, EciesChannel, HpkeChannel, HpkeProfile, InvalidKey, Role
-from qrlink_client.handshake import Handshake, ShowGen1, ShowGen2, ShowQr, open_rendezvous, scan_qr, show_qr
-from qrlink_client.qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, InvalidField, QrPrefix, decode_qr
+from qrlink_client.handshake import (
+    Handshake,
+    ShowGen1,
+    ShowGen2,
+    ShowQr,
+    UnknownGen2Profile,
+    gen2_profile_of,
+    open_rendezvous,
+    scan_qr,
+    show_qr,
+)
+from qrlink_client.qr import (
+    Gen1Mode,
+    Gen1QrCode,
+    Gen2Intent,
+    Gen2Layout,
+    Gen2QrCode,
+    InvalidField,
+    QrPrefix,
+    decode_qr,
+)
 from qrlink_client.transport import Gen1Transport, Gen2Transport, RetryPolicy, TransportOptions
 from tests.support import transport as support
 from tests.support.transport import OurServer
@@ -60,8 +79,9 @@ async def test_messages_are_sealed_and_opened_with_the_handshakes_tokens(
 
     for sender, receiver, text in ((s, g, b"protocols"), (g, s, b"protocol"), (s, g, b"success")):
         await sender.transport.send(sender.channel.encrypt(text, sequence_token=sender.seal_token))
+        token = receiver.open_token  # the revision the peer wrote over: read before receiving
         message = await receiver.transport.receive(timeout=10)
-        assert receiver.channel.decrypt(message, sequence_token=receiver.open_token) == text
+        assert receiver.channel.decrypt(message, sequence_token=token) == text
 
     if generation == 1:  # nothing is bound into a Gen-1 AAD
         assert (g.seal_token, g.open_token, s.seal_token, s.open_token) == (None, None, None, None)
@@ -98,9 +118,8 @@ async def test_fixed_keys_and_profile_make_the_channel_deterministic(
     g_secret, s_secret = bytes(range(32)), bytes(range(1, 33))
     g = await show_qr(
         http,
-        ShowGen2(our_server.base_url),
+        ShowGen2(our_server.base_url, profile=HpkeProfile.VODOZEMAC),
         secret_key=g_secret,
-        profile=HpkeProfile.VODOZEMAC,
         response_nonce=bytes(32),
         options=FAST,
     )
@@ -196,3 +215,113 @@ async def test_a_handshakes_repr_keeps_the_session_address_out(http: httpx.Async
 
     assert isinstance(g.qr, Gen2QrCode) and g.qr.rendezvous_id not in repr(g)
     await g.aclose(delete=True)
+
+
+# --- Gen-2 channel profiles ---------------------------------------------------------------------------------
+
+
+async def test_a_gen2_code_is_shown_with_element_xs_profile_and_layout_by_default(
+    http: httpx.AsyncClient, our_server: OurServer
+) -> None:
+    g = await show_qr(http, ShowGen2(our_server.base_url + "/"), options=FAST)
+
+    assert g.profile is HpkeProfile.ELEMENT_X
+    assert isinstance(g.channel, HpkeChannel) and g.channel.profile is HpkeProfile.ELEMENT_X
+    decoded = decode_qr(g.qr.to_bytes())
+    assert isinstance(decoded, Gen2QrCode)
+    # Element X's layout, and its encoder's trimmed root "/".
+    assert (decoded.layout, decoded.base_url) == (Gen2Layout.ELEMENT_X, our_server.base_url)
+    await g.aclose(delete=True)
+
+
+@pytest.mark.parametrize(
+    ("shown", "layout"),
+    [
+        (HpkeProfile.ELEMENT_X, Gen2Layout.ELEMENT_X),
+        (HpkeProfile.MSC, Gen2Layout.MSC4388),
+        (HpkeProfile.VODOZEMAC, Gen2Layout.MSC4388),
+    ],
+)
+async def test_the_scanner_takes_the_profile_the_layout_implies(
+    http: httpx.AsyncClient, our_server: OurServer, shown: HpkeProfile, layout: Gen2Layout
+) -> None:
+    # A root "/" in the shower's URL: element-x trims it from the code and both sides bind it back.
+    g = await show_qr(http, ShowGen2(our_server.base_url + "/", profile=shown), options=FAST)
+    scanned = decode_qr(g.qr.to_bytes())
+    assert isinstance(scanned, Gen2QrCode) and scanned.layout is layout
+    # vodozemac's labels share the text's layout, so its scanner has to be told.
+    override = shown if shown is HpkeProfile.VODOZEMAC else None
+    s = await scan_qr(http, scanned, profile=override, options=FAST)
+
+    await both_complete(g, s)
+
+    assert (g.profile, s.profile) == (shown, shown)
+    assert g.channel.check_code == s.channel.check_code
+    await g.aclose(delete=True)
+    await s.aclose()
+
+
+@pytest.mark.parametrize(
+    ("shown", "scanning"),
+    [(HpkeProfile.ELEMENT_X, HpkeProfile.MSC), (HpkeProfile.MSC, HpkeProfile.ELEMENT_X)],
+    ids=["element-x-shows", "msc4388-shows"],
+)
+async def test_a_scanner_forced_onto_another_profile_fails_the_generator_with_decryption_error(
+    http: httpx.AsyncClient, our_server: OurServer, shown: HpkeProfile, scanning: HpkeProfile
+) -> None:
+    g = await show_qr(http, ShowGen2(our_server.base_url + "/", profile=shown), options=FAST)
+    s = await scan_qr(http, g.qr, profile=scanning, options=FAST)
+    scanner = asyncio.ensure_future(s.complete())
+
+    with pytest.raises(DecryptionError):
+        await asyncio.wait_for(g.complete(), 10)
+
+    scanner.cancel()
+    await asyncio.gather(scanner, return_exceptions=True)
+    await g.aclose(delete=True)
+    await s.aclose()
+
+
+def test_a_legacy_u16_code_implies_no_profile() -> None:
+    code = Gen2QrCode(bytes(32), Gen2Intent.LOGIN, "id", "https://example.org", layout=Gen2Layout.LEGACY_U16)
+
+    with pytest.raises(UnknownGen2Profile, match="element-x, msc4388 or vodozemac"):
+        gen2_profile_of(code)
+
+
+async def test_a_legacy_u16_code_is_refused_before_joining_unless_a_profile_is_named(
+    http: httpx.AsyncClient, our_server: OurServer, recorder: support.RecordingTransport
+) -> None:
+    g = await show_qr(http, ShowGen2(our_server.base_url, profile=HpkeProfile.MSC), options=FAST)
+    assert isinstance(g.qr, Gen2QrCode)
+    legacy = dataclasses.replace(g.qr, layout=Gen2Layout.LEGACY_U16)
+    gets_before = len(recorder.requests("GET"))
+
+    with pytest.raises(UnknownGen2Profile):
+        await scan_qr(http, legacy, options=FAST)
+
+    assert len(recorder.requests("GET")) == gets_before
+    s = await scan_qr(http, legacy, profile=HpkeProfile.MSC, options=FAST)
+    await both_complete(g, s)
+    await g.aclose(delete=True)
+    await s.aclose()
+
+
+async def test_send_and_receive_open_a_peer_that_writes_twice_in_a_row(
+    http: httpx.AsyncClient, our_server: OurServer
+) -> None:
+    """The receiver binds the token current before the peer's write, which is not its own last write when the
+    peer writes twice (a failure right after LoginOk): as Element X and the login driver do."""
+    g = await show_qr(http, ShowGen2(our_server.base_url), options=FAST)
+    s = await scan_qr(http, g.qr, options=FAST)
+    await both_complete(g, s)
+
+    await g.send(b"first")
+    assert await s.receive(timeout=10) == b"first"
+    await g.send(b"second")
+    assert s.open_token != s.transport.own_sequence_token
+    assert await s.receive(timeout=10) == b"second"
+    await s.send(b"answer")
+    assert await g.receive(timeout=10) == b"answer"
+    await g.aclose(delete=True)
+    await s.aclose()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.client._vectors import qr_login
+from tests.client._vectors import element_x, qr_login
 
 QRLINK = Path(sys.executable).with_name("qrlink")
 BASE_URL = "https://matrix-client.matrix.org"
@@ -131,6 +131,8 @@ def expected_qr_fields(name: str) -> dict[str, Any]:
         "intent": vector["intent"],
         "rendezvous_id": vector["rendezvous_id_text"],
         "base_url": vector["base_url_text"],
+        # Every layout in this file is the text's (u8/u8) except the legacy one, which implies no profile.
+        "profile": None if name == "gen2_unstable_u16_legacy" else "msc4388",
     }
 
 
@@ -271,7 +273,7 @@ def test_gen1_scanner_decrypts_the_generator_vector_message(peer: PeerProcess) -
 
 # --- Gen-2 HPKE vectors, both label profiles ----------------------------------------------------------------
 
-PROFILES = ["msc", "vodozemac"]
+PROFILES = ["msc", "vodozemac"]  # the names in the shared vector file; "msc" is the older name of "msc4388"
 
 
 def gen2_pair(peer: PeerProcess, profile: str) -> tuple[str, str]:
@@ -373,6 +375,124 @@ def test_gen2_vector_message_decrypts(peer: PeerProcess, profile: str, receiver:
     channel = g if receiver == "G" else s
     response = peer.ok("decrypt", channel=channel, message=vector["wire_b64"], token=vector["aad_token_text"])
     assert response["plaintext"] == vector["plaintext_text"]
+
+
+# --- Element X's bytes: the element-x profile (element-x-vectors.json) ---------------------------------------
+
+EX_CASES = ["root_base_url", "path_base_url"]
+
+
+def ex() -> dict[str, Any]:
+    vectors: dict[str, Any] = element_x()["hpke"]
+    return vectors
+
+
+def ex_token(message: str) -> str:
+    """The sequence token the vector binds ``message`` to (``login_initiate``, ``login_ok``, …)."""
+    hpke = ex()
+    token: str = hpke["tokens"][hpke["token_use"][message]]
+    return token
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+def test_element_x_qr_decode_names_the_element_x_profile(peer: PeerProcess, case: str) -> None:
+    vector = ex()[case]
+    response = peer.ok("qr_decode", hex=vector["qr_hex"])
+    assert (response["profile"], response["base_url"], response["intent"], response["public_key_b64"]) == (
+        "element-x",
+        vector["base_url_text"],
+        vector["intent"],
+        ex()["G_public_b64"],
+    )
+
+
+@pytest.mark.parametrize("name", ["login", "reciprocate", "base64"])
+def test_element_x_qr_encode_reproduces_rust_sdks_own_codes(peer: PeerProcess, name: str) -> None:
+    qr = element_x()["qr"]
+    vector = qr[name]
+    fields = {
+        "generation": 2,
+        "public_key_b64": vector.get("public_key_b64", qr["public_key_b64"]),
+        "intent": vector["intent"],
+        "rendezvous_id": vector["rendezvous_id_text"],
+        # What Element X encodes from: its parsed Url, root "/" included; the QR drops it.
+        "base_url": vector["rust_base_url_as_str"],
+        "profile": "element-x",
+    }
+    assert peer.ok("qr_encode", **fields)["hex"] == vector["hex"]
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+def test_element_x_qr_decode_fed_back_to_qr_encode_gives_the_same_bytes(peer: PeerProcess, case: str) -> None:
+    vector = ex()[case]
+    assert peer.ok("qr_encode", **peer.ok("qr_decode", hex=vector["qr_hex"]))["hex"] == vector["qr_hex"]
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+@pytest.mark.parametrize("g_base_url", ["qr", "aad"])
+def test_element_x_transcript_is_element_xs_bytes(peer: PeerProcess, case: str, g_base_url: str) -> None:
+    """The whole channel transcript, byte for byte, with the vectors' fixed keys, nonce and tokens.
+
+    S takes the base URL as written in the QR code; G either the same or the homeserver URL it showed the code
+    for (for the root case, with the ``/`` the code drops): both bind its serialisation.
+    """
+    hpke, vector = ex(), ex()[case]
+    common = {"generation": 2, "profile": "element-x", "rendezvous_id": hpke["rendezvous_id_text"]}
+    g_url = vector["base_url_text"] if g_base_url == "qr" else vector["aad_base_url_text"]
+    g = peer.ok("channel_new", role="G", secret_hex=hpke["G_secret"], base_url=g_url, **common)["channel"]
+    s_new = peer.ok("channel_new", role="S", secret_hex=hpke["S_secret"], base_url=vector["base_url_text"], **common)
+    s = s_new["channel"]
+    assert s_new["public_key_b64"] == hpke["S_public_b64"]
+
+    initiate = peer.ok("initiate", channel=s, peer_public_b64=hpke["G_public_b64"], token=ex_token("login_initiate"))
+    assert initiate["message"] == vector["login_initiate_b64"]
+    accepted = peer.ok("accept_initiate", channel=g, message=initiate["message"], token=ex_token("login_initiate"))
+    assert accepted["peer_public_b64"] == hpke["S_public_b64"]
+    ok = peer.ok("ok_message", channel=g, token=ex_token("login_ok"), response_nonce_hex=hpke["response_nonce"])
+    assert ok["message"] == vector["login_ok_b64"]
+    peer.ok("accept_ok", channel=s, message=ok["message"], token=ex_token("login_ok"))
+
+    for channel in (g, s):
+        code = peer.ok("check_code", channel=channel)
+        assert (code["check_code"], code["check_bytes_hex"]) == (hpke["check_code_text"], hpke["check_bytes"])
+
+    for sender, receiver, message in ((g, s, "G_message_1"), (s, g, "S_message_1")):
+        plaintext, token = hpke[f"{message}_plaintext_text"], ex_token(message)
+        sealed = peer.ok("encrypt", channel=sender, plaintext=plaintext, token=token)["message"]
+        assert sealed == vector[f"{message}_b64"]
+        assert peer.ok("decrypt", channel=receiver, message=sealed, token=token)["plaintext"] == plaintext
+
+
+@pytest.mark.parametrize("case", EX_CASES)
+@pytest.mark.parametrize("other", ["msc4388", "msc", "vodozemac"])
+def test_element_x_login_initiate_does_not_open_under_another_profile(
+    peer: PeerProcess, case: str, other: str
+) -> None:
+    hpke, vector = ex(), ex()[case]
+    g = peer.ok(
+        "channel_new",
+        generation=2,
+        role="G",
+        profile=other,
+        secret_hex=hpke["G_secret"],
+        base_url=vector["base_url_text"],
+        rendezvous_id=hpke["rendezvous_id_text"],
+    )["channel"]
+    response = peer.request(
+        "accept_initiate", channel=g, message=vector["login_initiate_b64"], token=ex_token("login_initiate")
+    )
+    assert (response["ok"], response["error"]) == (False, "DecryptionError")
+
+
+def test_hello_lists_the_canonical_profile_names(peer: PeerProcess) -> None:
+    assert peer.ok("hello")["profiles"] == ["element-x", "msc4388", "vodozemac"]
+
+
+def test_unknown_profile_is_an_invalid_field_value(peer: PeerProcess) -> None:
+    response = peer.request(
+        "channel_new", generation=2, role="G", profile="element_x", base_url=BASE_URL, rendezvous_id=RENDEZVOUS_ID
+    )
+    assert response["error"] == "InvalidFieldValue"
 
 
 # --- two peers, random keys ---------------------------------------------------------------------------------

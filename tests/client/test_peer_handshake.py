@@ -245,3 +245,69 @@ def test_generator_with_a_secret_of_the_wrong_length_fails_by_name(
         "handshake_start", generation=2, role="G", base_url=server, secret_hex="00" * 31
     )
     assert (response["ok"], response["error"]) == (False, "InvalidKey")
+
+
+# --- Gen-2 channel profiles ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shown", "expected"), [(None, "element-x"), ("element-x", "element-x"), ("msc4388", "msc4388"), ("msc", "msc4388")]
+)
+def test_the_scanner_detects_the_generators_profile_and_both_say_which(
+    pair: tuple[PeerProcess, PeerProcess], server: str, shown: str | None, expected: str
+) -> None:
+    generator, scanner = pair
+    g = start_generator(generator, server + "/", 2, **({} if shown is None else {"profile": shown}))
+    assert (g["profile"], generator.ok("qr_decode", hex=g["qr_hex"])["profile"]) == (expected, expected)
+    s = scanner.ok("handshake_start", role="S", qr_hex=g["qr_hex"])
+    assert s["profile"] == expected
+    s_done = scanner.ok("handshake_wait", handshake=s["handshake"], timeout_ms=10_000)
+    g_done = generator.ok("handshake_wait", handshake=g["handshake"], timeout_ms=10_000)
+    assert (g_done["profile"], s_done["profile"]) == (expected, expected)
+    assert g_done["check_code"] == s_done["check_code"]
+    scanner.ok("handshake_send", handshake=s["handshake"], plaintext="over the element-x channel")
+    received = generator.ok("handshake_receive", handshake=g["handshake"], timeout_ms=10_000)
+    assert received["plaintext"] == "over the element-x channel"
+
+
+def test_element_x_generator_shows_element_xs_layout_with_the_root_slash_trimmed(
+    pair: tuple[PeerProcess, PeerProcess], server: str
+) -> None:
+    generator, _ = pair
+    g = start_generator(generator, server + "/", 2)
+    # Element X's layout: a u8 id length, then a u16 base-URL length, and no trailing "/".
+    raw = bytes.fromhex(g["qr_hex"])
+    id_length = raw[len(b"IO_ELEMENT_MSC4388") + 2 + 32]
+    url_at = len(b"IO_ELEMENT_MSC4388") + 2 + 32 + 1 + id_length
+    assert int.from_bytes(raw[url_at : url_at + 2], "big") == len(server)
+    assert raw[url_at + 2 :].decode() == server == g["base_url"]
+
+
+@pytest.mark.parametrize(("shown", "scanning"), [("element-x", "msc4388"), ("msc4388", "element-x")])
+def test_a_scanner_on_another_profile_fails_the_generator_with_decryption_error_at_once(
+    pair: tuple[PeerProcess, PeerProcess], server: str, shown: str, scanning: str
+) -> None:
+    generator, scanner = pair
+    g = start_generator(generator, server + "/", 2, profile=shown)
+    s = scanner.ok("handshake_start", role="S", qr_hex=g["qr_hex"], profile=scanning)
+    assert s["profile"] == scanning
+    started = time.monotonic()
+    response = generator.request("handshake_wait", handshake=g["handshake"], timeout_ms=10_000)
+    assert (response["ok"], response["error"]) == (False, "DecryptionError")
+    assert time.monotonic() - started < 5
+
+
+def test_a_legacy_u16_code_needs_a_named_profile(pair: tuple[PeerProcess, PeerProcess], server: str) -> None:
+    generator, scanner = pair
+    g = start_generator(generator, server, 2)
+    raw = bytes.fromhex(g["qr_hex"])
+    at = len(b"IO_ELEMENT_MSC4388") + 2 + 32  # the id length: one byte in Element X's layout, two in the legacy one
+    legacy = (raw[:at] + b"\x00" + raw[at:]).hex()
+    assert generator.ok("qr_decode", hex=legacy)["profile"] is None
+
+    refused = scanner.request("handshake_start", role="S", qr_hex=legacy)
+    assert (refused["ok"], refused["error"]) == (False, "UnknownGen2Profile")
+    s = scanner.ok("handshake_start", role="S", qr_hex=legacy, profile="element-x")
+    s_done = scanner.ok("handshake_wait", handshake=s["handshake"], timeout_ms=10_000)
+    g_done = generator.ok("handshake_wait", handshake=g["handshake"], timeout_ms=10_000)
+    assert (s_done["profile"], s_done["check_code"]) == ("element-x", g_done["check_code"])

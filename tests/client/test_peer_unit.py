@@ -180,3 +180,22 @@ def test_gen2_qr_encode_defaults_to_the_unstable_prefix() -> None:
         answer({"op": "qr_encode", **fields})["hex"]
         == qr_login()["qr"]["gen2_unstable_existing_device"]["hex"]
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [("element-x", "element-x"), ("msc4388", "msc4388"), ("msc", "msc4388"), ("vodozemac", "vodozemac")],
+)
+def test_profile_names_and_aliases_are_accepted_and_answered_canonically(name: str, canonical: str) -> None:
+    request = {"op": "channel_new", "generation": 2, "role": "G", "base_url": "https://h.example", "rendezvous_id": "a"}
+    assert answer({**request, "profile": name})["ok"] is True
+    fields = qr_to_fields(decode_qr(bytes.fromhex(qr_login()["qr"]["gen2_unstable_existing_device"]["hex"])))
+    encoded = answer({"op": "qr_encode", **fields, "profile": name})["hex"]
+    # The layout says element-x or the text's; vodozemac shares the text's layout.
+    implied = "element-x" if canonical == "element-x" else "msc4388"
+    assert answer({"op": "qr_decode", "hex": encoded})["profile"] == implied
+
+
+def test_profile_on_a_gen1_qr_code_is_rejected() -> None:
+    fields = qr_to_fields(decode_qr(bytes.fromhex(qr_login()["qr"]["gen1_login"]["hex"])))
+    assert answer({"op": "qr_encode", **fields, "profile": "element-x"})["error"] == "InvalidFieldValue"

@@ -44,6 +44,20 @@ def test_consent_page_shows_client_and_device(oauth: OAuthClient, user: tuple[st
     assert f"@{user[0]}:localhost" in consent.text
 
 
+def test_consent_page_shows_the_user_code_the_device_displays(
+    oauth: OAuthClient, user: tuple[str, str], device_id: str
+) -> None:
+    _, grant = oauth.start(device_id)
+    typed = f"{grant['user_code'][:4]}-{grant['user_code'][4:]}".lower()
+
+    with Browser() as browser:
+        # Typed by hand at the bare URI: the page still shows the code as the device displays it.
+        consent = browser.sign_in_with_code(grant["verification_uri"], typed, *user)
+
+    assert f"<code id=user-code>{grant['user_code']}</code>" in consent.text
+    assert "Code shown on the device" in consent.text
+
+
 def test_user_code_is_accepted_in_lower_case_with_a_dash(
     oauth: OAuthClient, user: tuple[str, str], device_id: str
 ) -> None:

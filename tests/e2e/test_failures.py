@@ -58,6 +58,7 @@ from qrlink_client.flow import (
     Progress,
     WaitingForToken,
 )
+from qrlink_client.handshake import gen2_profile_of
 from qrlink_client.login import QrCodeReady, ShowGen1, ShowGen2, grant_login, login_new_device
 from qrlink_client.qr import Gen1QrCode, Gen2QrCode, decode_qr
 from qrlink_client.transport import SessionNotFound, TransportOptions
@@ -699,7 +700,9 @@ class MitmProxy:
         document, _, token = self._fields(body)
         channel: SecureChannel
         if isinstance(self.qr, Gen2QrCode):
-            channel = HpkeChannel.scanner(self.qr.base_url, self.qr.rendezvous_id)
+            # The attacker reads the channel profile off the code's layout, as an honest scanner does.
+            profile = gen2_profile_of(self.qr)
+            channel = HpkeChannel.scanner(self.qr.base_url, self.qr.rendezvous_id, profile=profile)
         else:
             channel = EciesChannel.scanner()
         forged = channel.initiate(self.qr.public_key, sequence_token=token)

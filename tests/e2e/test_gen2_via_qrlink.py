@@ -15,9 +15,11 @@ import pytest
 from devstack import DevStack
 from devstack.browser import VerificationPage
 from devstack.users import E2eeUser, create_e2ee_user
+from qrlink_client.channel import HpkeProfile
+from qrlink_client.flow import Progress
 from qrlink_client.login import NewDeviceLoginResult
 from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
-from tests.e2e.test_qr_login import run_login
+from tests.e2e.test_qr_login import assert_mixed_profiles_fail_fast, established, run_login
 from tests.support.urls import under
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
@@ -37,6 +39,8 @@ class Login:
     existing_saw: str
     gen2_sessions_created: float
     """How many Gen-2 sessions our rendezvous server created while this login ran."""
+    new_progress: list[Progress]
+    existing_progress: list[Progress]
 
 
 def gen2_sessions_created(stack: DevStack) -> float:
@@ -59,14 +63,20 @@ async def approved_login(stack: DevStack, cache: dict[bool, Login], new_device_s
     if new_device_shows not in cache:
         user = await create_e2ee_user(stack, prefix="e2e", device_id="EXISTING")
         before = gen2_sessions_created(stack)
-        new, existing, _, _ = await run_login(
-            stack, user, generation=2, new_device_shows=new_device_shows, page=VerificationPage(user, "approve")
+        new, existing, new_sides, existing_sides = await run_login(
+            stack,
+            user,
+            generation=2,
+            new_device_shows=new_device_shows,
+            page=VerificationPage(user, "approve"),
+            show_profile=HpkeProfile.ELEMENT_X,
         )
         if isinstance(new, BaseException):
             raise new
         if isinstance(existing, BaseException):
             raise existing
-        cache[new_device_shows] = Login(user, new, existing, gen2_sessions_created(stack) - before)
+        created = gen2_sessions_created(stack) - before
+        cache[new_device_shows] = Login(user, new, existing, created, new_sides.progress, existing_sides.progress)
     return cache[new_device_shows]
 
 
@@ -84,6 +94,33 @@ async def test_the_login_created_its_gen2_session_on_our_rendezvous_server(
     login = await approved_login(front_stack, logins, new_device_shows)
 
     assert login.gen2_sessions_created == 1
+
+
+@pytest.mark.parametrize("new_device_shows", ROLES)
+async def test_both_devices_used_element_xs_profile(front_stack: DevStack, logins: Any, new_device_shows: bool) -> None:
+    """Shown with element-x, detected by the scanner from the code's layout: all four roles (new/existing
+    device, shows/scans) through our server."""
+    login = await approved_login(front_stack, logins, new_device_shows)
+
+    assert (established(login.new_progress).profile, established(login.existing_progress).profile) == (
+        HpkeProfile.ELEMENT_X,
+        HpkeProfile.ELEMENT_X,
+    )
+
+
+@pytest.mark.parametrize(
+    ("new_device_shows", "shown", "scanning"),
+    [
+        pytest.param(True, HpkeProfile.ELEMENT_X, HpkeProfile.MSC, id="element-x-shown-msc4388-scans"),
+        pytest.param(False, HpkeProfile.MSC, HpkeProfile.ELEMENT_X, id="msc4388-shown-element-x-scans"),
+    ],
+)
+async def test_a_mixed_pair_fails_both_devices_within_seconds(
+    front_stack: DevStack, new_device_shows: bool, shown: HpkeProfile, scanning: HpkeProfile
+) -> None:
+    await assert_mixed_profiles_fail_fast(
+        front_stack, new_device_shows=new_device_shows, shown=shown, scanning=scanning
+    )
 
 
 async def test_new_device_homeserver_url_is_the_front(front_stack: DevStack, logins: Any) -> None:

@@ -39,3 +39,37 @@ async def test_showing_the_qr_without_a_check_code_prompt_is_refused() -> None:
             await login_new_device(
                 http, pickle_key=b"k" * 32, on_progress=_ignore, show=ShowGen1(SESSION), device=OlmDevice.generate()
             )
+
+
+async def test_a_gen2_profile_with_a_code_this_device_shows_is_refused() -> None:
+    from qrlink_client.channel import HpkeProfile
+    from qrlink_client.login import ShowGen2
+
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ValueError, match="ShowGen2"):
+            await login_new_device(
+                http,
+                pickle_key=b"k" * 32,
+                on_progress=_ignore,
+                show=ShowGen2("https://hs.example"),
+                gen2_profile=HpkeProfile.MSC,
+                check_code_prompt=_never,
+            )
+
+
+async def test_a_legacy_u16_gen2_code_without_a_profile_is_refused_before_any_request() -> None:
+    from qrlink_client.login import UnknownGen2Profile
+    from qrlink_client.qr import Gen2Layout, decode_qr
+
+    # Written with u8 lengths (the codec writes no u16/u16 code), then widened to the legacy u16/u16 layout.
+    code = Gen2QrCode(b"\x01" * 32, Gen2Intent.RECIPROCATE, "abc", "https://hs.example")
+    legacy = code.to_bytes().replace(b"\x03abc\x12", b"\x00\x03abc\x00\x12")
+    assert decode_qr(legacy).layout is Gen2Layout.LEGACY_U16  # type: ignore[union-attr]
+
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(UnknownGen2Profile):
+            await login_new_device(http, pickle_key=b"k" * 32, on_progress=_ignore, scanned=legacy)
+
+
+async def _never() -> str:
+    raise AssertionError("not asked")

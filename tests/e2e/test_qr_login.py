@@ -18,7 +18,7 @@ import pytest
 from devstack import DevStack
 from devstack.browser import VerificationPage
 from devstack.users import E2eeUser, create_e2ee_user
-from qrlink_client.channel import CheckCode
+from qrlink_client.channel import CheckCode, DecryptionError, HpkeProfile
 from qrlink_client.e2ee import (
     E2eeHomeserver,
     OlmDevice,
@@ -28,7 +28,9 @@ from qrlink_client.e2ee import (
 from qrlink_client.flow import (
     Done,
     EstablishingSecureChannel,
+    LoginAborted,
     LoginDeclined,
+    LoginFailed,
     Progress,
     Starting,
     SyncingSecrets,
@@ -77,10 +79,21 @@ async def run_login(
     generation: Literal[1, 2],
     new_device_shows: bool,
     page: VerificationPage,
+    show_profile: HpkeProfile = HpkeProfile.ELEMENT_X,
+    scan_profile: HpkeProfile | None = None,
 ) -> tuple[NewDeviceLoginResult | BaseException, str | BaseException, Sides, Sides]:
-    """Both devices concurrently: the one that shows the QR starts first, the other scans what it showed."""
+    """Both devices concurrently: the one that shows the QR starts first, the other scans what it showed.
+
+    Gen-2: the code is shown with ``show_profile``; the scanner takes ``scan_profile`` if given, else the one
+    the code's layout implies.
+    """
     assert stack.rendezvous_url is not None
-    show = ShowGen1(under(stack.rendezvous_url, GEN1_PATH)) if generation == 1 else ShowGen2(stack.homeserver_url)
+    show = (
+        ShowGen1(under(stack.rendezvous_url, GEN1_PATH))
+        if generation == 1
+        else ShowGen2(stack.homeserver_url, profile=show_profile)
+    )
+    scanning: dict[str, Any] = {} if generation == 1 else {"gen2_profile": scan_profile}
     new, existing = Sides(), Sides()
 
     async def resolve(server_name: str) -> str:
@@ -119,10 +132,10 @@ async def run_login(
         existing_task: asyncio.Task[str]
         if new_device_shows:
             new_task = new_device(show=show, check_code_prompt=existing.typed_code)
-            existing_task = existing_device(scanned=await new.qr)
+            existing_task = existing_device(scanned=await new.qr, **scanning)
         else:
             existing_task = existing_device(show=show, server_name=SERVER_NAME, check_code_prompt=new.typed_code)
-            new_task = new_device(scanned=await existing.qr)
+            new_task = new_device(scanned=await existing.qr, **scanning)
         new_outcome, existing_outcome = await asyncio.gather(new_task, existing_task, return_exceptions=True)
         for answer in page.answers:
             assert (await answer).status_code == 200
@@ -252,3 +265,64 @@ async def test_denying_on_the_verification_page_fails_both_devices_with_login_de
 
     assert isinstance(new, LoginDeclined) and not new.by_peer
     assert isinstance(existing, LoginDeclined) and existing.by_peer
+
+
+# --- Gen-2 channel profiles: Element X's on both sides, and a pair that cannot agree -------------------------
+
+
+def established(progress: list[Progress]) -> EstablishingSecureChannel:
+    [step] = [step for step in progress if isinstance(step, EstablishingSecureChannel)]
+    return step
+
+
+@pytest.mark.parametrize(("generation", "new_device_shows"), ROLES)
+async def test_each_device_reports_the_gen2_profile_it_used(
+    stack: DevStack, logins: Any, generation: int, new_device_shows: bool
+) -> None:
+    """Gen-2 codes are shown with element-x and the scanner detects it from the code's layout; all four roles
+    (new/existing device, shows/scans) end with element-x. Gen-1 has no profile."""
+    login = await approved_login(stack, logins, generation, new_device_shows)
+
+    expected = HpkeProfile.ELEMENT_X if generation == 2 else None
+    assert (established(login.new_progress).profile, established(login.existing_progress).profile) == (
+        expected,
+        expected,
+    )
+
+
+async def assert_mixed_profiles_fail_fast(
+    stack: DevStack, *, new_device_shows: bool, shown: HpkeProfile, scanning: HpkeProfile
+) -> None:
+    """A scanner forced onto another profile than the shown code's: the shower cannot open LoginInitiate
+    (DecryptionError), deletes the session, and the scanner stops at once; nobody hangs."""
+    user = await create_e2ee_user(stack, prefix="e2e", device_id="EXISTING")
+    page = VerificationPage(user, "approve")
+    started = asyncio.get_running_loop().time()
+
+    new, existing, _, _ = await asyncio.wait_for(
+        run_login(
+            stack,
+            user,
+            generation=2,
+            new_device_shows=new_device_shows,
+            page=page,
+            show_profile=shown,
+            scan_profile=scanning,
+        ),
+        timeout=15,
+    )
+
+    assert asyncio.get_running_loop().time() - started < 8
+    shower, scanner = (new, existing) if new_device_shows else (existing, new)
+    assert isinstance(shower, LoginAborted) and isinstance(shower.__cause__, DecryptionError)
+    assert isinstance(scanner, LoginFailed)
+    assert page.answers == []  # nothing got as far as the verification page
+
+
+@pytest.mark.parametrize("new_device_shows", [True, False], ids=["new-device-shows", "existing-device-shows"])
+async def test_element_x_against_msc4388_fails_both_devices_within_seconds(
+    stack: DevStack, new_device_shows: bool
+) -> None:
+    await assert_mixed_profiles_fail_fast(
+        stack, new_device_shows=new_device_shows, shown=HpkeProfile.ELEMENT_X, scanning=HpkeProfile.MSC
+    )
