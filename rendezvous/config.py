@@ -149,6 +149,27 @@ class Settings(BaseSettings):
         description="Parked long-polls and watches per process; beyond it long-polls are answered at once.",
     )
 
+    # -- held Gen-1 polls (transparent to standard clients) --------------------------------------------------
+    hold_enabled: bool = Field(
+        True,
+        description=(
+            "Hold a Gen-1 GET whose If-None-Match names the current ETag until the session changes (or hold_ms "
+            "passes), instead of answering 304 at once."
+        ),
+    )
+    hold_ms: int = Field(
+        20_000,
+        ge=100,
+        le=120_000,
+        description="Longest time a Gen-1 poll is held before the usual 304; below every client and proxy timeout.",
+    )
+    hold_max: int = Field(
+        10_000, ge=0, description="Held Gen-1 polls per process; beyond it polls are answered 304 at once."
+    )
+    hold_max_per_address: int = Field(
+        16, ge=0, description="Held Gen-1 polls per client address and process; beyond it 304 at once."
+    )
+
     # -- observability ------------------------------------------------------------------------------------
     log_format: Literal["plain", "json"] = Field("plain", description="Log lines as plain text or JSON objects.")
     metrics_enabled: bool = Field(True, description="Expose Prometheus metrics at /metrics.")
@@ -343,6 +364,7 @@ RANGE_REASONS: dict[str, str] = {
     "ttl_seconds": "as MSC4388 asks",
     "max_payload_bytes": "the protocols' limit: it may be lowered, never raised",
     "push_max_wait_seconds": "no session lives longer than 300 s",
+    "hold_ms": "clients give up on a request after 30 s (matrix-rust-sdk), proxies after 30-60 s",
     "port": "0 lets the system pick a free port",
 }
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
@@ -362,7 +384,8 @@ def describe_range(name: str) -> str | None:
         for key in ("ge", "gt", "le", "lt"):
             if getattr(constraint, key, None) is not None:
                 bounds[key] = getattr(constraint, key)
-    unit = " s" if name.endswith("_seconds") else " bytes" if name.endswith("_bytes") else ""
+    unit = " s" if name.endswith("_seconds") else " ms" if name.endswith("_ms") else ""
+    unit = " bytes" if name.endswith("_bytes") else unit
     if "ge" in bounds and "le" in bounds:
         text = f"{_number(bounds['ge'])}\N{EN DASH}{_number(bounds['le'])}{unit}"
     elif "gt" in bounds and "le" in bounds:

@@ -43,7 +43,7 @@ from .protocol import (
     MSC4108_ERRCODE_FIELD,
 )
 from .push import Push, preferred_wait
-from .routes import GEN1_LONG_POLL
+from .routes import GEN1_HOLD, GEN1_LONG_POLL
 from .store import Generation, Session, SessionNotFound, StoreFull, WriteOutcome, is_opaque_id
 
 logger = logging.getLogger("rendezvous.gen1")
@@ -166,6 +166,9 @@ class Gen1Api:
         self._push_headers = push.headers
         self._counters = context.metrics.generations[Generation.GEN1]
         self._long_poll_route = context.metrics.routes[GEN1_LONG_POLL]
+        self._hold_route = context.metrics.routes[GEN1_HOLD]
+        #: Whether plain polls naming the current ETag are held (``hold_enabled`` and room under the caps).
+        self._hold = push.hold_enabled
 
     async def create(self, request: Request) -> Response:
         """``POST …/rendezvous``: text/plain body (may be empty) → 201 ``{"url"}``. Unauthenticated."""
@@ -190,6 +193,9 @@ class Gen1Api:
     async def get(self, request: Request, session_id: str) -> Response:
         """``GET <session URL>``: 200 with the payload, or 304 when If-None-Match names the current ETag.
 
+        A plain GET whose If-None-Match is exactly the current ETag is held (``hold_enabled``): 200 as soon as a
+        write lands, 404 when the session ends, 304 after ``hold_ms``.
+
         With ``Prefer: wait=N`` (push extension) a request that would get 304 waits up to N seconds (capped at
         ``push_max_wait_seconds``) for the ETag to change: 200 as soon as it does, else 304 at the deadline.
         """
@@ -199,11 +205,28 @@ class Gen1Api:
         headers = _session_headers(session, session.version, extra=self._push_headers)
         if_none_match = request.header(b"if-none-match")
         if if_none_match is not None and _if_none_match_hits(if_none_match, headers[1][1]):
-            wait = preferred_wait(request.header(b"prefer")) if self._push.long_poll else None
-            if not wait:
+            prefer = request.header(b"prefer")
+            wait = preferred_wait(prefer) if prefer is not None else None
+            if wait is None:
+                if self._hold and if_none_match.strip() == headers[1][1] and request.method == "GET":
+                    return await self._held(request, session, headers)
+                return Response(304, headers)
+            if not wait or not self._push.long_poll:
                 return Response(304, headers)
             return await self._long_poll(request, session, if_none_match, min(wait, self._push.max_wait_s))
         return Response(200, headers, session.data)
+
+    async def _held(self, request: Request, session: Session, headers: Headers) -> Response:
+        """A plain poll naming the current ETag, held until a write (200), the session's end (404) or
+        ``hold_ms`` (304): what any Gen-1 client would see from polling, sooner (``docs/push.md``)."""
+        push = self._push
+        request.route = self._hold_route
+        changed = await push.hold(request, self._context.proxies.client_ip(request), session)
+        if changed is None or changed.generation is not Generation.GEN1:
+            raise _not_found()
+        if changed.version == session.version:
+            return Response(304, headers)
+        return Response(200, _session_headers(changed, changed.version, extra=self._push_headers), changed.data)
 
     async def _long_poll(self, request: Request, session: Session, if_none_match: bytes, wait: int) -> Response:
         if not self._push.has_room():

@@ -47,6 +47,10 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
 #: Request latency buckets (seconds): sub-millisecond reads up to the longest long-poll.
 _REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: Write-to-answer latency of held polls (seconds).
+_WAKE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+#: How a held Gen-1 poll ended (``docs/push.md``, "Held Gen-1 polls").
+HOLD_OUTCOMES = ("write", "deleted", "timeout", "capped", "disconnect", "shutdown")
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 STORE_OPERATIONS = ("create", "get", "write", "delete", "count", "rate_limit", "wait_for_change", "ping")
@@ -173,6 +177,26 @@ class Metrics:
         self.watch_frames = Counter(
             "rendezvous_push_watch_frames", "Revisions sent to WebSocket watchers.", ["generation"], registry=registry
         )
+        self.holds = Gauge(
+            "rendezvous_holds",
+            "Gen-1 polls held right now, in this process.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.holds_ended = Counter(
+            "rendezvous_holds_ended",
+            "Held Gen-1 polls by how they ended: write, deleted, timeout, capped (answered at once), disconnect, "
+            "shutdown.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.hold_wake = Histogram(
+            "rendezvous_hold_wake_seconds",
+            "Held Gen-1 polls ended by a write: time from the write (the store's Last-Modified) to the answer.",
+            buckets=_WAKE_BUCKETS,
+            registry=registry,
+        )
+        self.hold_outcomes = {outcome: self.holds_ended.labels(outcome) for outcome in HOLD_OUTCOMES}
         self.store_latency = Histogram(
             "rendezvous_store_operation_duration_seconds",
             "Session store call latency per operation (wait_for_change excluded: it waits on purpose).",

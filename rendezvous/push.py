@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -136,6 +137,17 @@ class Push:
         self._closing: asyncio.Future[None] | None = None
         self._long_poll_gauge = metrics.parked_long_polls
         self._watch_gauge = metrics.parked_watches
+        # Held Gen-1 polls (no extension: docs/push.md, "Held Gen-1 polls"). Parked on the same store waits.
+        self.hold_enabled = settings.hold_enabled and settings.hold_max > 0 and settings.hold_max_per_address > 0
+        self.hold_s = settings.hold_ms / 1000
+        self._hold_cap = settings.hold_max
+        self._hold_cap_per_address = settings.hold_max_per_address
+        self._holds = 0
+        self._holds_by_address: dict[str, int] = {}
+        self._hold_gauge = metrics.holds
+        self._hold_outcomes = metrics.hold_outcomes
+        self._hold_wake = metrics.hold_wake
+        self._wall_clock = time.time
 
     @property
     def parked(self) -> int:
@@ -215,6 +227,61 @@ class Push:
         else:
             counters.long_polls["changed" if session.version != version else "timeout"].inc()
         return session
+
+
+    @property
+    def holds(self) -> int:
+        """Gen-1 polls held in this process right now."""
+        return self._holds
+
+    async def hold(self, request: Request, address: str, session: Session) -> Session | None:
+        """Hold a plain Gen-1 poll of ``session`` (its ``If-None-Match`` named the current version).
+
+        Returns the session as it is when the hold ends: changed (a write landed), unchanged (``hold_ms`` passed,
+        the server is stopping, or a cap was reached and nothing was held), or ``None`` when it was deleted or
+        expired. Raises :class:`ClientDisconnected` as soon as the client goes away. Counted once per request
+        against the rate limits, like any read: the caller took the token before.
+        """
+        outcomes = self._hold_outcomes
+        if self.closing:
+            outcomes["shutdown"].inc()
+            return session
+        by_address = self._holds_by_address
+        held_here = by_address.get(address, 0)
+        if self._holds >= self._hold_cap or held_here >= self._hold_cap_per_address:
+            outcomes["capped"].inc()
+            return session
+        by_address[address] = held_here + 1
+        self._holds += 1
+        self._hold_gauge.inc()
+        version = session.version
+        # Expiry wakes nobody: look again just after the session's deadline, and answer 404 then.
+        timeout = min(self.hold_s, session.expires_in_ms / 1000 + _EXPIRY_SLACK_S)
+        try:
+            current = await until_disconnected(
+                request.receive, "http.disconnect", self.changed(session.id, version, timeout)
+            )
+        except ClientDisconnected:
+            outcomes["disconnect"].inc()
+            raise
+        finally:
+            self._holds -= 1
+            self._hold_gauge.dec()
+            left = by_address[address] - 1
+            if left:
+                by_address[address] = left
+            else:
+                del by_address[address]
+        if current is None:
+            outcomes["deleted"].inc()
+        elif current.version != version:
+            outcomes["write"].inc()
+            self._hold_wake.observe(max(0.0, self._wall_clock() - current.last_modified_ms / 1000))
+        elif self.closing:
+            outcomes["shutdown"].inc()
+        else:
+            outcomes["timeout"].inc()
+        return current
 
 
 # -- the WebSocket watch -------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
 #: The routes a session GET switches to while it is held as a long-poll (push extension).
 GEN1_LONG_POLL = "gen1.long_poll"
 GEN2_LONG_POLL = "gen2.long_poll"
+#: The route a Gen-1 poll switches to while it is held (no extension: a plain conditional GET, see docs/push.md).
+GEN1_HOLD = "gen1.hold"
 #: The route of a request that matched no resource, or a method a rendezvous resource does not answer.
 OTHER = "other"
 
@@ -47,6 +49,8 @@ class Operation:
     operation_id: str | None = None
     #: The route the operation counts under instead while it is held as a long-poll.
     long_poll_route: str | None = None
+    #: The route the operation counts under instead while a plain poll of it is held.
+    hold_route: str | None = None
 
 
 #: The CORS preflight, which the router answers itself on every rendezvous resource.
@@ -99,7 +103,14 @@ def _gen1_resources() -> tuple[Resource, ...]:
         Resource(
             "/{id}",
             (
-                Operation(("GET", "HEAD"), "get", "gen1.get", "Receive", long_poll_route=GEN1_LONG_POLL),
+                Operation(
+                    ("GET", "HEAD"),
+                    "get",
+                    "gen1.get",
+                    "Receive",
+                    long_poll_route=GEN1_LONG_POLL,
+                    hold_route=GEN1_HOLD,
+                ),
                 Operation(("PUT",), "put", "gen1.put", "Send"),
                 Operation(("DELETE",), "delete", "gen1.delete", "Cancel"),
                 PREFLIGHT,
@@ -197,6 +208,8 @@ def _route_names() -> tuple[str, ...]:
                 names[operation.route] = None
                 if operation.long_poll_route is not None:
                     names[operation.long_poll_route] = None
+                if operation.hold_route is not None:
+                    names[operation.hold_route] = None
             names[resource.refused_route] = None
     names.pop(OTHER, None)
     names[OTHER] = None

@@ -19,6 +19,8 @@ def server() -> Iterator[str]:
         "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
         "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
         "RENDEZVOUS_GEN2_STABLE_API": "true",
+        # Held polls end quickly here: a plain conditional GET of an unchanged session is 304 after 0.3 s.
+        "RENDEZVOUS_HOLD_MS": "300",
     }
     with serve_cli(env) as base_url:
         yield base_url

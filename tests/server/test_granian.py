@@ -15,7 +15,11 @@ from .helpers import GEN1, GEN2, TEXT
 pytest.importorskip("granian")
 
 GRANIAN = ["--server", "granian"]
-NO_LIMITS = {"RENDEZVOUS_CREATE_RATE_PER_SECOND": "0", "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0"}
+NO_LIMITS = {
+    "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
+    "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
+    "RENDEZVOUS_HOLD_MS": "300",
+}
 
 
 def test_gen1_exchange_works_under_granian() -> None:

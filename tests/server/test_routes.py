@@ -67,6 +67,8 @@ def test_route_names_are_every_operation_and_long_poll_once_with_other_last() ->
                 expected.add(operation.route)
                 if operation.long_poll_route is not None:
                     expected.add(operation.long_poll_route)
+                if operation.hold_route is not None:
+                    expected.add(operation.hold_route)
     assert len(ROUTE_NAMES) == len(set(ROUTE_NAMES))
     assert set(ROUTE_NAMES) == expected
     assert ROUTE_NAMES[-1] == OTHER

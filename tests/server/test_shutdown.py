@@ -24,6 +24,7 @@ ENV = {
     "RENDEZVOUS_PUSH_MAX_WAIT_SECONDS": "300",
     "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
     "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
+    "RENDEZVOUS_HOLD_MS": "120000",
 }
 #: How long the server may take from SIGTERM to exit.
 EXIT_WITHIN_S = 5.0
@@ -31,7 +32,9 @@ EXIT_WITHIN_S = 5.0
 
 def _parked(client: httpx.Client) -> int:
     text = client.get("/metrics").text
-    return sum(int(float(n)) for n in re.findall(r'^rendezvous_push_parked\{[^}]*\} (\S+)$', text, re.M))
+    parked = re.findall(r"^rendezvous_push_parked\{[^}]*\} (\S+)$", text, re.M)
+    held = re.findall(r"^rendezvous_holds (\S+)$", text, re.M)
+    return sum(int(float(n)) for n in parked + held)
 
 
 def _watch_close_code(url: str) -> int | None:
@@ -55,7 +58,8 @@ def test_sigterm_answers_parked_long_polls_and_watches_and_exits_quickly(server:
         gen1_url, etag = gen1_session(client, b"hello")
         gen2 = gen2_session(client, "hi")
         ws_base = base.replace("http://", "ws://")
-        with ThreadPoolExecutor(3) as pool:
+        held_url, held_etag = gen1_session(client, b"held")
+        with ThreadPoolExecutor(4) as pool:
             gen1_poll = pool.submit(
                 client.get, gen1_url, headers={"If-None-Match": etag, "Prefer": "wait=300"}
             )
@@ -63,8 +67,10 @@ def test_sigterm_answers_parked_long_polls_and_watches_and_exits_quickly(server:
                 client.get, f"{GEN2}/{gen2['id']}", params={"since": "1", "timeout_ms": "300000"}
             )
             watch = pool.submit(_watch_close_code, f"{ws_base}{GEN2}/{gen2['id']}/watch")
+            # A plain poll, as Element sends it: held, not parked as a long-poll.
+            held = pool.submit(client.get, held_url, headers={"If-None-Match": held_etag})
             deadline = time.monotonic() + 10
-            while _parked(client) < 3:
+            while _parked(client) < 4:
                 assert time.monotonic() < deadline, "the long-polls and the watch did not park"
                 time.sleep(0.05)
 
@@ -79,6 +85,9 @@ def test_sigterm_answers_parked_long_polls_and_watches_and_exits_quickly(server:
             assert second.status_code == 200
             assert second.json()["sequence_token"] == "1"
             assert second.json()["data"] == "hi"
+            third = held.result(timeout=EXIT_WITHIN_S)
+            assert (third.status_code, third.headers["etag"]) == (304, held_etag)
+            assert "preference-applied" not in third.headers
             # 1001 from the app, or 1012 from uvicorn closing WebSockets itself: either way, at once.
             assert watch.result(timeout=EXIT_WITHIN_S) in (1001, 1012)
         proc.wait(timeout=EXIT_WITHIN_S + 5)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ def rendezvous_process(store_url: str, *args: str) -> Iterator[ServerProcess]:
         "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
         "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
         "RENDEZVOUS_LOG_LEVEL": "warning",
+        # Plain conditional GETs of an unchanged session are held 2 s, then 304.
+        "RENDEZVOUS_HOLD_MS": "2000",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "rendezvous", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
@@ -200,6 +203,22 @@ def test_gen1_write_on_b_is_seen_on_a(pair: tuple[str, str], ledger: Ledger) -> 
     response = fresh("GET", a + path, headers={"If-None-Match": etag})
     assert response.status_code == 200
     assert response.content == b"from b"
+    assert response.headers["etag"] == put.headers["etag"]
+
+
+def test_gen1_poll_held_on_a_is_answered_by_a_write_on_b(pair: tuple[str, str], ledger: Ledger) -> None:
+    """A plain poll naming the current ETag is held on A; B's write wakes it through Redis, long before hold_ms."""
+    a, b = pair
+    path, etag = ledger.gen1(fresh("POST", a + GEN1, headers=TEXT))
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        held = pool.submit(fresh, "GET", a + path, headers={"If-None-Match": etag})
+        time.sleep(0.5)
+        assert not held.done()
+        put = fresh("PUT", b + path, content=b"from b", headers={**TEXT, "If-Match": etag})
+        response = held.result(timeout=5)
+    assert time.monotonic() - started < 1.5
+    assert (response.status_code, response.content) == (200, b"from b")
     assert response.headers["etag"] == put.headers["etag"]
 
 
