@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_selftest_parser(commands: Any) -> None:
-    from .selftest import DEFAULT_ORIGIN, DEFAULT_REPEAT, DEFAULT_TIMEOUT_S
+    from .selftest import DEFAULT_HOLD_WAIT_S, DEFAULT_ORIGIN, DEFAULT_REPEAT, DEFAULT_TIMEOUT_S
 
     selftest = commands.add_parser(
         "selftest",
@@ -104,6 +104,14 @@ def _add_selftest_parser(commands: Any) -> None:
         help=f"per-request timeout (default {DEFAULT_TIMEOUT_S:g})",
     )
     selftest.add_argument(
+        "--hold-wait",
+        type=_non_negative_float,
+        default=DEFAULT_HOLD_WAIT_S,
+        metavar="SECONDS",
+        help=f"how long gen1.held_poll leaves a held poll waiting before a write answers it; keep it just under "
+        f"the server's hold_ms (default {DEFAULT_HOLD_WAIT_S:g}; 0 skips the check)",
+    )
+    selftest.add_argument(
         "--access-token",
         default=os.environ.get(SELFTEST_TOKEN_ENV),
         help=f"token for Gen-2 create when it needs a logged-in user (default ${SELFTEST_TOKEN_ENV})",
@@ -123,6 +131,13 @@ def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError("must not be negative")
     return number
 
 
@@ -156,6 +171,7 @@ def _selftest(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         access_token=args.access_token or None,
         allowed_origins=tuple(args.allow_origin),
+        hold_wait_s=args.hold_wait,
     )
     # With --json, stdout carries only the report; progress goes to stderr.
     progress = sys.stderr if args.json else sys.stdout

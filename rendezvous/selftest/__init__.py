@@ -29,7 +29,7 @@ The package is an HTTP client and loads nothing of the server: it takes the prot
 from __future__ import annotations
 
 from .client import normalise_base_url
-from .options import DEFAULT_ORIGIN, DEFAULT_REPEAT, DEFAULT_TIMEOUT_S, SelfTestOptions
+from .options import DEFAULT_HOLD_WAIT_S, DEFAULT_ORIGIN, DEFAULT_REPEAT, DEFAULT_TIMEOUT_S, SelfTestOptions
 from .output import format_result, format_summary, report_json
 from .report import CheckResult, SelfTestReport, Status
 from .runner import run_selftest
@@ -42,6 +42,7 @@ from .verdicts import (
 )
 
 __all__ = [
+    "DEFAULT_HOLD_WAIT_S",
     "DEFAULT_ORIGIN",
     "DEFAULT_REPEAT",
     "DEFAULT_TIMEOUT_S",

@@ -90,16 +90,21 @@ class SelfTestClient:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         json_body: Any = None,
+        request_timeout_s: float | None = None,
     ) -> httpx.Response:
         """One request; a 429 is waited out (as clients do) a few times. :class:`RequestFailed` if no answer.
 
         :class:`ForeignOrigin` (nothing sent) for a URL on an origin the run may not visit.
+        ``request_timeout_s`` replaces the run's per-request timeout (for a request the server is expected to hold).
         """
+        extra: dict[str, Any] = {} if request_timeout_s is None else {"timeout": request_timeout_s}
         if not self.allows(url):
             raise ForeignOrigin(f"{method} not sent: {self.foreign(url)}")
         for attempt in range(_RATE_LIMIT_RETRIES + 1):
             try:
-                response = await self._client.request(method, url, headers=headers, content=content, json=json_body)
+                response = await self._client.request(
+                    method, url, headers=headers, content=content, json=json_body, **extra
+                )
             except httpx.HTTPError as exc:
                 raise RequestFailed(f"{method} {where(url)} got no answer ({type(exc).__name__}: {exc})") from None
             if response.status_code != 429 or attempt == _RATE_LIMIT_RETRIES:

@@ -6,12 +6,16 @@ Gen-1 rests on HTTP semantics that proxies like to touch: strong ETags with If-M
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 
 from ..protocol import M_CONCURRENT_WRITE
 from . import shared_probes
 from .adapter import Created, sample_payload
 from .answers import join, lost, matrix_error, status_text
+from .client import RequestFailed
 from .context import Run
 from .discovery import check_gen1_discovery
 from .gen1 import Gen1
@@ -26,8 +30,10 @@ _LIFETIME_HEADERS = ("ETag", "Expires", "Last-Modified")
 
 GEN1_CHECKS = (
     "create_headers", "put", "etag_strong", "no_transform", "content_type", "etag_end_to_end", "not_modified",
-    "precondition_failed", *shared_probes.SHARED_CHECKS,
+    "precondition_failed", *shared_probes.SHARED_CHECKS, "held_poll",
 )  # fmt: skip
+#: Statuses a proxy answers with when it gives up waiting for the upstream.
+_PROXY_GAVE_UP = (502, 503, 504)
 
 
 async def run_gen1(run: Run) -> None:
@@ -50,6 +56,8 @@ class Gen1Checks:
         self.created = created
         self.url = created.url
         self.payload = sample_payload("gen1")
+        #: The time the not-modified GET took: what "answered at once" means on this network.
+        self.round_trip_s = 0.0
 
     def record(self, name: str, status: Status, message: str) -> None:
         self.run_.record(name, status, message)
@@ -73,6 +81,7 @@ class Gen1Checks:
         shared_probes.check_cors_headers(run, gen, [("POST", post), ("PUT", put), ("GET", get)])
         reads = await shared_probes.check_consistency(run, gen, created, get)
         shared_probes.check_ttl(run, gen, created, [get, *reads])
+        await self.check_held_poll(gen.version(get))
         await shared_probes.check_delete(run, gen, created)
 
     def check_create_headers(self, post: httpx.Response) -> None:
@@ -213,7 +222,10 @@ class Gen1Checks:
         if current is None:
             self.record(name, Status.SKIP, "Needs an ETag from the GET.")
             return
-        response = await self.gen.read(self.url, {"If-None-Match": current})
+        # Prefer: wait=0 asks for the answer now: a qrlink server would otherwise hold this poll (gen1.held_poll).
+        started = time.monotonic()
+        response = await self.gen.read(self.url, {"If-None-Match": current, "Prefer": "wait=0"})
+        self.round_trip_s = time.monotonic() - started
         if response.status_code != 304:
             self.record(
                 name,
@@ -238,6 +250,85 @@ class Gen1Checks:
             self.record(name, Status.FAIL, "The 304 carries a different ETag than the one asked about.")
             return
         self.record(name, Status.PASS, "GET with If-None-Match answered 304 with ETag, Expires and Last-Modified.")
+
+    async def check_held_poll(self, current: str | None) -> None:
+        """A plain poll naming the current ETag, left waiting ``hold_wait_s``, then answered by a write from a
+        second connection: a server that holds polls (qrlink's ``hold_enabled``) answers it with the payload, and
+        every proxy on the way must keep it open that long. A 502/504 or a closed connection means one cuts it."""
+        name = "gen1.held_poll"
+        wait = self.run_.options.hold_wait_s
+        if wait <= 0:
+            self.record(name, Status.SKIP, "Skipped with --hold-wait 0.")
+            return
+        if current is None:
+            self.record(name, Status.SKIP, "Needs an ETag from the GET.")
+            return
+        started = time.monotonic()
+        http, timeout = self.gen.http, self.run_.options.timeout_s
+        headers = http.browser({"If-None-Match": current})
+        poll = asyncio.ensure_future(http.send("GET", self.url, headers=headers, request_timeout_s=wait + timeout))
+        done, _ = await asyncio.wait({poll}, timeout=wait)
+        if not done:
+            payload = sample_payload("gen1 held poll")
+            write = await self.gen.write(self.created, current, payload)
+            written = time.monotonic()
+            if write.status_code != 202:
+                poll.cancel()
+                self.record(name, Status.FAIL, f"The write that should answer the held poll got {status_text(write)}.")
+                return
+            try:
+                response = await asyncio.wait_for(poll, timeout)
+            except (TimeoutError, RequestFailed):
+                self.record(
+                    name,
+                    Status.FAIL,
+                    f"A poll held {wait:g} s got no answer after a write from another connection: something on the "
+                    "way buffers or drops answers to held requests.",
+                )
+                return
+            if response.status_code == 200 and response.content == payload.encode():
+                self.record(
+                    name,
+                    Status.PASS,
+                    f"A poll held {wait:g} s was answered by a write from another connection in "
+                    f"{(time.monotonic() - written) * 1000:.0f} ms: the proxy chain keeps held polls open.",
+                )
+                return
+            self.record(name, Status.FAIL, self._cut(response, time.monotonic() - started))
+            return
+        elapsed = time.monotonic() - started
+        try:
+            response = poll.result()
+        except RequestFailed:
+            self.record(
+                name,
+                Status.FAIL,
+                f"A held poll got no answer: the connection was closed after {elapsed:.1f} s. A proxy on the way "
+                "cuts requests that wait; raise its read timeout above the server's hold_ms, or lower hold_ms.",
+            )
+            return
+        if response.status_code == 304 and elapsed <= 2 * self.round_trip_s + 0.1:
+            self.record(name, Status.SKIP, "The server answered the poll at once: it does not hold polls.")
+            return
+        if response.status_code == 304:
+            self.record(
+                name,
+                Status.PASS,
+                f"The poll was held {elapsed:.1f} s, then answered 304 (the server's hold_ms, shorter than "
+                f"--hold-wait {wait:g}): the proxy chain kept it open that long.",
+            )
+            return
+        self.record(name, Status.FAIL, self._cut(response, elapsed))
+
+    @staticmethod
+    def _cut(response: httpx.Response, elapsed: float) -> str:
+        if response.status_code in _PROXY_GAVE_UP:
+            return (
+                f"A held poll was answered {status_text(response)} after {elapsed:.1f} s: a proxy's read timeout is "
+                "shorter than the server holds polls. Raise it above hold_ms (nginx proxy_read_timeout, default "
+                "60 s), or lower hold_ms."
+            )
+        return f"A held poll was answered {status_text(response)} after {elapsed:.1f} s, expected 200 or 304."
 
     async def check_precondition_failed(self, stale: str | None) -> None:
         name = "gen1.precondition_failed"

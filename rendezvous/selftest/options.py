@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 DEFAULT_ORIGIN = "https://app.element.io"
 DEFAULT_REPEAT = 20
 DEFAULT_TIMEOUT_S = 10.0
+#: How long the held-poll check keeps a poll waiting before it writes: just under the server's default hold_ms.
+DEFAULT_HOLD_WAIT_S = 19.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +35,13 @@ class SelfTestOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
     access_token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
+    #: ``gen1.held_poll``: seconds a held poll is left waiting before a write answers it; 0 skips the check.
+    hold_wait_s: float = DEFAULT_HOLD_WAIT_S
 
     def __post_init__(self) -> None:
         if self.repeat < 1:
             raise ValueError("repeat must be at least 1")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if self.hold_wait_s < 0:
+            raise ValueError("hold_wait_s must not be negative")

@@ -56,12 +56,14 @@ class Exchange:
 class ReverseProxy:
     """A small HTTP reverse proxy: forwards every request (Host kept) to the upstreams in turn, then rewrites.
 
-    ``delay`` may hold a request back before forwarding it, to make the client time out.
+    ``delay`` may hold a request back before forwarding it, to make the client time out. ``read_timeout``
+    answers ``504`` when the upstream takes longer than that many seconds, as nginx's ``proxy_read_timeout``.
     """
 
     upstreams: list[str]
     rewrite: Rewrite | None = None
     delay: Callable[[str], float] | None = None
+    read_timeout: float | None = None
     exchanges: list[Exchange] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,9 +99,15 @@ class ReverseProxy:
         with self._lock:
             upstream = next(self._turn)
         assert self._client is not None
-        answer = await self._client.request(
+        forwarded = self._client.request(
             method, upstream + target.decode("latin-1"), headers=request_headers, content=body
         )
+        try:
+            answer = await asyncio.wait_for(forwarded, self.read_timeout)
+        except TimeoutError:
+            await send({"type": "http.response.start", "status": 504, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
         headers: Headers = [(k, v) for k, v in answer.headers.raw if k.lower() not in _HOP_BY_HOP]
         content = answer.content
         if self.rewrite is not None:
@@ -328,6 +336,32 @@ def test_selftest_passes_through_a_transparent_proxy(server: str) -> None:
     with proxy([server]) as (url, _):
         status, report = selftest(url)
     assert status == 0, report
+
+
+def test_selftest_sees_a_held_poll_answered_by_a_write_through_a_proxy() -> None:
+    with serve_settings(hold_ms=10_000, **_NO_LIMITS) as base, proxy([base]) as (url, _):
+        status, report = selftest(url, "--skip-gen2", "--hold-wait", "1")
+    assert status == 0, report
+    held = check(report, "gen1.held_poll")
+    assert held["status"] == "pass"
+    assert "answered by a write from another connection" in held["message"]
+
+
+def test_selftest_fails_when_a_proxy_cuts_held_polls() -> None:
+    with serve_settings(hold_ms=10_000, **_NO_LIMITS) as base, proxy([base], read_timeout=0.5) as (url, _):
+        status, report = selftest(url, "--skip-gen2", "--hold-wait", "2")
+    assert status == 1
+    held = check(report, "gen1.held_poll")
+    assert held["status"] == "fail"
+    assert "504" in held["message"] and "proxy_read_timeout" in held["message"]
+    assert check(report, "gen1.not_modified")["status"] == "pass"
+
+
+def test_selftest_skips_the_held_poll_check_on_a_server_that_answers_at_once() -> None:
+    with serve_settings(hold_enabled=False, **_NO_LIMITS) as base:
+        status, report = selftest(base, "--skip-gen2")
+    assert status == 0, report
+    assert check(report, "gen1.held_poll")["status"] == "skip"
 
 
 def test_selftest_fails_when_a_proxy_weakens_etags(server: str) -> None:
