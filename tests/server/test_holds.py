@@ -215,7 +215,10 @@ async def test_a_client_whose_timeout_is_shorter_than_hold_ms_retries_and_loses_
     payload written meanwhile reaches the retry."""
     store = MemoryStore()
     with serve_settings(store=store, hold_ms=5_000, **NO_LIMITS) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, timeout=15) as writer, httpx.AsyncClient(base_url=base_url, timeout=0.4) as impatient:
+        async with (
+            httpx.AsyncClient(base_url=base_url, timeout=15) as writer,
+            httpx.AsyncClient(base_url=base_url, timeout=0.4) as impatient,
+        ):
             url, etag = await _create(writer)
 
             async def poll() -> tuple[int, httpx.Response]:
