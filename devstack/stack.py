@@ -53,6 +53,7 @@ class DevStack:
         :attr:`homeserver_url` is Synapse. ``"qrlink"``: our rendezvous server (required then) behind a front
         reverse proxy that is :attr:`homeserver_url` and Synapse's ``public_baseurl``; Synapse's MSC4388 is off
         and our server's Gen-1 session URLs name the front too.
+    :param rendezvous_env: extra ``RENDEZVOUS_*`` settings for our rendezvous server (``RENDEZVOUS_HOLD_ENABLED``).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class DevStack:
         synapse_overrides: Mapping[str, Any] | None = None,
         start_timeout: float = 60.0,
         gen2_rendezvous: Literal["synapse", "qrlink"] = "synapse",
+        rendezvous_env: Mapping[str, str] | None = None,
     ) -> None:
         if gen2_rendezvous not in ("synapse", "qrlink"):
             raise ValueError(f"gen2_rendezvous must be 'synapse' or 'qrlink', not {gen2_rendezvous!r}")
@@ -78,6 +80,7 @@ class DevStack:
             raise StartupError("rendezvous=True, but this checkout has no `python -m rendezvous serve`")
         self._want_rendezvous = rendezvous if rendezvous is not None else rendezvous_available()
         self._gen2_rendezvous = gen2_rendezvous
+        self._rendezvous_env = dict(rendezvous_env or {})
         self._poll_interval = poll_interval
         self._device_code_lifetime = device_code_lifetime
         self._access_token_lifetime = access_token_lifetime
@@ -239,6 +242,7 @@ class DevStack:
                     "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
                     "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
                     **behind_front,
+                    **self._rendezvous_env,
                 }
             ),
         )
