@@ -83,6 +83,8 @@ class ExistingDevice:
 
     user: E2eeUser
     action: Literal["approve", "deny"] = "approve"
+    #: Seconds the user takes on the verification page before it opens (the new device waits meanwhile).
+    open_delay: float = 0.0
     progress: list[Progress] = field(default_factory=list)
     page: VerificationPage = field(init=False)
     qr: asyncio.Future[bytes] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -114,6 +116,12 @@ class ExistingDevice:
         """The user types the code the new device shows."""
         return await self.typed
 
+    async def open_verification_uri(self, uri: str) -> bool:
+        """The verification page, opened after :attr:`open_delay`."""
+        if self.open_delay:
+            await asyncio.sleep(self.open_delay)
+        return await self.page.open(uri)
+
     def start(self, http: httpx.AsyncClient, stack: DevStack, **role: Any) -> asyncio.Task[str]:
         return asyncio.create_task(
             grant_login(
@@ -121,7 +129,7 @@ class ExistingDevice:
                 homeserver_url=stack.homeserver_url,
                 access_token=self.user.access_token,
                 secrets=StaticSecrets(self.user.bootstrap.bundle),
-                open_verification_uri=self.page.open,
+                open_verification_uri=self.open_verification_uri,
                 on_progress=self.on_progress,
                 **role,
             )
@@ -154,23 +162,40 @@ async def auth_metadata(http: httpx.AsyncClient, stack: DevStack) -> dict[str, A
 
 
 async def run_login(
-    stack: DevStack, driver: NodeDriver, *, new_device_shows: bool, action: Literal["approve", "deny"] = "approve"
+    stack: DevStack,
+    driver: NodeDriver,
+    *,
+    new_device_shows: bool,
+    action: Literal["approve", "deny"] = "approve",
+    gen1_create_url: str | None = None,
+    existing: ExistingDevice | None = None,
+    http_hooks: dict[str, list[Any]] | None = None,
+    **existing_options: Any,
 ) -> Login | tuple[BaseException, BaseException | str, ExistingDevice]:
-    """A whole login, js-sdk's steps in order; on a failure, (js-sdk's error, grant_login's outcome, its side)."""
-    user = await create_e2ee_user(stack, prefix="js", device_id="EXISTING")
-    existing = ExistingDevice(user, action)
+    """A whole login, js-sdk's steps in order; on a failure, (js-sdk's error, grant_login's outcome, its side).
+
+    ``gen1_create_url``: where ``grant_login`` creates its session when it shows the QR (default: our rendezvous
+    server). ``existing``: the existing device's side, if the caller made it. ``http_hooks``: httpx event hooks on
+    ``grant_login``'s client. ``existing_options`` go to ``grant_login`` (``transport_options``).
+    """
+    if existing is None:
+        existing = ExistingDevice(await create_e2ee_user(stack, prefix="js", device_id="EXISTING"), action)
+    user = existing.user
     device_id = f"JSSDK{uuid.uuid4().hex[:8].upper()}"
-    async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
+    async with httpx.AsyncClient(timeout=30, trust_env=False, event_hooks=http_hooks) as http:
         if new_device_shows:
             shown = await js(driver, "sign_in_generate", homeserver_url=stack.homeserver_url)
             qr = bytes.fromhex(shown["hex"])
-            existing_task = existing.start(http, stack, scanned=qr)
+            existing_task = existing.start(http, stack, scanned=qr, **existing_options)
         else:
-            assert stack.rendezvous_url is not None
+            if gen1_create_url is None:
+                assert stack.rendezvous_url is not None
+                gen1_create_url = under(stack.rendezvous_url, GEN1_PATH)
             existing_task = existing.start(
                 http,
                 stack,
-                show=ShowGen1(under(stack.rendezvous_url, GEN1_PATH)),
+                **existing_options,
+                show=ShowGen1(gen1_create_url),
                 server_name="localhost",
                 check_code_prompt=existing.prompt,
             )

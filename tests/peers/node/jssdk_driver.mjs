@@ -17,7 +17,10 @@
 //   cancel {reason?}                   MSC4108SecureChannel.cancel (ends in DELETE)  -> {}
 //   close                              MSC4108SecureChannel.close (DELETE)           -> {}
 //   state                                                                            -> {url, ready, cancelled, failures}
-//   trace {clear?}                     HTTP exchanges so far                         -> {trace: [...]}
+//   trace {clear?}                     HTTP exchanges so far (a 200 GET's body in response_body) -> {trace: [...]}
+//   set_get_timeout {ms}               give up on a GET after ms without an answer and send it again (a client
+//                                      whose request timeout is shorter than the server holds a poll; null: off)
+//                                                                                    -> {}
 //
 // The new device's whole login (MSC4108SignInWithQR with no MatrixClient, so intent Login), one step per op:
 //   sign_in_generate {homeserver_url}  new device shows the QR: signInByGeneratingQR with a temporary MatrixClient
@@ -70,8 +73,32 @@ function pick(headers, names) {
 }
 
 const realFetch = globalThis.fetch;
+/** set_get_timeout: ms after which a GET without an answer is abandoned and sent again; null: never. */
+let getTimeoutMs = null;
+const MAX_GET_ATTEMPTS = 100;
 
 async function tracingFetch(resource, options = {}) {
+    if ((options.method ?? "GET") !== "GET" || getTimeoutMs === null || options.signal) {
+        return tracedFetch(resource, options);
+    }
+    for (let attempt = 1; ; attempt++) {
+        const controller = new AbortController();
+        const timer = setTimeout(
+            () => controller.abort(new DOMException("no answer in time", "TimeoutError")),
+            getTimeoutMs,
+        );
+        try {
+            // The timer covers the wait for the answer's headers, which is what a held poll delays.
+            return await tracedFetch(resource, { ...options, signal: controller.signal });
+        } catch (err) {
+            if (!controller.signal.aborted || attempt >= MAX_GET_ATTEMPTS) throw err;
+        } finally {
+            clearTimeout(timer);
+        }
+    }
+}
+
+async function tracedFetch(resource, options = {}) {
     const entry = {
         method: options.method ?? "GET",
         url: String(resource),
@@ -84,6 +111,9 @@ async function tracingFetch(resource, options = {}) {
         entry.status = response.status;
         entry.final_url = response.url;
         entry.response_headers = pick(response.headers, TRACED_RESPONSE_HEADERS);
+        if (entry.method === "GET" && response.status === 200) {
+            entry.response_body = await response.clone().text();
+        }
         return response;
     } catch (err) {
         entry.status = null;
@@ -273,6 +303,10 @@ serve({
             bundle.free();
             return { secrets: content, bundle: parsed };
         });
+    },
+    async set_get_timeout(cmd) {
+        getTimeoutMs = cmd.ms ?? null;
+        return {};
     },
     async trace(cmd) {
         const result = trace;
