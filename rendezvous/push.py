@@ -133,8 +133,11 @@ class Push:
         self._store = store
         self._cap = settings.push_max_waiters
         self._parked = 0
-        #: Resolved when the server starts shutting down; every parked wait races it.
-        self._closing: asyncio.Future[None] | None = None
+        #: Set when the server starts shutting down.
+        self._closed = False
+        #: The tasks waiting in :meth:`changed` right now: :meth:`close` cuts their waits short. A set of tasks
+        #: instead of a task per wait racing a shared future keeps a parked request to the one task it runs in.
+        self._waiting: set[asyncio.Task[Any]] = set()
         self._long_poll_gauge = metrics.parked_long_polls
         self._watch_gauge = metrics.parked_watches
         # Held Gen-1 polls (no extension: docs/push.md, "Held Gen-1 polls"). Parked on the same store waits.
@@ -161,7 +164,7 @@ class Push:
     @property
     def closing(self) -> bool:
         """Whether :meth:`close` has been called."""
-        return self._closing is not None and self._closing.done()
+        return self._closed
 
     def close(self) -> None:
         """The server is stopping: answer every parked long-poll now, close every watch, park nothing new.
@@ -169,26 +172,29 @@ class Push:
         Without this a shutdown would wait for each long-poll's deadline (up to ``push_max_wait_seconds``).
         Must be called from the event loop's thread; calling it again does nothing.
         """
-        closing = self._closing_future()
-        if not closing.done():
-            closing.set_result(None)
-
-    def _closing_future(self) -> asyncio.Future[None]:
-        if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_future()
-        return self._closing
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._waiting:
+            task.cancel()
 
     async def changed(self, session_id: str, version: int, timeout_s: float) -> Session | None:
-        """The store's ``wait_for_change``, cut short by :meth:`close`: then the session as it is now."""
-        closing = self._closing_future()
-        if not closing.done():
-            change = asyncio.ensure_future(self._store.wait_for_change(session_id, version, timeout_s))
+        """The store's ``wait_for_change``, cut short by :meth:`close`: then the session as it is now.
+
+        The wait runs in the caller's task; :meth:`close` cancels it, and the cancellation it caused (and only
+        that one) is taken back here.
+        """
+        if not self._closed:
+            task = asyncio.current_task()
+            assert task is not None
+            self._waiting.add(task)
             try:
-                await asyncio.wait((change, closing), return_when=asyncio.FIRST_COMPLETED)
+                return await self._store.wait_for_change(session_id, version, timeout_s)
+            except asyncio.CancelledError:
+                if not self._closed or task.uncancel() > 0:
+                    raise  # not (only) the shutdown: a disconnect, or the server cancelling the request
             finally:
-                change.cancel()  # releases the store waiter; nothing when it has finished
-            if change.done() and not change.cancelled():
-                return change.result()
+                self._waiting.discard(task)
         return await self._store.get(session_id)
 
     @contextlib.contextmanager
