@@ -20,14 +20,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import delivery, idle, logins, saturate, sessions, targets
+from bench import delivery, holds, idle, logins, saturate, sessions, targets
 from bench.aio import run_async
 from bench.http1 import Connection
 from bench.report import Report
 from bench.stats import median
 from bench.targets import RunningServer, Target
 
-SCENARIOS = ("saturate", "delivery", "logins", "idle")
+SCENARIOS = ("saturate", "delivery", "logins", "idle", "holds")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 
 
@@ -67,6 +67,7 @@ class Results:
     logins: list[dict[str, Any]] = field(default_factory=list)
     idle: list[dict[str, Any]] = field(default_factory=list)
     delivery: list[dict[str, Any]] = field(default_factory=list)
+    holds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, help="length of one saturation run (default 5)")
     parser.add_argument("--logins", type=int, help="simultaneous logins (default 1000)")
     parser.add_argument("--idle", type=int, help="idle sessions to create (default 100000 memory, 10000 others)")
+    parser.add_argument("--holds", type=int, default=10_000, help="concurrent held polls (default 10000)")
     parser.add_argument(
         "--redis-url",
         default=DEFAULT_REDIS_URL,
@@ -258,12 +260,25 @@ def _idle(server: RunningServer, plan: Plan, results: Results) -> None:
     )
 
 
+def _holds(server: RunningServer, count: int, results: Results) -> None:
+    result = holds.run(server.port, count, server_pid=server.pid)
+    _progress(
+        f"  {server.target.name} holds: {result.held} held, RSS {result.rss_before_mb:.1f} -> "
+        f"{result.rss_after_mb:.1f} MB, idle CPU {result.idle_cpu_s:.2f} s, wake p50 {result.wake_p50_ms:.1f} ms"
+    )
+    results.holds.append({"target": server.target.name, "per_10k_mb": result.per_10k_mb} | asdict(result))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo-login"]:  # its own command: one dev stack, not the targets below (bench/demo_login.py)
         from bench import demo_login
 
         return demo_login.main(argv[1:])
+    if argv[:1] == ["jssdk"]:  # its own command: three dev stacks and js-sdk in Node (bench/jssdk.py)
+        from bench import jssdk
+
+        return jssdk.main(argv[1:])
     args = _parser().parse_args(argv)
     plan = Plan.for_args(args)
     chosen = [targets.TARGETS[name] for name in (args.targets or targets.TARGETS)]
@@ -287,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "delivery": lambda server: _delivery(server, plan, results),
         "logins": lambda server: _logins(server, plan, results),
         "idle": lambda server: _idle(server, plan, results),
+        "holds": lambda server: _holds(server, args.holds, results),
     }
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="qrlink-bench-") as workdir:
@@ -303,6 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with server:
                 for scenario in scenarios:
                     if scenario != "saturate" and not target.has_sessions:
+                        continue
+                    # memory-holds runs delivery (its 1 s pollers held) and holds; holds runs on nothing else.
+                    if (target.holds and scenario not in ("delivery", "holds")) or (
+                        scenario == "holds" and not target.holds
+                    ):
                         continue
                     try:
                         steps[scenario](server)

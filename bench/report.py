@@ -154,6 +154,40 @@ class Report:
                 ],
             )
             out.append("")
+        if self.r.get("holds"):
+            out += ["## Held Gen-1 polls (plain If-None-Match GETs, one connection each)", ""]
+            out += _table(
+                [
+                    "target",
+                    "held",
+                    "RSS before MB",
+                    "RSS after MB",
+                    "MB / 10k",
+                    "idle CPU s (5 s)",
+                    "wake p50 ms",
+                    "wake p99 ms",
+                    "wake CPU s",
+                    "answered 200",
+                    "errors",
+                ],
+                [
+                    [
+                        row["target"],
+                        _num(row["held"]),
+                        _num(row["rss_before_mb"], 1),
+                        _num(row["rss_after_mb"], 1),
+                        _num(row["per_10k_mb"], 1),
+                        _num(row["idle_cpu_s"], 2),
+                        _num(row["wake_p50_ms"], 1),
+                        _num(row["wake_p99_ms"], 1),
+                        _num(row["wake_cpu_s"], 2),
+                        _num(row["answered_200"]),
+                        str(row["errors"]),
+                    ]
+                    for row in self.r["holds"]
+                ],
+            )
+            out.append("")
         out += ["## Targets", "", *self._targets()]
         return "\n".join(out)
 
@@ -203,6 +237,16 @@ class Report:
                 f"**{'MET' if total < 150 else 'NOT MET'}**"
             )
         lines += self._push_lines()
+        row = self._find("holds", target="memory-holds")
+        if row is None:
+            lines.append("- 10,000 concurrent held polls under 100 MB RSS: not measured")
+        else:
+            ok = row["held"] >= 10_000 and row["rss_after_mb"] < 100 and row["errors"] == 0
+            lines.append(
+                f"- {row['held']:,} concurrent held polls, memory store: {row['rss_after_mb']:.0f} MB RSS "
+                f"({row['rss_before_mb']:.0f} MB before), {row['idle_cpu_s']:.2f} CPU s idle over 5 s (needed "
+                f"10,000 under 100 MB) — **{'MET' if ok else 'NOT MET'}**"
+            )
         return lines
 
     def _stack_lines(self) -> list[str]:

@@ -31,6 +31,16 @@ _OUR_SETTINGS = {
     "RENDEZVOUS_TTL_SECONDS": "300",
     "RENDEZVOUS_LOG_LEVEL": "warning",
     "RENDEZVOUS_ACCESS_LOG": "false",
+    # The scenarios' pollers send plain If-None-Match GETs: held, they would measure holds, not the poll path.
+    # Holds have their own target (memory-holds) and scenario.
+    "RENDEZVOUS_HOLD_ENABLED": "false",
+}
+#: memory-holds: held polls on, held long enough to measure (60 s), and no per-address cap (every simulated
+#: device shares 127.0.0.1); the server-wide cap stays at its default of 10,000.
+_HOLD_SETTINGS = {
+    "RENDEZVOUS_HOLD_ENABLED": "true",
+    "RENDEZVOUS_HOLD_MS": "60000",
+    "RENDEZVOUS_HOLD_MAX_PER_ADDRESS": "1000000",
 }
 
 # Synapse logs every request at INFO; our server logs none. WARNING keeps the comparison about request handling.
@@ -59,6 +69,8 @@ class Target:
     stack: str = "uvicorn"
     workers: int = 1
     redis: bool = False
+    #: Held Gen-1 polls on (our server only).
+    holds: bool = False
 
     @property
     def has_sessions(self) -> bool:
@@ -69,6 +81,7 @@ TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
         Target("memory", "ours, memory store, 1 worker, uvicorn", "ours"),
+        Target("memory-holds", "ours, memory store, 1 worker, uvicorn, held Gen-1 polls on", "ours", holds=True),
         Target("redis", "ours, Redis store, 2 workers, uvicorn", "ours", workers=2, redis=True),
         Target("memory-granian", "ours, memory store, 1 worker, granian", "ours", stack="granian"),
         Target(
@@ -117,6 +130,8 @@ def start(target: Target, workdir: Path, *, redis_url: str, progress: Progress) 
         env.update(_OUR_SETTINGS)
         env["RENDEZVOUS_STORE_URL"] = redis_url if target.redis else "memory://"
         env["RENDEZVOUS_WORKERS"] = str(target.workers)
+        if target.holds:
+            env.update(_HOLD_SETTINGS)
         ready_path = HEALTH_PATH
     if target.kind == "ours":
         # Exactly what an operator runs; settings come from the RENDEZVOUS_* variables above. `--server granian`
