@@ -234,7 +234,6 @@ class Push:
             counters.long_polls["changed" if session.version != version else "timeout"].inc()
         return session
 
-
     @property
     def holds(self) -> int:
         """Gen-1 polls held in this process right now."""

@@ -156,11 +156,14 @@ class OurServer:
 def our_server() -> Iterator[OurServer]:
     """Our rendezvous server, started through its CLI exactly as an operator runs it (memory store), with the
     rate limits off so that fast test polling is not throttled."""
-    # Push off: these tests exercise interval polling; push against our server is tested in tests/server/test_push*.
+    # Push and held polls off: these tests exercise interval polling, and a held poll would answer late on
+    # purpose. Push against our server is tested in tests/server/test_push*, held polls in tests/server/test_holds
+    # and tests/interop/test_jssdk_held_polls.
     env = {
         "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
         "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
         "RENDEZVOUS_PUSH_ENABLED": "false",
+        "RENDEZVOUS_HOLD_ENABLED": "false",
     }
     with serve_cli(env) as base_url:
         yield OurServer(base_url)
