@@ -58,6 +58,10 @@ def _gen1_operations() -> dict[str, dict[str, Any]]:
         },
         "Receive": {
             "summary": "Read the payload",
+            "description": (
+                "With If-None-Match naming exactly the current ETag (and no Prefer: wait), the answer may be held "
+                "until the payload changes (200), the session ends (404) or hold_ms passes (304)."
+            ),
             "parameters": [{"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
             "responses": {
                 "200": {"description": "The payload", "content": text, "headers": session_headers},
