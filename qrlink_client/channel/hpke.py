@@ -98,6 +98,12 @@ class HpkeProfile(enum.Enum):
         except ValueError:
             return None
 
+    @property
+    def layout(self) -> str:
+        """The name of the QR layout (a ``Gen2Layout`` value) a device speaking this profile writes, so that the
+        scanner can tell the profile from the code (:meth:`for_layout`)."""
+        return "element-x" if self is HpkeProfile.ELEMENT_X else "msc4388"
+
     def response_label(self) -> bytes:
         """The exporter context for the response secret."""
         if self is HpkeProfile.MSC:

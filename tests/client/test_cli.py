@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -15,7 +16,7 @@ import pytest
 from qrlink_client import __version__
 from qrlink_client.cli import main
 from qrlink_client.cli.qr_input import UnrecognisedInput, existing_file, read_qr_input
-from qrlink_client.qr import Gen1Mode, Gen1QrCode
+from qrlink_client.qr import Gen1Mode, Gen1QrCode, Gen2Layout, decode_qr
 from tests.client._vectors import qr_login
 
 QRLINK = Path(sys.executable).with_name("qrlink")
@@ -167,8 +168,18 @@ def test_qr_decode_json_gives_the_peer_fields(capsys: pytest.CaptureFixture[str]
         "intent": 1,
         "rendezvous_id": "e8da6355-550b-4a32-a193-1619d9830668",
         "base_url": "https://matrix-client.matrix.org",
+        "profile": "msc4388",
         "hex": GEN2_HEX,
     }
+
+
+def test_qr_decode_names_the_profile_an_element_x_layout_implies(capsys: pytest.CaptureFixture[str]) -> None:
+    code = decode_qr(bytes.fromhex(GEN2_HEX))
+    element_x = dataclasses.replace(code, layout=Gen2Layout.ELEMENT_X).to_bytes().hex()
+    assert main(["qr", "decode", element_x]) == 0
+    assert "profile         element-x" in capsys.readouterr().out
+    assert main(["qr", "decode", "--json", element_x]) == 0
+    assert json.loads(capsys.readouterr().out)["profile"] == "element-x"
 
 
 def test_qr_decode_accepts_base64(capsys: pytest.CaptureFixture[str]) -> None:
