@@ -76,9 +76,8 @@ class RendezvousApp:
         # The routes see the store through the instrumented wrapper, which times and counts every call.
         store_view = InstrumentedStore(self.store, self.metrics)
         self.expiry = ExpiryWatch(store_view, self.metrics)
-        self.context = ServerContext(
-            settings, store_view, ProxyResolver(settings.trusted_proxies), self.metrics, self.expiry, verifier
-        )
+        proxies = ProxyResolver(settings.trusted_proxies, settings.forwarded_header)
+        self.context = ServerContext(settings, store_view, proxies, self.metrics, self.expiry, verifier)
         self.push = Push(settings, store_view, self.metrics)
         self._watchers = {
             Generation.GEN1: Watcher(self.context, self.push, Generation.GEN1, gen1_watch_frame),

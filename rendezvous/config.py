@@ -92,7 +92,14 @@ class Settings(BaseSettings):
     )
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = Field(
         default_factory=list,
-        description="CIDRs of reverse proxies whose X-Forwarded-* / Forwarded headers are believed.",
+        description="CIDRs of reverse proxies whose forwarding headers (see forwarded_header) are believed.",
+    )
+    forwarded_header: Literal["x-forwarded", "forwarded"] = Field(
+        "x-forwarded",
+        description=(
+            "The one forwarding header the trusted proxies write: X-Forwarded-For/-Proto/-Host (x-forwarded), "
+            "or RFC 7239 Forwarded (forwarded). The other family is ignored, whoever sends it."
+        ),
     )
 
     # -- storage -------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Who is the client, and which URL did it use? Answered from the socket, or from trusted proxies' headers.
 
-Forwarding headers (``Forwarded``, ``X-Forwarded-For/-Proto/-Host``) are believed only when the TCP peer is in
-the configured trusted-proxy networks; anyone else could forge them to dodge rate limits or to plant a foreign
-host in the Gen-1 session URL. ``Forwarded`` (RFC 7239) wins over the ``X-Forwarded-*`` family when both are
-present.
+Forwarding headers are believed only when the TCP peer is in the configured trusted-proxy networks; anyone else
+could forge them to dodge rate limits or to plant a foreign host in the Gen-1 session URL. Even behind a trusted
+proxy, exactly one family is read, the one the operator says the proxy writes (``forwarded_header``):
+``X-Forwarded-For/-Proto/-Host`` by default, or RFC 7239 ``Forwarded``. A proxy overwrites or appends to the
+family it writes and passes the other through untouched, so reading both would let a client's own
+``Forwarded: for=…;host=…`` through.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 from .http import MatrixError, Request
 from .protocol import M_INVALID_PARAM
+
+ForwardedHeader = Literal["x-forwarded", "forwarded"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -57,11 +62,23 @@ def valid_host(value: str) -> bool:
     return len(value) <= 255 and _HOST_RE.match(value) is not None
 
 
+def _joined(request: Request, name: bytes) -> str | None:
+    """Every ``name`` header line joined with commas (RFC 9110 §5.3), in order; ``None`` when there is none.
+
+    A proxy may append its own line instead of extending the client's, so the last line alone is not enough.
+    """
+    values = [value for key, value in request.scope["headers"] if key == name]
+    if not values:
+        return None
+    return b", ".join(values).decode("latin-1")
+
+
 class ProxyResolver:
     """Resolves the client address and the request origin, honouring headers from trusted proxies only."""
 
-    def __init__(self, trusted: Sequence[IPNetwork]) -> None:
+    def __init__(self, trusted: Sequence[IPNetwork], header: ForwardedHeader = "x-forwarded") -> None:
         self._trusted = tuple(trusted)
+        self._rfc7239 = header == "forwarded"
         self._cache: dict[str, bool] = {}
 
     def is_trusted(self, address: str) -> bool:
@@ -90,17 +107,9 @@ class ProxyResolver:
         peer = self._peer(request)
         if not self.is_trusted(peer):
             return peer
-        hops: list[str | None]
-        forwarded = request.header(b"forwarded")
-        if forwarded is not None:
-            hops = [
-                _node_ip(element.get("for", "")) for element in _parse_forwarded(forwarded.decode("latin-1"))
-            ]
-        else:
-            xff = request.header(b"x-forwarded-for")
-            if xff is None:
-                return peer
-            hops = [_node_ip(part) for part in xff.decode("latin-1").split(",")]
+        hops = self._hops(request)
+        if hops is None:
+            return peer
         for hop in reversed(hops):
             if hop is None:
                 # An obfuscated or garbled hop: nothing before it can be attributed; keep the last good one.
@@ -110,6 +119,18 @@ class ProxyResolver:
             peer = hop
         return peer
 
+    def _hops(self, request: Request) -> list[str | None] | None:
+        """The client addresses listed in the configured forwarding header, farthest first."""
+        if self._rfc7239:
+            forwarded = _joined(request, b"forwarded")
+            if forwarded is None:
+                return None
+            return [_node_ip(element.get("for", "")) for element in _parse_forwarded(forwarded)]
+        xff = _joined(request, b"x-forwarded-for")
+        if xff is None:
+            return None
+        return [_node_ip(part) for part in xff.split(",")]
+
     def origin(self, request: Request) -> str:
         """``scheme://host[:port]`` as the client used it; 400 ``M_INVALID_PARAM`` for an unusable host."""
         scheme: str = request.scope.get("scheme", "http")
@@ -118,18 +139,19 @@ class ProxyResolver:
         if self.is_trusted(self._peer(request)):
             # The value nearest to us was written by the trusted proxy itself; earlier ones may be
             # client-made.
-            forwarded = request.header(b"forwarded")
-            if forwarded is not None:
-                last = _parse_forwarded(forwarded.decode("latin-1"))[-1]
-                scheme = last.get("proto", scheme)
-                host = last.get("host", host)
+            if self._rfc7239:
+                forwarded = _joined(request, b"forwarded")
+                if forwarded is not None:
+                    last = _parse_forwarded(forwarded)[-1]
+                    scheme = last.get("proto", scheme)
+                    host = last.get("host", host)
             else:
-                xf_proto = request.header(b"x-forwarded-proto")
-                xf_host = request.header(b"x-forwarded-host")
+                xf_proto = _joined(request, b"x-forwarded-proto")
+                xf_host = _joined(request, b"x-forwarded-host")
                 if xf_proto is not None:
-                    scheme = xf_proto.decode("latin-1").split(",")[-1].strip()
+                    scheme = xf_proto.split(",")[-1].strip()
                 if xf_host is not None:
-                    host = xf_host.decode("latin-1").split(",")[-1].strip()
+                    host = xf_host.split(",")[-1].strip()
         scheme = scheme.lower()
         if scheme not in ("http", "https"):
             raise MatrixError(400, M_INVALID_PARAM, "Unsupported forwarded protocol")

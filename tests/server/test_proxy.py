@@ -42,7 +42,7 @@ def test_nearest_proxy_value_wins_in_a_forwarded_list() -> None:
 
 
 def test_rfc7239_forwarded_header_from_trusted_proxy_is_used() -> None:
-    with serve_settings(trusted_proxies=["127.0.0.1"]) as base:
+    with serve_settings(trusted_proxies=["127.0.0.1"], forwarded_header="forwarded") as base:
         url = _created_url(base, {"Forwarded": 'for=198.51.100.7;proto=https;host="rz.example.net"'})
         assert url.startswith(f"https://rz.example.net{GEN1}/")
 
@@ -66,3 +66,61 @@ def test_unknown_forwarded_protocol_is_invalid_param() -> None:
     with serve_settings(trusted_proxies=["127.0.0.1"]) as base:
         response = httpx.post(f"{base}{GEN1}", content=b"", headers={**TEXT, "X-Forwarded-Proto": "gopher"})
         assert_matrix_error(response, 400, "M_INVALID_PARAM")
+
+
+# -- one forwarding family only: the one the proxy writes ---------------------------------------------------
+
+
+def test_client_forwarded_header_is_ignored_behind_an_x_forwarded_proxy() -> None:
+    # nginx / Caddy write X-Forwarded-* and pass a client's own Forwarded header through untouched.
+    with serve_settings(trusted_proxies=["127.0.0.1"]) as base:
+        url = _created_url(
+            base,
+            {
+                "Forwarded": 'for=203.0.113.5;proto=https;host="evil.example"',
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "matrix.example.org",
+            },
+        )
+        assert url.startswith(f"https://matrix.example.org{GEN1}/")
+        url = _created_url(base, {"Forwarded": 'host="evil.example"', "Host": "rz.example.org"})
+        assert url.startswith(f"http://rz.example.org{GEN1}/")
+
+
+def test_x_forwarded_headers_are_ignored_when_the_proxy_writes_forwarded() -> None:
+    with serve_settings(trusted_proxies=["127.0.0.1"], forwarded_header="forwarded") as base:
+        url = _created_url(base, {"X-Forwarded-Host": "evil.example", "Host": "rz.example.org"})
+        assert url.startswith(f"http://rz.example.org{GEN1}/")
+
+
+def _limited(base: str, headers: list[dict[str, str]]) -> list[int]:
+    with httpx.Client(base_url=base) as c:
+        return [c.post(GEN1, content=b"", headers={**TEXT, **h}).status_code for h in headers]
+
+
+_ONE_CREATE = {"create_rate_per_second": 0.01, "create_burst": 1, "trusted_proxies": ["127.0.0.1"]}
+
+
+def test_rotating_a_client_forwarded_header_does_not_dodge_the_rate_limit() -> None:
+    with serve_settings(**_ONE_CREATE) as base:
+        headers = [
+            {"Forwarded": f"for=203.0.113.{n}", "X-Forwarded-For": "198.51.100.7"} for n in range(1, 4)
+        ]
+        assert _limited(base, headers) == [201, 429, 429]
+
+
+def test_client_made_hops_before_the_proxy_append_do_not_dodge_the_rate_limit() -> None:
+    # $proxy_add_x_forwarded_for keeps what the client sent and appends the real address: the rightmost
+    # untrusted hop is the client.
+    with serve_settings(**_ONE_CREATE) as base:
+        headers = [{"X-Forwarded-For": f"203.0.113.{n}, 198.51.100.7"} for n in range(1, 4)]
+        assert _limited(base, headers) == [201, 429, 429]
+
+
+def test_rfc7239_mode_keys_on_the_rightmost_untrusted_hop() -> None:
+    with serve_settings(**_ONE_CREATE, forwarded_header="forwarded") as base:
+        headers = [
+            {"Forwarded": f"for=203.0.113.{n}, for=198.51.100.7", "X-Forwarded-For": f"192.0.2.{n}"}
+            for n in range(1, 4)
+        ]
+        assert _limited(base, headers) == [201, 429, 429]
