@@ -8,6 +8,7 @@ are cached for a shorter time so a newly issued token is never refused for long.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ NEGATIVE_CACHE_SECONDS = 10.0
 MAX_CACHE_ENTRIES = 10_000
 #: Suggested wait when the homeserver cannot answer.
 HOMESERVER_RETRY_AFTER_MS = 5_000
+#: What an access token may be made of: visible ASCII, at most a few KiB. Anything else (non-ASCII, spaces,
+#: control characters) can be no homeserver's token and could not even be put into the whoami request's
+#: Authorization header, so it is refused here instead of failing (500) or looking like an outage (503) there.
+_TOKEN_RE = re.compile(r"[\x21-\x7e]{1,4096}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,23 +49,33 @@ class HomeserverUnavailable(Exception):
 def access_token(request: Request) -> str | None:
     """The request's access token: ``Authorization: Bearer``, or the legacy ``access_token`` parameter.
 
-    Raises 401 ``M_UNKNOWN_TOKEN`` for an Authorization header that carries no Bearer token: a request that
-    tries to authenticate must never be treated as anonymous (MSC4388).
+    Raises 401 ``M_UNKNOWN_TOKEN`` for an Authorization header that carries no Bearer token, and for a token that
+    is not a token string (:data:`_TOKEN_RE`): a request that tries to authenticate must never be treated as
+    anonymous (MSC4388).
     """
     authorization = request.header(b"authorization")
     if authorization is not None:
         scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise MatrixError(401, M_UNKNOWN_TOKEN, "Unrecognised access token")
-        return token
+        if scheme.lower() != "bearer":
+            raise _unknown_token()
+        return _checked(token.strip())
     query: bytes = request.scope.get("query_string", b"")
     if b"access_token=" in query:
         values = parse_qs(query.decode("latin-1")).get("access_token")
         if values:
-            return values[-1]
-        raise MatrixError(401, M_UNKNOWN_TOKEN, "Unrecognised access token")
+            return _checked(values[-1])
+        raise _unknown_token()
     return None
+
+
+def _checked(token: str) -> str:
+    if _TOKEN_RE.fullmatch(token) is None:
+        raise _unknown_token()
+    return token
+
+
+def _unknown_token() -> MatrixError:
+    return MatrixError(401, M_UNKNOWN_TOKEN, "Unrecognised access token")
 
 
 class TokenVerifier:

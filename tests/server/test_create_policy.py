@@ -116,6 +116,31 @@ def test_authorization_that_is_not_bearer_is_401(authenticated: str) -> None:
     assert_matrix_error(response, 401, "M_UNKNOWN_TOKEN")
 
 
+@pytest.fixture(scope="module")
+def unthrottled(homeserver: tuple[str, StandInHomeserver]) -> Iterator[str]:
+    with serve_settings(
+        gen2_create_policy="authenticated",
+        homeserver_url=homeserver[0],
+        create_rate_per_second=0,
+        session_rate_per_second=0,
+    ) as base_url:
+        yield base_url
+
+
+@pytest.mark.parametrize("query", ["%C3%A9", "%FF", "syt_a%0Ab", "syt_a%00b", "a%20b", "%0D%0AX-Evil:%201"])
+def test_access_token_parameter_that_is_no_token_string_is_401(unthrottled: str, query: str) -> None:
+    for method in ("GET", "POST"):
+        response = httpx.request(method, f"{unthrottled}{GEN2}?access_token={query}", json={"data": ""})
+        assert_matrix_error(response, 401, "M_UNKNOWN_TOKEN")
+
+
+@pytest.mark.parametrize("value", [b"Bearer \xff", b"Bearer \xc3\xa9", b"Bearer syt_a\tb", b"Bearer syt_a b"])
+def test_bearer_token_that_is_no_token_string_is_401(unthrottled: str, value: bytes) -> None:
+    for method in ("GET", "POST"):
+        response = httpx.request(method, f"{unthrottled}{GEN2}", json={"data": ""}, headers={"Authorization": value})
+        assert_matrix_error(response, 401, "M_UNKNOWN_TOKEN")
+
+
 def test_access_token_query_parameter_is_honoured(authenticated: str) -> None:
     response = httpx.get(f"{authenticated}{GEN2}", params={"access_token": ALICE_TOKEN})
     assert response.json()["create_available"] is True
