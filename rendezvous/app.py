@@ -85,6 +85,7 @@ class RendezvousApp:
         }
         self._openapi = json_bytes(build_openapi(settings))
         self._index = index_page(settings, health_path=HEALTH_PATH, openapi_path=OPENAPI_PATH).encode()
+        self._body_timeout_s = settings.request_body_timeout_seconds
         self._metrics_server: asyncio.Server | None = None
         self._router = Router(mounted(settings), self._api_of, self.metrics.routes)
         self._r_other = self.metrics.routes[OTHER]
@@ -151,7 +152,7 @@ class RendezvousApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request = Request(scope, receive, self._r_other)
+        request = Request(scope, receive, self._r_other, self._body_timeout_s)
         response: Response | None
         try:
             response = await self._router.dispatch(request)

@@ -25,6 +25,10 @@ from .config import CONFIG_FILE_ENV, DEFAULT_PORT, ConfigError, Settings, load_s
 from .store.factory import open_store
 
 APP_FACTORY = "rendezvous.app:app_from_environment"
+#: uvicorn's httptools protocol with our connection limits (see :mod:`rendezvous.connections`).
+HTTP_PROTOCOL = "rendezvous.connections:GuardedProtocol"
+#: After SIGTERM, requests still running this long after the parked ones were answered are cancelled.
+GRACEFUL_SHUTDOWN_S = 10
 #: Where ``rendezvous selftest`` reads an access token from, so that it stays off the command line.
 SELFTEST_TOKEN_ENV = "RENDEZVOUS_SELFTEST_ACCESS_TOKEN"  # noqa: S105 (a variable name, not a secret)
 
@@ -214,8 +218,10 @@ def _serve(settings: Settings, warnings: Sequence[str]) -> None:
 def _serve_uvicorn(settings: Settings) -> None:
     import uvicorn
 
+    from .connections import raise_fd_limit
     from .logs import uvicorn_log_config
 
+    raise_fd_limit(settings.max_connections)
     uvicorn.run(
         APP_FACTORY,
         factory=True,
@@ -225,6 +231,8 @@ def _serve_uvicorn(settings: Settings) -> None:
         workers=settings.workers,
         log_level=settings.log_level,
         access_log=settings.access_log,
+        http=HTTP_PROTOCOL,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         # Client addresses and public URLs come from our own trusted-proxy handling (rendezvous.proxy);
         # uvicorn's would rewrite the client address before we see the socket peer.
         proxy_headers=False,
@@ -241,6 +249,7 @@ GRANIAN_BACKLOG = 2048
 def _serve_granian(settings: Settings) -> None:
     """The same app factory under granian: its Rust HTTP/1 server, an asyncio worker loop on uvloop."""
     from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
 
@@ -255,6 +264,13 @@ def _serve_granian(settings: Settings) -> None:
         # HTTP/1 only, as with uvicorn: the rendezvous clients speak it, and a proxy in front may offer HTTP/2.
         http=HTTPModes.http1,
         backlog=GRANIAN_BACKLOG,
+        # Its own header deadline and size limit (431); the body deadline is the app's (Request.read_body).
+        # backpressure bounds requests in flight, not connections: past it, connections wait unserved.
+        http1_settings=HTTP1Settings(
+            header_read_timeout=int(settings.request_header_timeout_seconds * 1000),
+            max_buffer_size=settings.max_request_header_bytes,
+        ),
+        backpressure=settings.max_connections,
         log_level=LogLevels(settings.log_level),
         log_access=settings.access_log,
     ).serve()

@@ -116,6 +116,22 @@ class Settings(BaseSettings):
     session_rate_per_second: float = Field(20.0, ge=0, description="0 disables the read/write rate limit.")
     session_burst: int = Field(60, ge=1)
 
+    # -- connections: what a reverse proxy would otherwise bound --------------------------------------------
+    request_header_timeout_seconds: float = Field(
+        5.0, gt=0, le=300, description="Time a client has to send a request's line and headers."
+    )
+    request_body_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Time a client has to send a request's body once its headers are in."
+    )
+    max_request_header_bytes: int = Field(
+        32_768, ge=8192, le=1_048_576, description="Largest request line plus headers; larger ones get 431."
+    )
+    max_connections: int = Field(
+        16_000,
+        ge=1,
+        description="Open connections per process served normally; past it requests get 503, except /health.",
+    )
+
     # -- generations --------------------------------------------------------------------------------------
     gen1_enabled: bool = True
     gen2_create_policy: CreatePolicy = CreatePolicy.OPEN

@@ -6,6 +6,7 @@ the per-request work to header lookups and pre-encoded constant headers.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import math
@@ -126,16 +127,27 @@ def http_date(unix_seconds: int) -> bytes:
     return formatdate(unix_seconds, usegmt=True).encode()
 
 
+#: Default for how long :meth:`Request.read_body` waits for a whole body (``request_body_timeout_seconds``).
+BODY_TIMEOUT_S = 10.0
+
+
 class Request:
     """The parts of an ASGI HTTP request the routes use."""
 
-    __slots__ = ("_headers", "receive", "route", "scope")
+    __slots__ = ("_headers", "body_timeout_s", "receive", "route", "scope")
 
-    def __init__(self, scope: Scope, receive: Receive, route: RouteMetrics | None = None) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        route: RouteMetrics | None = None,
+        body_timeout_s: float = BODY_TIMEOUT_S,
+    ) -> None:
         self.scope = scope
         self.receive = receive
         #: Where this request's latency and status are counted; the router and the routes set it.
         self.route = route
+        self.body_timeout_s = body_timeout_s
         self._headers: dict[bytes, bytes] | None = None
 
     @property
@@ -165,11 +177,22 @@ class Request:
         """The whole body, or :class:`MatrixError` 413 as soon as it exceeds ``limit`` bytes.
 
         A declared Content-Length over the limit is refused before reading anything; a streamed body is read
-        only until it passes the limit, so an oversized upload never sits in memory.
+        only until it passes the limit, so an oversized upload never sits in memory. A body that has not all
+        come within :attr:`body_timeout_s` gets 408 and the connection is closed: a client promising 4,000 bytes
+        and sending 10 must not hold the request (and its connection) open.
         """
         declared = self.content_length()
         if declared is not None and declared > limit:
             raise too_large(limit)
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                return await self._read_body(limit)
+        except TimeoutError:
+            raise MatrixError(
+                408, "M_UNKNOWN", "Request body not received in time", headers=[(b"connection", b"close")]
+            ) from None
+
+    async def _read_body(self, limit: int) -> bytes:
         chunks: list[bytes] = []
         total = 0
         while True:
