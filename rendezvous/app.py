@@ -131,9 +131,18 @@ class RendezvousApp:
                 self.expiry.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.begin_shutdown()
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def begin_shutdown(self) -> None:
+        """The server stops accepting: answer parked long-polls and close watches now, not at their deadlines.
+
+        Called by :mod:`rendezvous.connections` as soon as uvicorn starts a graceful shutdown (before it waits
+        for the requests in flight), and again at lifespan shutdown for servers that only send that.
+        """
+        self.push.close()
 
     async def aclose(self) -> None:
         """Release the store (if this app opened it), the homeserver client and the background tasks."""

@@ -39,6 +39,8 @@ PUSH_HEADER = b"x-qrlink-push"
 DISCOVERY_FIELD = "io.qrlink.push"
 #: WebSocket close code for "the watched session was deleted or has expired" (4000-4999: application codes).
 GONE_CLOSE_CODE = 4404
+#: WebSocket close code for "the server is going away" (RFC 6455 1001): sent to every watch on shutdown.
+GOING_AWAY_CLOSE_CODE = 1001
 #: How long after a session's deadline a watch looks again, so that expiry is noticed just after it happens.
 _EXPIRY_SLACK_S = 0.05
 #: ``Prefer: wait`` values longer than this many digits are nonsense; they are treated as the maximum.
@@ -130,6 +132,8 @@ class Push:
         self._store = store
         self._cap = settings.push_max_waiters
         self._parked = 0
+        #: Resolved when the server starts shutting down; every parked wait races it.
+        self._closing: asyncio.Future[None] | None = None
         self._long_poll_gauge = metrics.parked_long_polls
         self._watch_gauge = metrics.parked_watches
 
@@ -139,8 +143,41 @@ class Push:
         return self._parked
 
     def has_room(self) -> bool:
-        """Whether one more request may park (``push_max_waiters``)."""
-        return self._parked < self._cap
+        """Whether one more request may park (``push_max_waiters``, and not while shutting down)."""
+        return self._parked < self._cap and not self.closing
+
+    @property
+    def closing(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closing is not None and self._closing.done()
+
+    def close(self) -> None:
+        """The server is stopping: answer every parked long-poll now, close every watch, park nothing new.
+
+        Without this a shutdown would wait for each long-poll's deadline (up to ``push_max_wait_seconds``).
+        Must be called from the event loop's thread; calling it again does nothing.
+        """
+        closing = self._closing_future()
+        if not closing.done():
+            closing.set_result(None)
+
+    def _closing_future(self) -> asyncio.Future[None]:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+        return self._closing
+
+    async def changed(self, session_id: str, version: int, timeout_s: float) -> Session | None:
+        """The store's ``wait_for_change``, cut short by :meth:`close`: then the session as it is now."""
+        closing = self._closing_future()
+        if not closing.done():
+            change = asyncio.ensure_future(self._store.wait_for_change(session_id, version, timeout_s))
+            try:
+                await asyncio.wait((change, closing), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                change.cancel()  # releases the store waiter; nothing when it has finished
+            if change.done() and not change.cancelled():
+                return change.result()
+        return await self._store.get(session_id)
 
     @contextlib.contextmanager
     def parking_watch(self) -> Iterator[None]:
@@ -165,9 +202,7 @@ class Push:
         self._long_poll_gauge.inc()
         try:
             session = await until_disconnected(
-                request.receive,
-                "http.disconnect",
-                self._store.wait_for_change(session_id, version, timeout_s),
+                request.receive, "http.disconnect", self.changed(session_id, version, timeout_s)
             )
         except ClientDisconnected:
             counters.long_polls["disconnected"].inc()
@@ -234,7 +269,10 @@ class Watcher:
                 self._counters.watch_frames.inc()
             # Expiry wakes nobody: look again just after the session's deadline.
             timeout = min(self._push.max_wait_s, session.expires_in_ms / 1000 + _EXPIRY_SLACK_S)
-            session = await self._store.wait_for_change(session.id, version, timeout)
+            session = await self._push.changed(session.id, version, timeout)
+            if self._push.closing:
+                await send({"type": "websocket.close", "code": GOING_AWAY_CLOSE_CODE, "reason": "server stopping"})
+                return
             if session is not None and session.generation is not self._generation:
                 session = None
         await send({"type": "websocket.close", "code": GONE_CLOSE_CODE, "reason": "session gone"})

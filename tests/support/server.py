@@ -78,6 +78,15 @@ def _wait_healthy(base_url: str, alive: Any) -> None:
 @contextlib.contextmanager
 def serve_cli(env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> Iterator[str]:
     """Start the server through its CLI in a subprocess; stop it (SIGTERM, then kill) on exit."""
+    with serve_cli_process(env, args) as (_, base_url):
+        yield base_url
+
+
+@contextlib.contextmanager
+def serve_cli_process(
+    env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """:func:`serve_cli`, also yielding the process (for tests that signal it themselves)."""
     for attempt in range(3):
         port = free_port()
         proc = subprocess.Popen(
@@ -102,7 +111,7 @@ def serve_cli(env: Mapping[str, str] | None = None, args: Sequence[str] = ()) ->
             proc.communicate(timeout=10)
             raise
         try:
-            yield base_url
+            yield proc, base_url
         finally:
             proc.terminate()
             try:
