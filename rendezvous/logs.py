@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ _ROUTE_SEGMENTS = frozenset(
 
 #: uvicorn's loggers: their handlers get our formatter in JSON mode, and every one gets the redacting filter.
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+#: granian's: its access log passes the request fields as one mapping (``%(path)s``, ``%(query_string)s``).
+GRANIAN_LOGGERS = ("_granian", "granian.access")
 
 
 def redact(value: str) -> str:
@@ -78,6 +81,14 @@ class RedactingFilter(logging.Filter):
             record.args = tuple(
                 redact_path(arg) if isinstance(arg, str) and arg.startswith("/") else arg for arg in args
             )
+        elif isinstance(args, Mapping) and "path" in args:
+            # granian's access line: the path apart, the query string apart (and only shown on request).
+            fields = dict(args)
+            if isinstance(fields["path"], str):
+                fields["path"] = redact_path(fields["path"])
+            if fields.get("query_string"):
+                fields["query_string"] = "…"
+            record.args = fields
         return True
 
 
@@ -149,7 +160,7 @@ def configure_logging(settings: Settings) -> None:
         setattr(handler, _OURS, True)
         handler.setFormatter(formatter_for(settings))
         ours.addHandler(handler)
-    for name in UVICORN_LOGGERS:
+    for name in (*UVICORN_LOGGERS, *GRANIAN_LOGGERS):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) for f in logger.filters):
             logger.addFilter(RedactingFilter())

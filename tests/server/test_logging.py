@@ -75,6 +75,19 @@ def test_json_logs_carry_no_payload_session_id_token_or_txn_id(tmp_path: Path) -
     assert any(redact(seen[1]) in line for line in lines)
 
 
+def test_granian_access_log_carries_no_session_id_token_or_txn_id(tmp_path: Path) -> None:
+    seen: list[str] = []
+    env = {**CHATTY, "RENDEZVOUS_SERVER": "granian", "RENDEZVOUS_LOG_FORMAT": "plain"}
+    with cli_server(tmp_path / "server.log", env) as server:
+        asyncio.run(_exchange(server.base_url, seen))
+    text = server.log_text()
+    access = [line for line in text.splitlines() if GEN1 in line or GEN2 in line]
+    assert len(access) > 20, "the exchange should have produced access lines"
+    for secret in seen:
+        assert secret not in text
+    assert any(redact(seen[1]) in line for line in access)
+
+
 def test_plain_logs_are_lines_of_text(tmp_path: Path) -> None:
     with cli_server(tmp_path / "server.log", {**NO_LIMITS, "RENDEZVOUS_LOG_LEVEL": "info"}) as server:
         httpx.get(f"{server.base_url}{HEALTH_PATH}")
