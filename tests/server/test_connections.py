@@ -101,6 +101,7 @@ def test_slow_headers_get_408(server: tuple[str, int]) -> None:
         status, headers, body = _answer(_read_until_closed(sock, HEADER_TIMEOUT_S + 3))
     assert status == 408
     assert json.loads(body)["errcode"] == "M_UNKNOWN"
+    assert headers["connection"] == "close"
 
 
 def test_a_connection_that_sends_nothing_is_closed(server: tuple[str, int]) -> None:
@@ -173,6 +174,7 @@ def test_a_stalled_body_gets_408_and_the_connection_closes(server: tuple[str, in
         status, headers, body = _answer(_read_until_closed(sock, BODY_TIMEOUT_S + 5))
     assert status == 408
     assert json.loads(body)["errcode"] == "M_UNKNOWN"
+    assert headers["connection"] == "close"
     assert time.monotonic() - started < BODY_TIMEOUT_S + 1.5
 
 
