@@ -86,8 +86,16 @@ def _session_headers(
 
 
 def watch_frame(session: Session) -> str:
-    """A frame of the WebSocket watch (push extension): ``{"etag", "data"}``."""
-    return json.dumps({"etag": etag(session.id, session.version).decode(), "data": session.data.decode()})
+    """A frame of the WebSocket watch (push extension): ``{"etag", "data"}``.
+
+    A Gen-1 payload is any bytes a PUT sent; one that is not UTF-8 goes as ``data_base64`` (standard base64)
+    instead of ``data``, so that every payload fits a text frame and decoding never fails mid-watch.
+    """
+    tag = etag(session.id, session.version).decode()
+    try:
+        return json.dumps({"etag": tag, "data": session.data.decode("utf-8")})
+    except UnicodeDecodeError:
+        return json.dumps({"etag": tag, "data_base64": base64.b64encode(session.data).decode("ascii")})
 
 
 def _not_found() -> MatrixError:

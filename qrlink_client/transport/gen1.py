@@ -260,6 +260,9 @@ class Gen1Transport(_Transport):
 
     def _frame_revision(self, frame: dict[str, Any]) -> _Revision:
         etag, data = frame.get("etag"), frame.get("data")
+        if isinstance(etag, str) and etag and data is None and "data_base64" in frame:
+            # A payload that is not UTF-8 (docs/push.md): refused as a polled body would be.
+            raise RendezvousProtocolError("receive: body is not UTF-8")
         if not isinstance(etag, str) or not etag or not isinstance(data, str):
             raise RendezvousProtocolError("receive: watch frame lacks a string etag and data")
         return _Revision(etag, data, authoritative=False)

@@ -7,6 +7,7 @@ cap are observable quickly.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 import time
@@ -325,6 +326,24 @@ async def test_gen1_watch_streams_etags_and_payloads_and_closes_4404_on_delete(h
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 2)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+
+
+async def test_gen1_watch_carries_a_payload_that_is_not_utf8(http: httpx.AsyncClient) -> None:
+    created = await http.post(GEN1, content=b"", headers=TEXT)
+    url, etag = created.json()["url"], created.headers["etag"]
+    payload = b"\xff\xfe not utf-8 \x80"
+    async with connect(url.replace("http://", "ws://") + "/watch") as ws:
+        assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {"etag": etag, "data": ""}
+        put = await http.put(url, content=payload, headers={**TEXT, "If-Match": etag})
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 2))
+        assert frame == {"etag": put.headers["etag"], "data_base64": base64.b64encode(payload).decode()}
+        # The watch goes on: the next revision arrives as usual.
+        again = await http.put(url, content=b"text", headers={**TEXT, "If-Match": put.headers["etag"]})
+        assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {"etag": again.headers["etag"], "data": "text"}
+    # A watch that starts on such a payload gets it first.
+    await http.put(url, content=payload, headers={**TEXT, "If-Match": again.headers["etag"]})
+    async with connect(url.replace("http://", "ws://") + "/watch") as ws:
+        assert base64.b64decode(json.loads(await asyncio.wait_for(ws.recv(), 2))["data_base64"]) == payload
 
 
 async def test_watch_of_an_unknown_session_closes_4404(push_server: str) -> None:
