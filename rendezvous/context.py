@@ -64,5 +64,20 @@ class ServerContext:
             raise _too_many_requests(retry_after_ms)
 
 
+#: Suggested wait when ``max_sessions`` is reached: sessions end within ``ttl_seconds``, and most logins finish in
+#: well under a minute.
+SESSIONS_FULL_RETRY_AFTER_MS = 10_000
+
+
+def sessions_full() -> MatrixError:
+    """429 for a create refused because ``max_sessions`` sessions are live."""
+    return MatrixError(
+        429,
+        M_LIMIT_EXCEEDED,
+        "Too many rendezvous sessions in progress",
+        retry_after_ms=SESSIONS_FULL_RETRY_AFTER_MS,
+    )
+
+
 def _too_many_requests(retry_after_ms: int) -> MatrixError:
     return MatrixError(429, M_LIMIT_EXCEEDED, "Too many requests", retry_after_ms=retry_after_ms)

@@ -19,7 +19,7 @@ import logging
 import re
 import time
 
-from .context import ServerContext
+from .context import ServerContext, sessions_full
 from .http import (
     APPLICATION_JSON,
     COMMON_HEADERS,
@@ -37,7 +37,6 @@ from .protocol import (
     GEN1_PATH,
     M_CONCURRENT_WRITE,
     M_INVALID_PARAM,
-    M_LIMIT_EXCEEDED,
     M_MISSING_PARAM,
     M_NOT_FOUND,
     M_UNKNOWN,
@@ -180,7 +179,7 @@ class Gen1Api:
                 Generation.GEN1, data, ttl_ms=context.ttl_ms, max_sessions=context.settings.max_sessions
             )
         except StoreFull:
-            raise MatrixError(429, M_LIMIT_EXCEEDED, "Too many rendezvous sessions in progress") from None
+            raise sessions_full() from None
         self._counters.created.inc()
         context.expiry.created(session)
         logger.debug("session created", extra={"fields": {"generation": 1, "session": redact(session.id)}})

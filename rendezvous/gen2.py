@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from .auth import HOMESERVER_RETRY_AFTER_MS, HomeserverUnavailable, InvalidToken, access_token
 from .config import CreatePolicy
-from .context import ServerContext
+from .context import ServerContext, sessions_full
 from .http import MatrixError, Request, Response, json_response
 from .logs import redact
 from .protocol import (
@@ -26,7 +26,6 @@ from .protocol import (
     M_BAD_JSON,
     M_FORBIDDEN,
     M_INVALID_PARAM,
-    M_LIMIT_EXCEEDED,
     M_MISSING_PARAM,
     M_NOT_FOUND,
     M_NOT_JSON,
@@ -204,7 +203,7 @@ class Gen2Api:
                 Generation.GEN2, data, ttl_ms=context.ttl_ms, max_sessions=context.settings.max_sessions
             )
         except StoreFull:
-            raise MatrixError(429, M_LIMIT_EXCEEDED, "Too many rendezvous sessions in progress") from None
+            raise sessions_full() from None
         self._counters.created.inc()
         context.expiry.created(session)
         logger.debug("session created", extra={"fields": {"generation": 2, "session": redact(session.id)}})

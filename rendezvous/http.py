@@ -68,6 +68,10 @@ class Response:
         await send({"type": "http.response.body", "body": self.body})
 
 
+#: ``retry_after_ms`` of a 429 that names none.
+DEFAULT_RETRY_AFTER_MS = 1_000
+
+
 class MatrixError(Exception):
     """An error answered as a Matrix JSON error (``{"errcode", "error", …}``)."""
 
@@ -87,6 +91,9 @@ class MatrixError(Exception):
         self.error = error
         self.headers = headers or []
         self.extra = extra or {}
+        if retry_after_ms is None and status == 429:
+            # Every 429 tells the client when to come back (MSC4388, RFC 6585), even one nobody timed.
+            retry_after_ms = DEFAULT_RETRY_AFTER_MS
         self.retry_after_ms = retry_after_ms
 
     def to_response(self) -> Response:

@@ -103,6 +103,15 @@ def test_max_sessions_refuses_with_429_instead_of_evicting() -> None:
         assert c.get(first_url).content == b"first"
 
 
+def test_the_session_cap_429_says_when_to_retry() -> None:
+    with serve_settings(max_sessions=1) as base, httpx.Client(base_url=base) as c:
+        gen1_session(c)
+        for response in (c.post(GEN1, content=b"", headers=TEXT), c.post(GEN2, json={"data": ""})):
+            body = assert_matrix_error(response, 429, "M_LIMIT_EXCEEDED")
+            assert body["retry_after_ms"] > 0
+            assert int(response.headers["retry-after"]) == -(-body["retry_after_ms"] // 1000)
+
+
 def test_deleting_a_session_frees_a_slot() -> None:
     with serve_settings(max_sessions=1) as base, httpx.Client(base_url=base) as c:
         url, _ = gen1_session(c)
