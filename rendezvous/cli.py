@@ -108,6 +108,14 @@ def _add_selftest_parser(commands: Any) -> None:
         default=os.environ.get(SELFTEST_TOKEN_ENV),
         help=f"token for Gen-2 create when it needs a logged-in user (default ${SELFTEST_TOKEN_ENV})",
     )
+    selftest.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also send requests to this origin (a delegated rendezvous server); repeatable. By default only the "
+        "origins of URL and --gen1-create-url are visited, wherever the tested server points",
+    )
     selftest.add_argument("--json", action="store_true", help="print the report as JSON (progress on stderr)")
 
 
@@ -147,6 +155,7 @@ def _selftest(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         timeout_s=args.timeout,
         access_token=args.access_token or None,
+        allowed_origins=tuple(args.allow_origin),
     )
     # With --json, stdout carries only the report; progress goes to stderr.
     progress = sys.stderr if args.json else sys.stdout

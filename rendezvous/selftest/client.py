@@ -34,6 +34,10 @@ class RequestFailed(Exception):
     """A request got no HTTP answer at all (connection refused, TLS error, timeout)."""
 
 
+class ForeignOrigin(RequestFailed):
+    """A request was not sent: its URL, which the tested server chose, is on an origin the run may not visit."""
+
+
 def open_client(options: SelfTestOptions, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """An HTTP client that never follows redirects on its own (the Gen-1 create follows 307s as browsers do)."""
     return httpx.AsyncClient(
@@ -51,6 +55,23 @@ class SelfTestClient:
         self.options = options
         self.base = normalise_base_url(options.base_url)
         self._client = client
+        given = [self.base, *options.allowed_origins]
+        if options.gen1_create_url:
+            given.append(options.gen1_create_url)
+        self._origins = {origin_of(normalise_base_url(url)) for url in given}
+
+    def allows(self, url: str) -> bool:
+        """Whether ``url`` is on an origin this run may send requests to."""
+        return origin_of(url) in self._origins
+
+    def foreign(self, url: str) -> str:
+        """Why a request to ``url`` is not sent, and how to allow it."""
+        scheme, host = origin_of(url)
+        return (
+            f"{where(url, path=False)} is not the origin under test, so no request was sent there "
+            f"(a server could aim the test at an internal address). If it is yours, pass --allow-origin "
+            f"{scheme}://{host}."
+        )
 
     def browser(self, extra: Mapping[str, str] | None = None, *, origin: str | None = None) -> dict[str, str]:
         """Headers of a cross-origin ``fetch()`` from Element Web."""
@@ -70,7 +91,12 @@ class SelfTestClient:
         content: bytes | None = None,
         json_body: Any = None,
     ) -> httpx.Response:
-        """One request; a 429 is waited out (as clients do) a few times. :class:`RequestFailed` if no answer."""
+        """One request; a 429 is waited out (as clients do) a few times. :class:`RequestFailed` if no answer.
+
+        :class:`ForeignOrigin` (nothing sent) for a URL on an origin the run may not visit.
+        """
+        if not self.allows(url):
+            raise ForeignOrigin(f"{method} not sent: {self.foreign(url)}")
         for attempt in range(_RATE_LIMIT_RETRIES + 1):
             try:
                 response = await self._client.request(method, url, headers=headers, content=content, json=json_body)

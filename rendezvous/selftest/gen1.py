@@ -52,6 +52,10 @@ class Gen1(GenerationAdapter):
                 self.run.record(name, Status.FAIL, problem)
                 return None
             target = urljoin(url, response.headers["location"])
+            if not self.http.allows(target):
+                problem = f"POST {where(url)} redirects elsewhere: {self.http.foreign(target)}"
+                self.run.record(name, Status.FAIL, problem)
+                return None
             hops.append(where(url))
             if origin_of(target) != origin_of(url):
                 # Fetch standard: after a cross-origin redirect the request's origin is "tainted" and sent as null.
@@ -62,6 +66,10 @@ class Gen1(GenerationAdapter):
             return None
         session_url = self._session_url(url, response)
         if session_url is None:
+            return None
+        if not self.http.allows(session_url):
+            problem = f"The session URL is on another origin: {self.http.foreign(session_url)}"
+            self.run.record(name, Status.FAIL, problem)
             return None
         self.run.cleanups.created(session_url, self.http.browser(origin=origin), self.delete_statuses)
         via = f" after a redirect from {', '.join(hops)}" if hops else ""

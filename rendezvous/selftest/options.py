@@ -17,6 +17,10 @@ class SelfTestOptions:
     ``base_url`` is the homeserver's client base URL (or the rendezvous server's own URL). ``gen1_create_url``
     overrides where the Gen-1 session is created (default: the homeserver's MSC4108 endpoint under
     ``base_url``). ``access_token`` is only sent to Gen-2 discovery and create and never printed.
+
+    Requests go only to the origins of ``base_url`` and ``gen1_create_url`` and to ``allowed_origins``: the
+    tested server chooses the session URL and the redirects, and must not be able to aim the run at another
+    host (an internal address, say).
     """
 
     base_url: str
@@ -28,6 +32,7 @@ class SelfTestOptions:
     repeat: int = DEFAULT_REPEAT
     timeout_s: float = DEFAULT_TIMEOUT_S
     access_token: str | None = field(default=None, repr=False)
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.repeat < 1:

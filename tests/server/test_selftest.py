@@ -254,12 +254,71 @@ def _homeserver_delegating_to(rendezvous: str) -> Callable[[dict[str, Any], Any,
 
 def test_selftest_follows_a_307_delegation_and_checks_discovery(server: str) -> None:
     with serve_app(_homeserver_delegating_to(server)) as homeserver:
-        status, report = selftest(homeserver, "--skip-gen2")
+        status, report = selftest(homeserver, "--skip-gen2", "--allow-origin", server)
     assert status == 0, report
     assert check(report, "gen1.discovery")["status"] == "pass"
     create = check(report, "gen1.create")
     assert create["status"] == "pass"
     assert "redirect" in create["message"]
+
+
+def test_selftest_does_not_follow_a_delegation_to_an_origin_it_was_not_given(server: str) -> None:
+    with serve_app(_homeserver_delegating_to(server)) as homeserver:
+        status, report = selftest(homeserver, "--skip-gen2")
+    assert status == 1
+    create = check(report, "gen1.create")
+    assert create["status"] == "fail"
+    assert f"--allow-origin {server}" in create["message"]
+
+
+class _Recorder:
+    """An internal service a hostile rendezvous server would like the self-test to hit: records every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        self.requests.append(f"{scope['method']} {scope['path']}")
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _hostile_rendezvous(target: str) -> Callable[[dict[str, Any], Any, Any], Awaitable[None]]:
+    """A Gen-1 create that hands out a session URL on ``target``."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        cors = [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"ETag")]
+        if scope["path"] == GEN1 and scope["method"] == "POST":
+            body = json.dumps({"url": f"{target}/admin/delete-everything"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"etag", b'"x-1"'), *cors]
+            await send({"type": "http.response.start", "status": 201, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        else:
+            await send({"type": "http.response.start", "status": 404, "headers": cors})
+            await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+def test_selftest_sends_nothing_to_a_session_url_on_another_origin() -> None:
+    internal = _Recorder()
+    with serve_app(internal) as target, serve_app(_hostile_rendezvous(target)) as hostile:
+        status, report = selftest(hostile, "--skip-gen2")
+    assert status == 1
+    assert internal.requests == []
+    create = check(report, "gen1.create")
+    assert create["status"] == "fail"
+    assert "--allow-origin" in create["message"]
 
 
 # -- broken proxies -----------------------------------------------------------------------------------------
