@@ -216,9 +216,10 @@ class GuardedProtocol(HttpToolsProtocol):
         completed = self._messages
         self._chunk_len = len(data)
         super().data_received(data)
+        if self._messages != completed and not (self._in_headers or self._in_body):
+            return  # whole requests, the usual case: nothing to time
         if self._upgraded or self.transport.is_closing():
             return
-        # Checked once per read, not per request: a request that arrives whole arms nothing.
         if self._in_body:
             if self._deadline is None:
                 self._arm(self._limits.body_timeout_s + BODY_BACKSTOP_GRACE_S, self._body_deadline_passed)
@@ -229,7 +230,7 @@ class GuardedProtocol(HttpToolsProtocol):
                 self._refuse(431, "M_TOO_LARGE", "Request headers are too large")
                 return
         # Partial headers, or bytes that start no request at all (blank lines): the header deadline runs.
-        if self._deadline is None and (self._in_headers or self._messages == completed):
+        if self._deadline is None:
             self._arm(self._limits.header_timeout_s, self._header_deadline_passed)
 
     def on_message_begin(self) -> None:
@@ -239,10 +240,18 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        self._disarm()
+        # The body, if any, is timed from here; a WebSocket upgrade stops all timing (handle_websocket_upgrade).
+        self._in_body = True
+        if self._deadline is not None:
+            self._disarm()
+        limits = self._limits
+        if self._header_bytes + self._chunk_len <= limits.max_header_bytes and (
+            len(self.connections) <= limits.max_connections
+        ):
+            self._refusal = None  # the usual case, decided without a call
+            super().on_headers_complete()
+            return
         self._refusal = self._refusal_for_request()
-        upgrading = self.parser.should_upgrade() and self._should_upgrade()
-        self._in_body = not upgrading
         if self._refusal is None:
             super().on_headers_complete()
             return
@@ -284,6 +293,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._upgraded = True
+        self._in_body = False
         self._disarm()
         super().handle_websocket_upgrade()
 
