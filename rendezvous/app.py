@@ -13,7 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Callable
+from types import FrameType
 
 import httpx
 
@@ -128,6 +132,8 @@ class RendezvousApp:
                         message_text = f"cannot listen on the metrics port: {exc.strerror}"
                         await send({"type": "lifespan.startup.failed", "message": message_text})
                         return
+                if settings.server == "granian":
+                    _on_termination_signal(self.begin_shutdown)
                 self.expiry.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -222,6 +228,28 @@ class RendezvousApp:
             except (RuntimeError, OSError):
                 # Already accepted: the handshake cannot be refused any more, so close the socket instead.
                 await send({"type": "websocket.close", "code": 1011})
+
+
+def _on_termination_signal(callback: Callable[[], None]) -> None:
+    """Call ``callback`` in this loop as soon as SIGTERM or SIGINT arrives (granian's workers only).
+
+    uvicorn tells :mod:`rendezvous.connections` when it starts shutting down; granian tells nobody, and sends
+    ``lifespan.shutdown`` only after every request in flight, parked long-polls included, has finished. Its
+    worker takes the signals through the event loop (the wakeup file descriptor), which leaves the
+    Python-level handler a no-op: chaining ours there keeps granian's handling as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def handler(number: int, frame: FrameType | None, previous: object = previous) -> None:
+            loop.call_soon_threadsafe(callback)
+            if callable(previous):
+                previous(number, frame)
+
+        signal.signal(signum, handler)
 
 
 def create_app(settings: Settings | None = None, *, store: SessionStore | None = None) -> RendezvousApp:

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -43,8 +44,14 @@ def _watch_close_code(url: str) -> int | None:
     return None
 
 
-def test_sigterm_answers_parked_long_polls_and_watches_and_exits_quickly() -> None:
-    with serve_cli_process(ENV) as (proc, base), httpx.Client(base_url=base, timeout=30) as client:
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+def test_sigterm_answers_parked_long_polls_and_watches_and_exits_quickly(server: str) -> None:
+    if server == "granian":
+        pytest.importorskip("granian")
+    with (
+        serve_cli_process(ENV, ["--server", server]) as (proc, base),
+        httpx.Client(base_url=base, timeout=30) as client,
+    ):
         gen1_url, etag = gen1_session(client, b"hello")
         gen2 = gen2_session(client, "hi")
         ws_base = base.replace("http://", "ws://")
