@@ -36,6 +36,7 @@ from uvicorn.server import ServerState
 
 from .config import Settings
 from .http import MatrixError, Receive, Scope, Send, json_bytes
+from .protocol import M_TOO_LARGE, M_UNKNOWN
 
 logger = logging.getLogger("rendezvous.connections")
 
@@ -46,6 +47,8 @@ HEALTH_RESERVE = 64
 FD_SLACK = 128
 #: The body backstop fires this long after the routes' own deadline, so that their 408 goes first.
 BODY_BACKSTOP_GRACE_S = 1.0
+#: Header deadline of a connection accepted past ``max_connections``: it gets the reserve only if it asks at once.
+BUSY_HEADER_TIMEOUT_S = 1.0
 #: Suggested wait in the 503 past the connection cap.
 BUSY_RETRY_AFTER_MS = 2_000
 #: At most one warning about refused connections per this many seconds.
@@ -115,10 +118,10 @@ def _refusing(error: MatrixError) -> Callable[[Scope, Receive, Send], Awaitable[
 
 #: The app past the connection cap: 503 with ``Retry-After``.
 _busy = _refusing(
-    MatrixError(503, "M_UNKNOWN", "Server busy; try again later", retry_after_ms=BUSY_RETRY_AFTER_MS)
+    MatrixError(503, M_UNKNOWN, "Server busy; try again later", retry_after_ms=BUSY_RETRY_AFTER_MS)
 )
 #: The app for a request whose headers arrived in one piece but are too large.
-_headers_too_large = _refusing(MatrixError(431, "M_TOO_LARGE", "Request headers are too large"))
+_headers_too_large = _refusing(MatrixError(431, M_TOO_LARGE, "Request headers are too large"))
 
 
 def _raw_error(status: int, errcode: str, message: str) -> bytes:
@@ -180,7 +183,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._upgraded or self.transport.is_closing():
             return
         if self._in_headers:
-            self._refuse(408, "M_UNKNOWN", "Request headers not received in time")
+            self._refuse(408, M_UNKNOWN, "Request headers not received in time")
         else:
             # A connection that never sent a byte: nobody to answer.
             self.transport.close()
@@ -206,7 +209,11 @@ class GuardedProtocol(HttpToolsProtocol):
             self._warn_refused()
             transport.abort()
             return
-        self._arm(self._limits.header_timeout_s, self._header_deadline_passed)
+        timeout = self._limits.header_timeout_s
+        if len(self.connections) > self._limits.max_connections:
+            # In the /health reserve: an idle or slow connection must not keep a load balancer's check out.
+            timeout = min(timeout, BUSY_HEADER_TIMEOUT_S)
+        self._arm(timeout, self._header_deadline_passed)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -227,7 +234,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._in_headers:
             self._header_bytes += len(data)
             if self._header_bytes > self._limits.max_header_bytes:
-                self._refuse(431, "M_TOO_LARGE", "Request headers are too large")
+                self._refuse(431, M_TOO_LARGE, "Request headers are too large")
                 return
         # Partial headers, or bytes that start no request at all (blank lines): the header deadline runs.
         if self._deadline is None:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
-from .protocol import M_INVALID_PARAM, M_TOO_LARGE
+from .protocol import M_INVALID_PARAM, M_TOO_LARGE, M_UNKNOWN
 
 if TYPE_CHECKING:
     from .metrics import RouteMetrics
@@ -196,7 +196,7 @@ class Request:
                 return await self._read_body(limit)
         except TimeoutError:
             raise MatrixError(
-                408, "M_UNKNOWN", "Request body not received in time", headers=[(b"connection", b"close")]
+                408, M_UNKNOWN, "Request body not received in time", headers=[(b"connection", b"close")]
             ) from None
 
     async def _read_body(self, limit: int) -> bytes:

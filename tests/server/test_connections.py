@@ -202,25 +202,60 @@ def test_a_trickled_body_nobody_reads_does_not_hold_the_connection(server: tuple
 # -- the connection cap ----------------------------------------------------------------------------------------
 
 
-def test_past_the_connection_cap_requests_get_503_but_health_answers() -> None:
-    env = {**ENV, "RENDEZVOUS_MAX_CONNECTIONS": str(MAX_CONNECTIONS), "RENDEZVOUS_REQUEST_HEADER_TIMEOUT_SECONDS": "30"}
+@pytest.fixture
+def capped() -> Iterator[tuple[str, tuple[str, int]]]:
+    env = {
+        **ENV,
+        "RENDEZVOUS_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "RENDEZVOUS_REQUEST_HEADER_TIMEOUT_SECONDS": "30",
+    }
     with serve_cli(env) as base:
-        address = ("127.0.0.1", int(base.rsplit(":", 1)[1]))
-        idle = [socket.create_connection(address) for _ in range(MAX_CONNECTIONS + 20)]
-        try:
-            time.sleep(0.2)
-            assert httpx.get(f"{base}/health").status_code == 200
-            busy = httpx.get(f"{base}/_rendezvous/openapi.json")
-            assert busy.status_code == 503
-            assert busy.json()["errcode"] == "M_UNKNOWN"
-            assert int(busy.headers["retry-after"]) >= 1
-            # Past the /health reserve too: dropped as soon as accepted.
-            idle += [socket.create_connection(address) for _ in range(HEALTH_RESERVE)]
-            time.sleep(0.2)
-            with socket.create_connection(address) as extra:
-                assert _read_until_closed(extra, 2) == b""
-        finally:
-            for sock in idle:
-                sock.close()
-        time.sleep(0.3)
-        assert httpx.get(f"{base}/_rendezvous/openapi.json").status_code == 200
+        yield base, ("127.0.0.1", int(base.rsplit(":", 1)[1]))
+
+
+def test_past_the_connection_cap_requests_get_503_but_health_answers(capped: tuple[str, tuple[str, int]]) -> None:
+    base, address = capped
+    idle = [socket.create_connection(address) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)
+        assert httpx.get(f"{base}/health").status_code == 200
+        busy = httpx.get(f"{base}/_rendezvous/openapi.json")
+        assert busy.status_code == 503
+        assert busy.json()["errcode"] == "M_UNKNOWN"
+        assert int(busy.headers["retry-after"]) >= 1
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.3)
+    assert httpx.get(f"{base}/_rendezvous/openapi.json").status_code == 200
+
+
+def test_idle_connections_past_the_cap_are_cut_quickly(capped: tuple[str, tuple[str, int]]) -> None:
+    _, address = capped
+    idle = [socket.create_connection(address) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)
+        started = time.monotonic()
+        with socket.create_connection(address) as extra:
+            assert _read_until_closed(extra, 5) == b""
+        # The reserve's header deadline (1 s), not the configured 30 s.
+        assert time.monotonic() - started < 2.5
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_connections_past_the_health_reserve_are_dropped_at_once(capped: tuple[str, tuple[str, int]]) -> None:
+    _, address = capped
+    idle = [socket.create_connection(address) for _ in range(MAX_CONNECTIONS + HEALTH_RESERVE)]
+    try:
+        time.sleep(0.2)
+        with socket.create_connection(address) as extra:
+            # Dropped on accept: well before the reserve's 1 s header deadline could close it.
+            try:
+                assert _read_until_closed(extra, 0.6) == b""
+            except ConnectionError:
+                pass
+    finally:
+        for sock in idle:
+            sock.close()
