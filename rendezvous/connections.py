@@ -10,9 +10,9 @@ uvicorn's httptools protocol with, per connection:
 * a header size limit (``max_request_header_bytes``): 431 as soon as the request line and headers pass it;
 * a body deadline, the backstop for bodies nobody reads (the routes that read a body have their own deadline,
   answered with 408, in :meth:`rendezvous.http.Request.read_body`);
-* a connection cap (``max_connections`` per process): past it every request but ``/health`` gets 503, and past
-  it plus :data:`HEALTH_RESERVE` connections are dropped as soon as they are accepted, before they can take the
-  last file descriptors;
+* a connection cap (``max_connections`` per process): past it every request but ``/health`` gets 503 and the
+  header deadline shrinks to :data:`BUSY_HEADER_TIMEOUT_S`, and past it plus :data:`HEALTH_RESERVE`
+  connections are dropped as soon as they are accepted, before they can take the last file descriptors;
 * a shutdown notice: uvicorn asks every connection to shut down before it waits for requests in flight, and that
   is when the app answers its parked long-polls (:meth:`rendezvous.app.RendezvousApp.begin_shutdown`).
 
