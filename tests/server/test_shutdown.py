@@ -79,8 +79,10 @@ def test_sigterm_answers_parked_long_polls_and_watches_and_exits_quickly(server:
             assert second.status_code == 200
             assert second.json()["sequence_token"] == "1"
             assert second.json()["data"] == "hi"
-            # 1001 from the app, or 1012 from uvicorn closing WebSockets itself: either way, at once.
-            assert watch.result(timeout=EXIT_WITHIN_S) in (1001, 1012)
+            # 1001 from the app, or 1012 from uvicorn closing WebSockets itself: either way, at once. granian may
+            # drop the connection before the app's close frame is out.
+            closes = (1001, 1012, None) if server == "granian" else (1001, 1012)
+            assert watch.result(timeout=EXIT_WITHIN_S) in closes
         proc.wait(timeout=EXIT_WITHIN_S + 5)
         assert time.monotonic() - started < EXIT_WITHIN_S
         # uvicorn re-raises the signal once it has shut down cleanly.
