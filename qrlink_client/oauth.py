@@ -1,5 +1,5 @@
 """The new device's OAuth 2.0 device authorization grant (RFC 8628) against a Matrix homeserver
-(PROTOCOL.md §5), async over httpx.
+(docs/protocol.md, "OAuth 2.0 device authorization grant"), async over httpx.
 
 One entry point: :meth:`DeviceGrantClient.create` discovers the auth server metadata (MSC2965: stable
 ``/_matrix/client/v1/auth_metadata``, then the unstable ``org.matrix.msc2965`` path), checks that the device

@@ -1,9 +1,10 @@
-"""What both secure channels share: roles, the check code, the channel interface and its errors (PROTOCOL.md
-§3).
+"""What both secure channels share: roles, the check code, the channel interface and its errors.
 
 Roles: **G** generates and shows the QR code and owns the key in it; **S** scans it and speaks first
 (LoginInitiateMessage). G answers with LoginOkMessage. S knows the channel is good from LoginOk alone; G knows
 only once its user has typed in the check code S shows.
+
+The wire format: docs/protocol.md, "Roles".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Gen-1 secure channel: vodozemac's ECIES as shipped (PROTOCOL.md §3.1).
+"""Gen-1 secure channel: vodozemac's ECIES as shipped (docs/protocol.md, "Gen-1 channel").
 
 X25519; HKDF-SHA512 with no salt over the raw shared secret, one expansion per info string; ChaCha20-Poly1305
 with no AAD; one little-endian counter per direction, each starting at 0 (LoginInitiate is S's message 0,

@@ -1,4 +1,4 @@
-"""The ``m.login.secrets`` payload (PROTOCOL.md §4.1): what the existing device hands the new one.
+"""The ``m.login.secrets`` payload: what the existing device hands the new one.
 
 ```
 {"cross_signing": {"master_key": b64, "self_signing_key": b64, "user_signing_key": b64},
@@ -8,6 +8,8 @@
 Each ``b64`` is the unpadded base64 of a 32-byte private key. ``backup`` is optional; rust-sdk writes
 ``"backup": null`` when there is none, so parsing accepts absent and ``null`` alike (and this module omits
 it).
+
+The wire format: docs/protocol.md, "The m.login.* messages".
 """
 
 from __future__ import annotations

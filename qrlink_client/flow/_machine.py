@@ -190,7 +190,7 @@ class LoginMachine:
     def check_code_entered(self, entered: str, *, now: float) -> list[Action]:
         """The user typed the check code shown by the other device (only on the device that showed the QR).
 
-        A mismatch ends the login: the channel may be intercepted (PROTOCOL.md §3.3).
+        A mismatch ends the login: the channel may be intercepted (docs/protocol.md, "Roles").
         """
         to = self._next(Input.CHECK_CODE_ENTERED)
         if self._check_code is None or not self._check_code.matches(entered):
@@ -255,7 +255,7 @@ class LoginMachine:
 
     def _hold(self, data: bytes) -> list[Action]:
         # The device that showed the QR must not act on anything before its user confirmed the check code
-        # (PROTOCOL.md §3.3), so messages wait unread. Only the peer ending the login is honoured at once:
+        # (docs/protocol.md, "Roles"), so messages wait unread. Only the peer ending the login is honoured at once:
         # stopping cannot be abused, and the user should not have to type a code for a login that is over.
         try:
             message = parse_message(data)

@@ -1,4 +1,4 @@
-"""The existing (signed-in) device's side of ``m.login.*`` (PROTOCOL.md §4.3 and §4.4), as a sans-I/O state
+"""The existing (signed-in) device's side of ``m.login.*`` (docs/protocol.md, "Order"), as a sans-I/O state
 machine.
 
 It offers the device authorization grant, checks that the new device's ID is unused, opens the verification
@@ -155,7 +155,8 @@ class ExistingDeviceLogin(LoginMachine):
         ]
 
     def device_exists(self) -> list[Action]:
-        """``GET /devices/{device_id}`` answered anything but 404 (rust-sdk's rule, PROTOCOL.md §4.5)."""
+        """``GET /devices/{device_id}`` answered anything but 404 (rust-sdk's rule, docs/protocol.md, "The existing
+        device's checks")."""
         self._next(On.DEVICE_EXISTS)
         return self._fail(DeviceAlreadyExists, FailureReason.DEVICE_ALREADY_EXISTS)
 

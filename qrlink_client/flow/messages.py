@@ -1,5 +1,4 @@
-"""The seven ``m.login.*`` messages sent over the secure channel (PROTOCOL.md §4.1), typed, with a tolerant
-parser.
+"""The seven ``m.login.*`` messages sent over the secure channel, typed, with a tolerant parser.
 
 Each message is a frozen dataclass; :meth:`Message.to_json` gives the UTF-8 JSON plaintext to encrypt, and
 :func:`parse_message` turns a decrypted plaintext back into a message or raises a :class:`MessageError`
@@ -16,6 +15,8 @@ What the parser tolerates, because real clients send it:
 Emitting: the newest MSC shape, except that :class:`ProtocolsMessage` names its homeserver field after the
 generation (``homeserver`` for Gen-1 peers, ``base_url`` for Gen-2); optional fields that are ``None`` are
 left out rather than written as ``null``.
+
+The wire format: docs/protocol.md, "The m.login.* messages".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The new device's side of ``m.login.*`` (PROTOCOL.md §4.3 and §4.4), as a sans-I/O state machine.
+"""The new device's side of ``m.login.*`` (docs/protocol.md, "Order"), as a sans-I/O state machine.
 
 It asks for a device authorization grant on the homeserver the existing device names (or the QR names), sends
 ``m.login.protocol``, shows the user code once the existing device accepted, reports the grant's outcome and

@@ -1,9 +1,10 @@
-"""Gen-1 rendezvous transport: MSC4108 (2024 revision), text/plain bodies versioned by ETag (PROTOCOL.md
-§1.1).
+"""Gen-1 rendezvous transport: MSC4108 (2024 revision), text/plain bodies versioned by ETag.
 
 The creator POSTs to the server's create endpoint and learns an opaque session URL; both devices then GET
 (with ``If-None-Match``), PUT (with ``If-Match``) and DELETE that URL. This is what Element Web, Element X and
 Synapse speak.
+
+The wire format: docs/protocol.md, "Gen-1 rendezvous".
 """
 
 from __future__ import annotations

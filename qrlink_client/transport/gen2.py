@@ -1,10 +1,12 @@
-"""Gen-2 rendezvous transport: MSC4388, JSON bodies versioned by ``sequence_token`` (PROTOCOL.md §1.3, §0.5).
+"""Gen-2 rendezvous transport: MSC4388, JSON bodies versioned by ``sequence_token``.
 
 Sessions live at ``{base_url}{prefix}/{rendezvous_id}``. Sends use ``PUT …/{id}/{txnId}`` with a fresh random
 txnId per send, so that a retry of the *same* request after a lost response is answered from the server's
 record instead of being applied twice; servers that lack that route (Synapse 1.157+, ruma) get the older ``PUT
 …/{id}``, whose narrower idempotence rule (previous token + identical data → current token) covers the same
 retry.
+
+The wire format: docs/protocol.md, "Gen-2 rendezvous".
 """
 
 from __future__ import annotations
