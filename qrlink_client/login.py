@@ -14,14 +14,18 @@ through one callback.
 
 Either device may show the QR code (:class:`ShowGen1` / :class:`ShowGen2`) or scan it (``scanned=`` bytes).
 Every failure is raised as a :class:`~qrlink_client.flow.LoginFailed` subclass (``LoginDeclined``,
-``LoginAborted`` …), after the peer has been told where a channel exists; :class:`WrongQrCode` when a scanned
-QR code was made for the other kind of device.
+``LoginAborted`` …), after the peer has been told where a channel exists; its message says what the login was
+waiting for and for how long. :class:`WrongQrCode` when a scanned QR code was made for the other kind of
+device; :class:`CallbackError` when a callback is of the wrong kind (an ``async`` ``on_progress``, a sync
+prompt, an opener that hands back an un-awaited coroutine).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import inspect
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -47,6 +51,7 @@ from .flow import (
     FailureReason,
     FlowTimeouts,
     Homeserver,
+    LoginFailed,
     LoginMachine,
     MessageError,
     NewDeviceLogin,
@@ -76,6 +81,7 @@ from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, decode_qr
 from .transport import ConcurrentWrite, RendezvousError, RendezvousTransport, TransportOptions
 
 __all__ = [
+    "CallbackError",
     "CheckCodePrompt",
     "HomeserverResolver",
     "NewDeviceLoginResult",
@@ -109,6 +115,48 @@ _ENDING_SEND_ATTEMPTS = 3
 
 class WrongQrCode(QrLinkError):
     """The scanned QR code was shown by the same kind of device (two new or two existing devices)."""
+
+
+class CallbackError(QrLinkError, TypeError):
+    """A callback passed to :func:`login_new_device` or :func:`grant_login` is of the wrong kind.
+
+    ``on_progress`` is called synchronously and must not be ``async``; ``check_code_prompt`` and
+    ``open_verification_uri`` must return an awaitable whose result is a ``str`` / ``bool``, not a coroutine
+    that nobody awaits (what an ``async`` function run through :func:`asyncio.to_thread` returns). Raised as
+    soon as the callback is seen or called, after telling the other device that the login is cancelled.
+    """
+
+
+def _check_progress_callback(on_progress: ProgressCallback) -> None:
+    if inspect.iscoroutinefunction(on_progress) or inspect.iscoroutinefunction(
+        getattr(on_progress, "__call__", None)  # noqa: B004 - an object with an async __call__
+    ):
+        raise CallbackError(
+            "on_progress is called synchronously and must return quickly, but it is an async function, whose "
+            "body would never run: pass a plain function (it may hand work to a task or a queue's put_nowait)"
+        )
+
+
+async def _call_async(callback: Callable[..., Any], name: str, expected: type, *args: Any) -> Any:
+    """Call an async callback and check what it gives back (see :class:`CallbackError`)."""
+    pending = callback(*args)
+    if not inspect.isawaitable(pending):
+        raise CallbackError(
+            f"{name} must be an async function (or return an awaitable), but it returned "
+            f"{type(pending).__name__}: wrap a blocking function as `async def f(...): return await "
+            "asyncio.to_thread(blocking, ...)`"
+        )
+    result = await pending
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: close it so no "was never awaited" warning follows
+        raise CallbackError(
+            f"{name} returned an un-awaited coroutine instead of a {expected.__name__}: await it inside the "
+            "callback (an async function run through asyncio.to_thread returns its coroutine unrun)"
+        )
+    if not isinstance(result, expected):
+        raise CallbackError(f"{name} must return a {expected.__name__}, not {type(result).__name__}")
+    return result
 
 
 @dataclass(frozen=True)
@@ -174,6 +222,7 @@ async def login_new_device(
     last step.
     """
     _one_of(show, scanned, gen2_profile)
+    _check_progress_callback(on_progress)
     olm = device or OlmDevice.generate()
     qr = _scanned_qr(scanned, expect_shown_by_existing=True) if scanned is not None else None
     profile = _scan_profile(qr, gen2_profile)
@@ -197,7 +246,9 @@ async def login_new_device(
             client = await DeviceGrantClient.create(http, base_url, client_metadata=client_metadata)
         except (AuthMetadataUnavailable, DeviceGrantUnsupported) as error:
             unsupported = error
-            return lambda: machine.abort(unsupported, reason=FailureReason.UNSUPPORTED_PROTOCOL)
+            return lambda: machine.abort(
+                unsupported, reason=FailureReason.UNSUPPORTED_PROTOCOL, now=time.monotonic()
+            )
         grant = await client.request_device_authorization(action.device_id, prefix=scope_prefix)
         state.update(base_url=base_url, client=client, grant=grant)
         return lambda: machine.device_authorization_ready(grant, now=time.monotonic())
@@ -266,6 +317,7 @@ async def grant_login(
     :class:`LoginFailed` subclass, :class:`WrongQrCode` or :class:`UnknownGen2Profile`.
     """
     _one_of(show, scanned, gen2_profile)
+    _check_progress_callback(on_progress)
     qr = _scanned_qr(scanned, expect_shown_by_existing=False) if scanned is not None else None
     profile = _scan_profile(qr, gen2_profile)
     generation: Literal[1, 2] = 1 if isinstance(qr or show, (Gen1QrCode, ShowGen1)) else 2
@@ -292,7 +344,7 @@ async def grant_login(
         return machine.device_exists
 
     async def open_uri(action: OpenVerificationUri) -> Callable[[], list[Action]]:
-        if await open_verification_uri(action.uri):
+        if await _call_async(open_verification_uri, "open_verification_uri", bool, action.uri):
             return lambda: machine.verification_uri_opened(now=time.monotonic())
         return machine.verification_uri_unavailable
 
@@ -529,8 +581,15 @@ class _Driver:
                 link = await asyncio.wait_for(
                     self._handshake(http, show, scanned, existing, options, profile), self._time_left()
                 )
-            except (RendezvousError, ChannelError, TimeoutError, httpx.HTTPError) as error:
-                await self._apply(machine.abort(error, reason=None))
+            except TimeoutError as error:
+                if not isinstance(error, RendezvousError):
+                    # The machine's deadline passed during the handshake: a FlowTimeout naming the wait.
+                    # (asyncio may wake a hair before the deadline: never report it as not yet passed)
+                    await self._apply(machine.timeout(now=max(time.monotonic(), machine.deadline or 0.0)))
+                await self._apply(machine.abort(error, reason=None, now=time.monotonic()))
+                raise AssertionError("abort always fails the login") from error  # pragma: no cover
+            except (RendezvousError, ChannelError, httpx.HTTPError) as error:
+                await self._apply(machine.abort(error, reason=None, now=time.monotonic()))
                 raise AssertionError("abort always fails the login") from error  # pragma: no cover
             self._link = link
             established = machine.channel_established(
@@ -538,6 +597,12 @@ class _Driver:
             )
             await self._apply(established)
             await self._loop(link)
+        except CallbackError as error:
+            # A programming error: tell the peer the login is cancelled (if a channel exists), then raise it.
+            if not machine.finished:
+                with contextlib.suppress(LoginFailed, RendezvousError, ChannelError):
+                    await self._apply(machine.abort(error, now=time.monotonic()))
+            raise
         finally:
             await self._cleanup()
         assert self._done is not None
@@ -572,7 +637,7 @@ class _Driver:
             )
         try:
             if handshake.role is Role.GENERATOR:
-                self.on_progress(QrCodeReady(handshake.qr))
+                self._emit(QrCodeReady(handshake.qr), handshake.transport)
             await handshake.complete()
         except ChannelError:
             if handshake.role is not Role.GENERATOR:
@@ -607,8 +672,10 @@ class _Driver:
                 work, self._work = self._work, None
                 try:
                     feed = work.result()
+                except CallbackError:
+                    raise
                 except (QrLinkError, httpx.HTTPError) as error:
-                    await self._apply(machine.abort(error))
+                    await self._apply(machine.abort(error, now=time.monotonic()))
                     continue
                 await self._apply(feed())
             if not machine.finished and incoming in done and incoming is link.next_message():
@@ -617,7 +684,7 @@ class _Driver:
                     plaintext = incoming.result()
                 except (RendezvousError, ChannelError) as error:
                     # The channel or session is gone: nothing can reach the peer any more.
-                    await self._apply(machine.abort(error, reason=None))
+                    await self._apply(machine.abort(error, reason=None, now=time.monotonic()))
                     continue
                 await self._apply(machine.message_received(plaintext, now=time.monotonic()))
 
@@ -632,13 +699,13 @@ class _Driver:
                 except (RendezvousError, ChannelError) as error:
                     # After a message that ends the login the machine has failed already: abort does nothing
                     # and the next action raises the named error.
-                    await self._apply(self.machine.abort(error, reason=None))
+                    await self._apply(self.machine.abort(error, reason=None, now=time.monotonic()))
             elif isinstance(action, Failed):
                 raise action.error
             elif isinstance(action, Progress):
                 if isinstance(action, Done):
                     self._done = action
-                self.on_progress(action)
+                self._emit(action, self._link.transport if self._link is not None else None)
                 if isinstance(action, EstablishingSecureChannel) and action.must_enter_code:
                     self._start(self._ask_check_code())
             else:
@@ -647,9 +714,27 @@ class _Driver:
                     raise TypeError(f"no handler for {type(action).__name__}")
                 self._start(handler(action))
 
+    def _emit(self, progress: Progress, transport: RendezvousTransport | None) -> None:
+        """Report ``progress`` with the time left: the machine's deadline or the session's expiry, the earlier."""
+        now = time.monotonic()
+        deadline = self.machine.deadline
+        expires_in = transport.expires_in if transport is not None else None
+        if expires_in is not None and (deadline is None or now + expires_in < deadline):
+            deadline = now + expires_in
+        if deadline is not None:
+            progress = dataclasses.replace(progress, deadline=deadline, time_left_s=max(0.0, deadline - now))
+        returned = self.on_progress(progress)
+        if inspect.isawaitable(returned):
+            if inspect.iscoroutine(returned):
+                returned.close()
+            raise CallbackError(
+                "on_progress returned an awaitable; it is called synchronously and nothing awaits it: pass a "
+                "plain function (it may hand work to a task or a queue's put_nowait)"
+            )
+
     async def _ask_check_code(self) -> Callable[[], list[Action]]:
         assert self.prompt is not None  # checked by the public functions
-        entered = await self.prompt()
+        entered: str = await _call_async(self.prompt, "check_code_prompt", str)
         return lambda: self.machine.check_code_entered(entered, now=time.monotonic())
 
     def _start(self, work: Coroutine[Any, Any, Callable[[], list[Action]]]) -> None:

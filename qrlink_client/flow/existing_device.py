@@ -86,6 +86,15 @@ class ExistingDeviceLogin(LoginMachine):
     )
     # fmt: on
 
+    _WAITING_FOR: ClassVar[dict[FlowState, str]] = {
+        **LoginMachine._WAITING_FOR,
+        S.AWAITING_PROTOCOL: "the new device to ask for a sign-in (m.login.protocol)",
+        S.CHECKING_DEVICE: "the homeserver to say whether the new device's ID is free",
+        S.OPENING_VERIFICATION_URI: "the verification page to be opened",
+        S.AWAITING_OUTCOME: "the user to approve the new device on the verification page",
+        S.WAITING_FOR_DEVICE: "the new device to appear on the homeserver",
+    }
+
     def __init__(
         self,
         base_url: str,

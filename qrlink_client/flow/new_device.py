@@ -88,6 +88,15 @@ class NewDeviceLogin(LoginMachine):
     )
     # fmt: on
 
+    _WAITING_FOR: ClassVar[dict[FlowState, str]] = {
+        **LoginMachine._WAITING_FOR,
+        S.AWAITING_PROTOCOLS: "the other device to offer a sign-in protocol (m.login.protocols)",
+        S.AUTHORIZING_DEVICE: "the homeserver's OAuth server to start the device authorization",
+        S.AWAITING_PROTOCOL_ACCEPTED: "the other device to open the verification page (m.login.protocol_accepted)",
+        S.POLLING_TOKEN: "the other device to approve this one on the verification page",
+        S.AWAITING_SECRETS: "the other device to send the encryption secrets (m.login.secrets)",
+    }
+
     def __init__(
         self,
         device_id: str,

@@ -23,6 +23,7 @@ from qrlink_client.flow import (
     FlowTimeouts,
     Homeserver,
     IllegalTransition,
+    LoginAborted,
     LoginCancelled,
     LoginDeclined,
     LoginFailed,
@@ -33,6 +34,7 @@ from qrlink_client.flow import (
     StartDeviceAuthorization,
     WaitForDevice,
 )
+from qrlink_client.transport import SessionExpired, SessionNotFound
 
 CODE = CheckCode.no_leading_zero(b"\x07\x03")  # "83"
 HS = "https://hs.example/"
@@ -371,3 +373,84 @@ def test_established_channel_reports_its_gen2_profile(profile: HpkeProfile | Non
 
     [step] = [action for action in actions if isinstance(action, EstablishingSecureChannel)]
     assert (step.profile, step.check_code, step.must_enter_code) == (profile, CODE if scanned else None, not scanned)
+
+
+# --- what failures say ----------------------------------------------------------------------------------------
+
+
+def failed_error(actions: list[Action]) -> LoginFailed:
+    assert isinstance(actions[-1], Failed)
+    return actions[-1].error
+
+
+def test_an_expired_session_says_what_the_new_device_waited_for_and_how_long() -> None:
+    machine = new_polling()  # polling since now=11
+
+    error = failed_error(machine.abort(SessionExpired("gen2 session expired"), reason=None, now=191.0))
+
+    assert type(error) is LoginAborted
+    assert str(error) == (
+        "the rendezvous session expired while waiting for the other device to approve this one on the "
+        "verification page (waited 180 s)"
+    )
+    assert isinstance(error.__cause__, SessionExpired)
+
+
+def test_an_abort_on_the_existing_device_names_the_browser_step() -> None:
+    machine = existing_awaiting_outcome()  # since now=3
+
+    error = failed_error(machine.abort(SessionNotFound("gen1 session not found"), now=33.0))
+
+    assert str(error) == (
+        "the rendezvous session is gone (the other device cancelled it, or the server dropped it) while waiting "
+        "for the user to approve the new device on the verification page (waited 30 s)"
+    )
+
+
+def test_an_abort_without_a_clock_leaves_out_the_wait() -> None:
+    machine = existing_awaiting_protocol()
+
+    error = failed_error(machine.abort(RuntimeError("boom")))
+
+    assert str(error) == "RuntimeError: boom while waiting for the new device to ask for a sign-in (m.login.protocol)"
+
+
+def test_a_handshake_timeout_names_the_qr_code_and_the_wait() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV", timeouts=FlowTimeouts(message=120.0))
+    machine.start(now=0.0)
+
+    error = failed_error(machine.timeout(now=120.0))
+
+    assert type(error) is FlowTimeout
+    assert str(error) == (
+        "timed out while waiting for the other device to scan the QR code and set up the secure channel "
+        "(waited 120 s)"
+    )
+
+
+def test_an_expired_grant_says_what_was_awaited() -> None:
+    machine = new_polling(expires_in=100.0)  # polling since 11, the grant ends at 110
+
+    error = failed_error(machine.timeout(now=110.0))
+
+    assert type(error) is AuthorizationExpired
+    assert str(error) == (
+        "the device authorization grant expired while waiting for the other device to approve this one on the "
+        "verification page (waited 99 s)"
+    )
+
+
+def test_a_device_that_never_appears_says_how_long_it_was_awaited() -> None:
+    machine = existing_awaiting_outcome(FlowTimeouts(device_appearance=10.0))
+    machine.message_received(b'{"type":"m.login.success"}', now=50.0)
+
+    error = failed_error(machine.timeout(now=60.0))
+
+    assert str(error) == "the new device did not appear on the homeserver (waited 10 s)"
+
+
+def test_waiting_for_follows_the_state() -> None:
+    machine = existing_awaiting_outcome()
+
+    assert machine.waiting_for == "the user to approve the new device on the verification page"
+    assert machine.waited(10.0) == 7.0
