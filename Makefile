@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install peers serve test lint typecheck clean
+.PHONY: install peers serve test lint typecheck docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,14 @@ test: $(STAMP) peers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rendezvous qrlink_client devstack tests bench
+	$(BIN)/ruff check rendezvous qrlink_client devstack tests bench examples
 	$(BIN)/mypy
 
 typecheck: lint
+
+# Rewrites the example sections of the docs from the files in examples/ (tests/test_doc_examples.py checks them).
+docs: $(STAMP)
+	$(BIN)/python -m tests.support.doc_examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

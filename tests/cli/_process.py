@@ -23,12 +23,23 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class Qrlink:
-    """``qrlink <args>``: stdin is a pipe the test writes answers to; output lines are collected by threads."""
+    """``qrlink <args>``: stdin is a pipe the test writes answers to; output lines are collected by threads.
 
-    def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None):
+    ``program`` runs another command instead of ``qrlink`` (e.g. ``[sys.executable, "examples/x.py"]``).
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        program: Sequence[str] | None = None,
+    ):
         self.args = list(args)
+        self.name = Path(program[-1]).name if program else f"qrlink {self.args[0]}"
         self.process = subprocess.Popen(
-            [str(QRLINK), *args],
+            [*(program or [str(QRLINK)]), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -66,7 +77,7 @@ class Qrlink:
                 left = deadline - time.monotonic()
                 ended = self.process.poll() is not None and not any(r.is_alive() for r in self._readers)
                 if left <= 0 or ended:
-                    raise AssertionError(f"no {pattern!r} on {stream} of qrlink {self.args[0]}:\n{self.output()}")
+                    raise AssertionError(f"no {pattern!r} on {stream} of {self.name}:\n{self.output()}")
                 self._changed.wait(min(left, 0.5))
 
     def answer(self, line: str) -> None:
@@ -82,7 +93,7 @@ class Qrlink:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"qrlink {self.args[0]} did not end:\n{self.output()}") from None
+            raise AssertionError(f"{self.name} did not end:\n{self.output()}") from None
         for reader in self._readers:  # the last lines are in once both pipes are at their end
             reader.join(10)
         return status
