@@ -1,5 +1,6 @@
 """The login drivers' callbacks: a callback of the wrong kind fails the login at once with :class:`CallbackError`
-(and the other device is told), and every progress step carries the time left for a countdown.
+(and the other device is told), every progress step carries the time left for a countdown, and a wait that
+runs out says what it waited for.
 
 One side runs the real driver (:func:`login_new_device` / :func:`grant_login`) against our rendezvous server;
 the test plays the other device with the handshake and raw ``m.login.*`` messages, so no homeserver is needed
@@ -23,6 +24,7 @@ from qrlink_client.e2ee import CrossSigningKeys, SecretsBundle, StaticSecrets
 from qrlink_client.flow import (
     DeviceAuthorizationGrantInfo,
     EstablishingSecureChannel,
+    FlowTimeout,
     FlowTimeouts,
     Progress,
     ProtocolMessage,
@@ -202,3 +204,21 @@ async def test_a_verification_page_opener_run_through_to_thread_fails_at_once(
         await asyncio.wait_for(existing, 10.0)
     assert await _read(new_device) == {"type": "m.login.failure", "reason": "user_cancelled"}
     await new_device.aclose()
+
+
+async def test_a_qr_code_nobody_scans_times_out_naming_the_wait(
+    client: httpx.AsyncClient, our_server: OurServer
+) -> None:
+    with pytest.raises(FlowTimeout) as caught:
+        await login_new_device(
+            client,
+            pickle_key=PICKLE_KEY,
+            on_progress=lambda step: None,
+            show=ShowGen1(our_server.gen1_create_url),
+            check_code_prompt=lambda: asyncio.sleep(0, "00"),
+            timeouts=FlowTimeouts(message=1.0),
+            transport_options=FAST,
+        )
+    assert str(caught.value) == (
+        "timed out while waiting for the other device to scan the QR code and set up the secure channel (waited 1 s)"
+    )
