@@ -718,7 +718,7 @@ class _Driver:
         """Report ``progress`` with the time left: the machine's deadline or the session's expiry, the earlier."""
         now = time.monotonic()
         deadline = self.machine.deadline
-        expires_in = transport.expires_in if transport is not None else None
+        expires_in = transport.expires_in if transport is not None and not self.machine.finished else None
         if expires_in is not None and (deadline is None or now + expires_in < deadline):
             deadline = now + expires_in
         if deadline is not None:
