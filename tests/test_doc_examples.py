@@ -1,4 +1,4 @@
-"""The documentation shows the example scripts verbatim: each ``<!-- example: … -->`` section of the guide is
+"""The documentation shows the example scripts verbatim: each ``<!-- example: … -->`` section of the docs is
 exactly its file. After editing an example, run ``make docs`` (``python -m tests.support.doc_examples``)."""
 
 from __future__ import annotations

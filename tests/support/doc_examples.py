@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = (ROOT / "docs" / "client-guide.md",)
+DOCS = (ROOT / "docs" / "client-guide.md", ROOT / "docs" / "handshake.md")
 SECTION = re.compile(r"(?P<open><!-- example: (?P<path>\S+) -->\n)(?P<body>.*?)(?P<close><!-- /example -->)", re.S)
 
 
