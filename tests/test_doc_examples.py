@@ -31,3 +31,13 @@ def test_the_guides_python_blocks_compile(doc: Path) -> None:
     # No fragments with a top-level `await` / `async with`: every block is a whole module.
     for number, block in enumerate(doc.read_text().split("```python\n")[1:], start=1):
         compile(block.split("```", 1)[0], f"{doc.name}, Python block {number}", "exec")
+
+
+def test_render_replaces_a_stale_section_with_the_file() -> None:
+    stale = "intro\n<!-- example: examples/secure_channel.py -->\n```python\nold\n```\n<!-- /example -->\nend\n"
+
+    rendered = render(stale)
+
+    assert sections(rendered) == [("examples/secure_channel.py", (ROOT / "examples/secure_channel.py").read_text())]
+    assert rendered.startswith("intro\n") and rendered.endswith("<!-- /example -->\nend\n")
+    assert sections(stale)[0][1] == "old\n"

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..channel import ChannelError, CheckCode, HpkeProfile, Role
-from ..transport.errors import RendezvousUnavailable, SessionExpired, SessionNotFound
 from .actions import Action, EstablishingSecureChannel, Failed, SendMessage, Starting
 from .errors import (
     AuthorizationExpired,
@@ -123,6 +122,9 @@ _ERROR_FOR_REASON: dict[str, type[LoginFailed]] = {
 def describe_cause(cause: BaseException) -> str:
     """A short phrase for why a driver gave up, for :class:`LoginAborted` messages (no payloads or secrets:
     the library's errors never carry them)."""
+    # Imported here: the transport package loads httpx, and the machines themselves do no I/O.
+    from ..transport.errors import RendezvousUnavailable, SessionExpired, SessionNotFound
+
     if isinstance(cause, SessionExpired):
         return "the rendezvous session expired"
     if isinstance(cause, SessionNotFound):

@@ -30,6 +30,18 @@ def test_importing_the_package_loads_no_dependency() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_the_sans_io_layers_load_no_http_client() -> None:
+    result = _run(
+        """
+        import sys
+        import qrlink_client.flow, qrlink_client.qr, qrlink_client.channel
+        print(sorted(m for m in ("vodozemac", "httpx") if m in sys.modules))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_the_package_works_without_vodozemac() -> None:
     result = _run(
         """
