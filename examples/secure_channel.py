@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from qrlink_client import Handshake, QrLinkError, ShowGen1, ShowGen2, decode_qr, scan_qr, show_qr
+from qrlink_client import QrLinkError, ShowGen1, ShowGen2, decode_qr, scan_qr, show_qr
 
 
 def devstack_state() -> dict[str, Any]:
@@ -51,16 +51,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def send(side: Handshake, text: str) -> None:
-    # Seal with seal_token just before sending (Gen-2 binds it into the ciphertext; Gen-1 uses None).
-    await side.transport.send(side.channel.encrypt(text.encode(), sequence_token=side.seal_token))
-
-
-async def receive(side: Handshake) -> str:
-    sealed = await side.transport.receive(timeout=30)
-    return side.channel.decrypt(sealed, sequence_token=side.open_token).decode()
-
-
 async def main() -> int:
     args = parse_args()
     where = args.rendezvous if args.gen == 1 else args.homeserver
@@ -82,10 +72,11 @@ async def main() -> int:
             print(f"Secure channel established; check codes A={a_code} B={b_code} (the users compare them)")
 
             # Messages take turns: B writes, A reads, A answers, B reads.
-            await send(b, "hello from B")
-            print(f"A received: {await receive(a)}")
-            await send(a, "hello back from A")
-            print(f"B received: {await receive(b)}")
+            # Handshake.send / receive seal and open with the right sequence tokens (Gen-2 binds them).
+            await b.send(b"hello from B")
+            print(f"A received: {(await a.receive(timeout=30)).decode()}")
+            await a.send(b"hello back from A")
+            print(f"B received: {(await b.receive(timeout=30)).decode()}")
 
             await b.aclose()
             await a.aclose(delete=True)  # A created the session, so A deletes it

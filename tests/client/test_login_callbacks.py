@@ -62,8 +62,7 @@ async def _qr_shown(steps: list[Progress]) -> QrCodeReady:
 
 
 async def _read(handshake: Handshake) -> dict[str, Any]:
-    sealed = await handshake.transport.receive(timeout=10.0)
-    message: dict[str, Any] = json.loads(handshake.channel.decrypt(sealed, sequence_token=handshake.open_token))
+    message: dict[str, Any] = json.loads(await handshake.receive(timeout=10.0))
     return message
 
 
@@ -198,7 +197,7 @@ async def test_a_verification_page_opener_run_through_to_thread_fails_at_once(
             verification_uri="https://auth.example/link", verification_uri_complete=None
         ),
     )
-    await new_device.transport.send(new_device.channel.encrypt(protocol.to_json(), sequence_token=None))
+    await new_device.send(protocol.to_json())
 
     with pytest.raises(CallbackError, match="open_verification_uri returned an un-awaited coroutine"):
         await asyncio.wait_for(existing, 10.0)
