@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import QrLinkError
 
 if TYPE_CHECKING:
-    from .channel import ChannelError, CheckCode, EciesChannel, HpkeChannel, SecureChannel
+    from .channel import ChannelError, CheckCode, EciesChannel, HpkeChannel, HpkeProfile, SecureChannel
     from .discovery import gen1_create_url, well_known_base_url
     from .e2ee import (
         AlreadyBootstrapped,
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
         WaitingForAuth,
         WaitingForToken,
     )
-    from .handshake import Handshake, ShowGen1, ShowGen2, scan_qr, show_qr
+    from .handshake import Handshake, ShowGen1, ShowGen2, UnknownGen2Profile, scan_qr, show_qr
     from .login import CallbackError, NewDeviceLoginResult, QrCodeReady, WrongQrCode, grant_login, login_new_device
     from .oauth import ClientMetadata
     from .qr import Gen1QrCode, Gen2QrCode, QrCode, QrCodeError, decode_qr
@@ -96,6 +96,7 @@ _LAZY: dict[str, str] = {
     "show_qr": "handshake",
     "scan_qr": "handshake",
     "Handshake": "handshake",
+    "UnknownGen2Profile": "handshake",
     # progress and failures
     "Progress": "flow",
     "Starting": "flow",
@@ -124,6 +125,7 @@ _LAZY: dict[str, str] = {
     "SecureChannel": "channel",
     "EciesChannel": "channel",
     "HpkeChannel": "channel",
+    "HpkeProfile": "channel",
     "CheckCode": "channel",
     "ChannelError": "channel",
     # servers and OAuth
@@ -164,6 +166,7 @@ __all__ = [
     "Gen2Transport",
     "Handshake",
     "HpkeChannel",
+    "HpkeProfile",
     "LoginAborted",
     "LoginDeclined",
     "LoginFailed",
@@ -186,6 +189,7 @@ __all__ = [
     "StaticSecrets",
     "SyncingSecrets",
     "TransportOptions",
+    "UnknownGen2Profile",
     "WaitingForAuth",
     "WaitingForToken",
     "WrongQrCode",
