@@ -287,9 +287,8 @@ async def grant_login(
         return (await http.get(url, headers=auth)).status_code
 
     async def check_device(action: CheckDeviceUnused) -> Callable[[], list[Action]]:
-        if await device_status(action.device_id) == 404:
-            return lambda: machine.device_absent(now=time.monotonic())
-        return machine.device_exists
+        status = await device_status(action.device_id)
+        return lambda: machine.device_checked(status, now=time.monotonic())
 
     async def open_uri(action: OpenVerificationUri) -> Callable[[], list[Action]]:
         if await open_verification_uri(action.uri):
