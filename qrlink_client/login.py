@@ -473,13 +473,19 @@ class _Link:
         if task is None:
             return
         task.cancel()
-        try:
-            self._inbox.append(await task)
-        except asyncio.CancelledError:
-            pass
-        except QrLinkError as error:
+        # Not ``await task``: a CancelledError from it could be this task's own cancellation (the caller's
+        # deadline), which must not be taken for the receive's and swallowed. ``wait`` raises only the latter.
+        await asyncio.wait({task})
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            self._inbox.append(task.result())
+        elif isinstance(error, QrLinkError):
             # A receive that failed just before the cancel: the next receive raises its error.
             self._inbox.append(error)
+        else:
+            raise error
 
     async def aclose(self) -> None:
         await self.stop_receiving()
