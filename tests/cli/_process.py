@@ -1,4 +1,8 @@
-"""A ``qrlink`` command run as a real child process, its stdout and stderr read line by line as they come."""
+"""A ``qrlink`` command run as a real child process, its stdout and stderr read line by line as they come.
+
+Every wait has a deadline, and so has the whole run (``within``): a test that waits for a line or the exit fails
+with a message naming what it waited for and the output so far, well before the pytest timeout.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +27,23 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class Qrlink:
-    """``qrlink <args>``: stdin is a pipe the test writes answers to; output lines are collected by threads."""
+    """``qrlink <args>``: stdin is a pipe the test writes answers to; output lines are collected by threads.
 
-    def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None):
+    No wait goes past ``within`` seconds after the start, whatever its own timeout: a test's waits on one process
+    add up to at most that (keep it below the module's pytest timeout).
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        within: float = 120.0,
+    ):
         self.args = list(args)
+        self.started = time.monotonic()
+        self.deadline = self.started + within
         self.process = subprocess.Popen(
             [str(QRLINK), *args],
             stdin=subprocess.PIPE,
@@ -57,7 +74,7 @@ class Qrlink:
         """The first line of ``stream`` matching ``pattern``; fails when the process ends or time runs out."""
         lines = self.stdout if stream == "stdout" else self.stderr
         compiled = re.compile(pattern)
-        deadline = time.monotonic() + timeout
+        deadline = min(time.monotonic() + timeout, self.deadline)
         with self._changed:
             while True:
                 for line in lines:
@@ -66,7 +83,11 @@ class Qrlink:
                 left = deadline - time.monotonic()
                 ended = self.process.poll() is not None and not any(r.is_alive() for r in self._readers)
                 if left <= 0 or ended:
-                    raise AssertionError(f"no {pattern!r} on {stream} of qrlink {self.args[0]}:\n{self.output()}")
+                    why = "it ended" if ended else "gave up"
+                    raise AssertionError(
+                        f"no {pattern!r} on {stream} of qrlink {self.args[0]} ({why} {self._elapsed()} after its start)"
+                        f":\n{self.output()}"
+                    )
                 self._changed.wait(min(left, 0.5))
 
     def answer(self, line: str) -> None:
@@ -78,14 +99,19 @@ class Qrlink:
     def finish(self, timeout: float = 60.0) -> int:
         """Wait for the exit status (killing the process if it takes longer than ``timeout``)."""
         try:
-            status = self.process.wait(timeout)
+            status = self.process.wait(max(0.0, min(timeout, self.deadline - time.monotonic())))
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"qrlink {self.args[0]} did not end:\n{self.output()}") from None
+            raise AssertionError(
+                f"qrlink {self.args[0]} did not end (gave up {self._elapsed()} after its start):\n{self.output()}"
+            ) from None
         for reader in self._readers:  # the last lines are in once both pipes are at their end
             reader.join(10)
         return status
+
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:.0f} s"
 
     def output(self) -> str:
         with self._changed:
