@@ -23,7 +23,7 @@ _HERE = Path(__file__).parent
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _HERE in item.path.parents:
-            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT), append=False)  # before any of the test's own
 
 
 @pytest.fixture(scope="module")
