@@ -339,9 +339,8 @@ async def grant_login(
         return (await http.get(url, headers=auth)).status_code
 
     async def check_device(action: CheckDeviceUnused) -> Callable[[], list[Action]]:
-        if await device_status(action.device_id) == 404:
-            return lambda: machine.device_absent(now=time.monotonic())
-        return machine.device_exists
+        status = await device_status(action.device_id)
+        return lambda: machine.device_checked(status, now=time.monotonic())
 
     async def open_uri(action: OpenVerificationUri) -> Callable[[], list[Action]]:
         if await _call_async(open_verification_uri, "open_verification_uri", bool, action.uri):
@@ -526,13 +525,19 @@ class _Link:
         if task is None:
             return
         task.cancel()
-        try:
-            self._inbox.append(await task)
-        except asyncio.CancelledError:
-            pass
-        except QrLinkError as error:
+        # Not ``await task``: a CancelledError from it could be this task's own cancellation (the caller's
+        # deadline), which must not be taken for the receive's and swallowed. ``wait`` raises only the latter.
+        await asyncio.wait({task})
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            self._inbox.append(task.result())
+        elif isinstance(error, QrLinkError):
             # A receive that failed just before the cancel: the next receive raises its error.
             self._inbox.append(error)
+        else:
+            raise error
 
     async def aclose(self) -> None:
         await self.stop_receiving()

@@ -85,7 +85,7 @@ class PollToken(Action):
 @dataclass(frozen=True)
 class CheckDeviceUnused(Action):
     """Existing device: ``GET /_matrix/client/v3/devices/{device_id}`` (percent-encoded: IDs may hold ``/`` and
-    ``+``). Only a 404 means unused: call ``device_absent``; anything else, ``device_exists``."""
+    ``+``), then hand its status to ``device_checked``: only a 404 means unused, anything else ends the login."""
 
     device_id: str
 

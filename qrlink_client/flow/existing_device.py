@@ -57,9 +57,9 @@ class ExistingDeviceLogin(LoginMachine):
     """The signed-in device that grants the login. Build it with :meth:`showing_qr` or :meth:`scanning_qr`.
 
     Inputs (each returns the actions to carry out, in order): :meth:`start`, :meth:`channel_established`,
-    :meth:`check_code_entered` (only when showing the QR), :meth:`message_received`, :meth:`device_absent`,
-    :meth:`device_exists`, :meth:`verification_uri_opened`, :meth:`verification_uri_unavailable`,
-    :meth:`device_appeared`, :meth:`cancel`, :meth:`abort`, :meth:`timeout`.
+    :meth:`check_code_entered` (only when showing the QR), :meth:`message_received`, :meth:`device_checked`
+    (or :meth:`device_absent` / :meth:`device_exists` directly), :meth:`verification_uri_opened`,
+    :meth:`verification_uri_unavailable`, :meth:`device_appeared`, :meth:`cancel`, :meth:`abort`, :meth:`timeout`.
 
     ``base_url`` is this device's homeserver (client-server API base URL). ``generation`` picks the
     ``m.login.protocols`` shape: Gen-1 peers read ``homeserver`` (rust-sdk parses it as a URL, so the base URL is
@@ -152,6 +152,14 @@ class ExistingDeviceLogin(LoginMachine):
         )
 
     # --- inputs -------------------------------------------------------------------------------------------
+
+    def device_checked(self, status: int, *, now: float) -> list[Action]:
+        """The HTTP status ``GET /devices/{device_id}`` answered. Only 404 means the ID is free
+        (:meth:`device_absent`); anything else (200, but also 401, 403, 500…) may mean a device the login would
+        take over, so the login ends with ``device_already_exists`` (:meth:`device_exists`, rust-sdk's rule)."""
+        if status == 404:
+            return self.device_absent(now=now)
+        return self.device_exists()
 
     def device_absent(self, *, now: float) -> list[Action]:
         """``GET /devices/{device_id}`` answered 404: the ID is free. Open the verification URI next."""

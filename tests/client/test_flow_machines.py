@@ -13,6 +13,7 @@ from qrlink_client.flow import (
     Action,
     AuthorizationExpired,
     CheckDeviceUnused,
+    DeviceAlreadyExists,
     DeviceNotFound,
     EstablishingSecureChannel,
     ExistingDeviceLogin,
@@ -33,6 +34,7 @@ from qrlink_client.flow import (
     SendMessage,
     StartDeviceAuthorization,
     WaitForDevice,
+    WaitingForAuth,
 )
 from qrlink_client.transport import SessionExpired, SessionNotFound
 
@@ -170,6 +172,63 @@ def test_verification_uri_complete_is_preferred() -> None:
     actions = machine.device_absent(now=2.0)
 
     assert OpenVerificationUri("https://auth.example/link?c=1", "https://auth.example/link") in actions
+
+
+# --- the device ID check -------------------------------------------------------------------------------
+# The check that stops a login from taking over a device the user already has: only 404 lets it go on.
+
+
+def existing_checking_device() -> ExistingDeviceLogin:
+    machine = existing_awaiting_protocol()
+    assert machine.message_received(protocol_json(), now=1.0) == [CheckDeviceUnused("DEV")]
+    assert machine.state is FlowState.CHECKING_DEVICE
+    return machine
+
+
+@pytest.mark.parametrize("status", [200, 401, 403, 429, 500, 502])
+def test_any_answer_but_404_to_the_device_check_ends_the_login_with_device_already_exists(status: int) -> None:
+    machine = existing_checking_device()
+
+    actions = machine.device_checked(status, now=2.0)
+
+    assert failure_reasons(actions) == ["device_already_exists"], f"GET /devices/DEV answered {status}: {actions}"
+    assert not any(isinstance(a, OpenVerificationUri | WaitingForAuth) for a in actions)
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is DeviceAlreadyExists
+    assert actions[-1].error.reason == "device_already_exists" and not actions[-1].error.by_peer
+    assert machine.state is FlowState.FAILED
+
+
+def test_a_404_to_the_device_check_opens_the_verification_uri() -> None:
+    machine = existing_checking_device()
+
+    actions = machine.device_checked(404, now=2.0)
+
+    assert failure_reasons(actions) == []
+    assert OpenVerificationUri("https://auth.example/link", "https://auth.example/link") in actions
+    assert machine.state is FlowState.OPENING_VERIFICATION_URI
+
+
+def test_device_exists_tells_the_new_device_and_raises_device_already_exists() -> None:
+    machine = existing_checking_device()
+
+    actions = machine.device_exists()
+
+    assert failure_reasons(actions) == ["device_already_exists"]
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is DeviceAlreadyExists
+
+
+def test_the_new_device_told_device_already_exists_raises_it_by_peer() -> None:
+    machine = NewDeviceLogin.scanning_qr("DEV", Homeserver(base_url=HS))
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    machine.device_authorization_ready(Grant(), now=1.0)  # m.login.protocol is out; the device check answers
+    assert machine.state is FlowState.AWAITING_PROTOCOL_ACCEPTED
+    failure = json.dumps({"type": "m.login.failure", "reason": "device_already_exists"}).encode()
+
+    actions = machine.message_received(failure, now=5.0)
+
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is DeviceAlreadyExists
+    assert actions[-1].error.by_peer and actions[-1].error.reason == "device_already_exists"
 
 
 # --- check code -----------------------------------------------------------------------------------------
