@@ -38,7 +38,7 @@ from qrlink_client.e2ee.errors import InvalidRecoveryKey, InvalidSecretsBundle
 from qrlink_client.e2ee.recovery_key import decode_recovery_key, encode_recovery_key
 from qrlink_client.e2ee.secrets_bundle import SecretsBundle
 from qrlink_client.flow.errors import MalformedMessage, MessageError
-from qrlink_client.flow.messages import MessageType, parse_message
+from qrlink_client.flow.messages import MessageType, ProtocolsMessage, parse_message
 from qrlink_client.oauth import (
     DEVICE_CODE_GRANT_TYPE,
     AuthMetadata,
@@ -357,7 +357,16 @@ def _json_text(value: Any) -> st.SearchStrategy[str]:
     )
 )
 def test_parse_message(data: str | bytes) -> None:
-    raises_only("parse_message", lambda: parse_message(data))
+    message = raises_only("parse_message", lambda: parse_message(data))
+    if isinstance(message, ProtocolsMessage):
+        assert message.location.value  # a parsed message's homeserver is always usable
+
+
+def test_protocols_message_with_unparsable_url_has_a_location() -> None:
+    # Was ValueError ("Invalid IPv6 URL") out of urlsplit when the state machine read the homeserver.
+    message = parse_message('{"type": "m.login.protocols", "protocols": [], "base_url": "https://[::1"}')
+    assert isinstance(message, ProtocolsMessage)
+    assert message.location.server_name == "https://[::1"
 
 
 @FUZZ
