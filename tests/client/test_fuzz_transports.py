@@ -5,8 +5,9 @@ discovery calls run against answers drawn by hypothesis: any status, hostile hea
 ``Date``, ``Content-Type``, ``Content-Encoding``, ``Location``, ``Retry-After``, ``X-Qrlink-Push``) and hostile
 bodies (random bytes, JSON nested far deeper than the parser's stack, ``\\ud800`` escapes that decode to lone
 surrogates, integers of hundreds of digits, ``NaN``, wrong JSON types, near-valid answers with one field
-poisoned). The test asserts only that what comes out is a result or one of the errors listed for that entry
-point in :data:`DOCUMENTED` (and docs/client-transports.md, "Errors").
+poisoned). The frames of the push extension's WebSocket watch are fuzzed the same way, through a stand-in for
+the connection. The test asserts only that what comes out is a result or one of the errors listed for that
+entry point in :data:`DOCUMENTED` (and docs/client-transports.md, "Hostile servers and peers").
 
 The server here is an ``httpx.MockTransport``, on purpose: the point is the exact bytes of each answer, and no
 real server (ours, Synapse) can be made to send a lone surrogate or a 400-digit ``expires_in_ms``. What the
@@ -38,6 +39,7 @@ from qrlink_client.transport import (
     Gen1Transport,
     Gen2Transport,
     PayloadTooLarge,
+    PushSupport,
     ReceiveTimeout,
     RendezvousProtocolError,
     RendezvousUnavailable,
@@ -46,6 +48,7 @@ from qrlink_client.transport import (
     SessionNotFound,
     TransportOptions,
 )
+from qrlink_client.transport.push import Watch
 
 BASE_URL = "https://hs.test"
 GEN1_CREATE = f"{BASE_URL}/_matrix/client/unstable/org.matrix.msc4108/rendezvous"
@@ -344,6 +347,57 @@ def test_hostile_answers_give_only_documented_errors(
     if error is not None:
         # Messages never carry what the server sent (payloads, tokens, ids): at most a short, fixed text.
         assert "\ud800" not in str(error)
+
+
+# --- WebSocket watch frames ---------------------------------------------------------------------------------
+
+
+class FrameSource:
+    """Stands in for the watch's WebSocket connection: yields the fuzzed frames, then nothing more."""
+
+    def __init__(self, frames: Sequence[str | bytes]) -> None:
+        self._frames = iter(frames)
+
+    async def recv(self) -> str | bytes:
+        for frame in self._frames:
+            return frame
+        await asyncio.sleep(EXAMPLE_TIMEOUT)
+        raise AssertionError("the receive timeout should have ended the wait")
+
+    async def close(self) -> None:
+        return None
+
+
+def _frame(tag_field: str) -> st.SearchStrategy[str | bytes]:
+    near_valid = st.fixed_dictionaries({tag_field: st.one_of(st.just('"2"'), VALUES), "data": VALUES})
+    return st.one_of(
+        near_valid.map(json.dumps),
+        st.builds(deep_json, st.integers(min_value=2_000, max_value=100_000), st.sampled_from(["array", "field"])),
+        st.binary(max_size=40),
+        VALUES.map(json.dumps),
+    )
+
+
+@pytest.mark.parametrize("generation", [1, 2])
+@settings(max_examples=100, deadline=3000, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_hostile_watch_frames_give_only_documented_errors(generation: int, data: st.DataObject) -> None:
+    frames = data.draw(st.lists(_frame("etag" if generation == 1 else "sequence_token"), min_size=1, max_size=3))
+    options = TransportOptions(poll_interval=0.005)
+
+    async def receive(http: httpx.AsyncClient) -> object:
+        transport: Gen1Transport | Gen2Transport
+        if generation == 1:
+            transport = Gen1Transport(http, GEN1_SESSION, etag='"1"', options=options)
+        else:
+            transport = Gen2Transport(http, BASE_URL, "abc", options=options)
+            transport._commit_write("1")
+        transport._push = PushSupport(long_poll=False, max_wait_ms=None, websocket=True)
+        transport._watch = Watch("ws://rendezvous.test/watch", open_timeout=1.0)
+        transport._watch._conn = FrameSource(frames)  # type: ignore[assignment]
+        return await transport.receive(timeout=RECEIVE_TIMEOUT)
+
+    outcome(f"gen{generation}.receive", receive, _only(httpx.Response(599)))
 
 
 # --- regressions: the three escapes the long fuzz run found ---------------------------------------------------
