@@ -453,13 +453,15 @@ async def register_client(http: httpx.AsyncClient, metadata: AuthMetadata, clien
 
 async def _request(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
     try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, UnicodeError):
+        # The URL came from a server (metadata endpoints, the well-known base URL) and httpx cannot send it.
+        raise OAuthProtocolError(f"{method}: the endpoint is not a valid URL") from None
+    try:
         response = await http.request(method, url, **kwargs)
     except httpx.HTTPError as error:
         # The request (and so the exception's own text) may hold a device code or token: keep only its kind.
         raise OAuthTransportError(f"{method} {_no_query(url)} failed: {type(error).__name__}") from None
-    except (httpx.InvalidURL, UnicodeError):
-        # The URL came from the server (metadata endpoints, the well-known base URL) and httpx cannot send it.
-        raise OAuthProtocolError(f"{method}: the endpoint is not a valid URL") from None
     if response.status_code >= 500:
         raise OAuthTransportError(f"{method} {_no_query(url)} failed", status=response.status_code)
     return response

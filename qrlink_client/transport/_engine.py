@@ -17,7 +17,7 @@ from typing import Any, Protocol, Self
 
 import httpx
 
-from .._json import is_unicode, loads
+from .._json import loads
 from .errors import (
     ReceiveTimeout,
     RendezvousError,
@@ -454,12 +454,6 @@ def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RendezvousProtocolError(f"{what}: response is not a JSON object", status=response.status_code)
     return body
-
-
-def check_text(value: str, name: str, what: str, status: int | None = None) -> None:
-    """Refuse a string a server sent that cannot be encoded as UTF-8 (a lone surrogate) by name."""
-    if not is_unicode(value):
-        raise RendezvousProtocolError(f"{what}: {name} is not valid Unicode", status=status)
 
 
 def _retry_hint(response: httpx.Response) -> float | None:

@@ -46,6 +46,7 @@ from qrlink_client.oauth import (
     DeviceAuthorization,
     DeviceGrantClient,
     OAuthError,
+    OAuthProtocolError,
     discover_auth_metadata,
     register_client,
     whoami,
@@ -587,3 +588,16 @@ def test_recovery_key_of_huge_length_is_refused_quickly() -> None:
 
 def test_channel_errors_are_channel_errors() -> None:
     assert all(issubclass(kind, ChannelError) for kind in (*_CHANNEL_MESSAGE, InvalidAadField))
+
+
+@pytest.mark.parametrize("endpoint", ["https://[::1", "https://auth.test/\x00"])
+def test_oauth_endpoint_httpx_cannot_request_is_a_protocol_error(endpoint: str) -> None:
+    # Was httpx.InvalidURL, which is not an httpx.HTTPError, out of the request helper.
+    metadata = AuthMetadata.from_json({**METADATA, "device_authorization_endpoint": endpoint})
+
+    async def go() -> object:
+        async with httpx.AsyncClient(transport=_serve([(200, b"{}")])) as http:
+            return await DeviceGrantClient(http, metadata, "cid").request_device_authorization("ABC")
+
+    with pytest.raises(OAuthProtocolError):
+        asyncio.run(go())
