@@ -76,7 +76,8 @@ class MissingSequenceToken(ChannelError):
 
 
 class InvalidAadField(ChannelError):
-    """A base URL, rendezvous id or sequence token is longer than the 255 bytes its u8 AAD length allows."""
+    """A base URL, rendezvous id or sequence token is longer than the 255 bytes its u8 AAD length allows, or is
+    not valid Unicode (a lone surrogate has no UTF-8 form)."""
 
 
 # --- values -------------------------------------------------------------------------------------------------
@@ -128,8 +129,17 @@ class CheckCode:
         return self._raw
 
     def matches(self, entered: str) -> bool:
-        """Whether the user's input equals the code, ignoring surrounding whitespace (constant time)."""
-        return hmac.compare_digest(entered.strip().encode("utf-8"), self._digits.encode("ascii"))
+        """Whether the user's input equals the code, ignoring surrounding whitespace (constant time).
+
+        Any other text is simply not the code, so it gives ``False`` and never an error, including text that has
+        no UTF-8 form (a lone surrogate, as a terminal decoding undecodable bytes with ``surrogateescape``
+        produces).
+        """
+        try:
+            typed = entered.strip().encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return hmac.compare_digest(typed, self._digits.encode("ascii"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CheckCode):

@@ -140,7 +140,10 @@ _ALIASES = {"msc": HpkeProfile.MSC}
 
 def _aad_field(value: str, what: str, limit: int) -> bytes:
     """``value`` in UTF-8 behind its big-endian length: one byte wide for ``limit`` 255, two for 65535."""
-    raw = value.encode("utf-8")
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidAadField(f"{what} is not valid Unicode") from None
     if len(raw) > limit:
         raise InvalidAadField(f"{what} is {len(raw)} bytes; the AAD allows at most {limit}")
     return len(raw).to_bytes(1 if limit == _U8_MAX else 2, "big") + raw

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .._json import loads
 from .errors import HomeserverError, SignatureUploadFailed, UserInteractiveAuthRequired
 
 __all__ = ["E2eeHomeserver"]
@@ -216,8 +217,8 @@ class E2eeHomeserver:
             headers={"Authorization": f"Bearer {self._access_token}"},
         )
         try:
-            parsed = response.json()
-        except ValueError:
+            parsed = loads(response.content)
+        except ValueError:  # not JSON, or not I-JSON (too deep, a lone surrogate, NaN)
             parsed = None
         data: dict[str, Any] | None = parsed if isinstance(parsed, dict) else None
         if response.is_success:

@@ -51,7 +51,10 @@ class BackupSecret:
             raise InvalidSecretsBundle("backup is not a JSON object")
         algorithm = data.get("algorithm")
         if algorithm != MEGOLM_BACKUP_ALGORITHM:
-            raise InvalidSecretsBundle(f"unsupported backup algorithm {algorithm!r}")
+            # Named only when it is a short string: the peer chooses it, and the repr of a deeply nested list
+            # would itself raise RecursionError.
+            shown = repr(algorithm) if isinstance(algorithm, str) and len(algorithm) <= 64 else "(not shown)"
+            raise InvalidSecretsBundle(f"unsupported backup algorithm {shown}")
         version = data.get("backup_version")
         if not isinstance(version, str) or not version:
             raise InvalidSecretsBundle("backup.backup_version is missing or not a string")

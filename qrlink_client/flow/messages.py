@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._json import loads
 from .errors import InvalidField, MalformedMessage, MissingField, UnknownMessageType
 from .homeserver import Homeserver
 
@@ -217,7 +218,7 @@ class SecretsMessage(Message):
 def parse_message(data: bytes | str) -> Message:
     """Parse a decrypted plaintext into its message.
 
-    Raises :class:`MalformedMessage` (not UTF-8 / JSON / an object), :class:`MissingField`,
+    Raises :class:`MalformedMessage` (not UTF-8, not I-JSON, not an object), :class:`MissingField`,
     :class:`InvalidField` or :class:`UnknownMessageType`; never any other exception, whatever the input.
     """
     if isinstance(data, bytes | bytearray | memoryview):
@@ -228,9 +229,9 @@ def parse_message(data: bytes | str) -> Message:
     else:
         text = data
     try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
-        # RecursionError: deeply nested arrays exhaust the decoder's stack before any type check.
+        # The shared reader also refuses nesting deeper than the stack, lone surrogates and NaN.
+        obj = loads(text)
+    except ValueError:
         raise MalformedMessage("message is not JSON") from None
     if not isinstance(obj, dict):
         raise MalformedMessage("message is not a JSON object")
