@@ -31,7 +31,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-import qrlink_client.login as login_module
 from devstack import DevStack
 from devstack.browser import VerificationPage
 from devstack.serving import ServerThread, bound_socket
@@ -59,6 +58,7 @@ from qrlink_client.flow import (
     WaitingForToken,
 )
 from qrlink_client.handshake import gen2_profile_of
+from qrlink_client.link import Link
 from qrlink_client.login import QrCodeReady, ShowGen1, ShowGen2, grant_login, login_new_device
 from qrlink_client.qr import Gen1QrCode, Gen2QrCode, decode_qr
 from qrlink_client.transport import SessionNotFound, TransportOptions
@@ -161,7 +161,7 @@ async def sides(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Side, Si
     plaintext message whose write the rendezvous took, and the device it came from.
     """
     by_client: dict[int, Side] = {}
-    real_send = login_module._Link.send
+    real_send = Link.send
 
     async def spy(link: Any, plaintext: bytes, **options: Any) -> None:
         side = by_client[id(link.transport._client)]
@@ -170,7 +170,7 @@ async def sides(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Side, Si
         if len(side.transport.puts) > writes:
             side.sent.append(json.loads(plaintext))
 
-    monkeypatch.setattr(login_module._Link, "send", spy)
+    monkeypatch.setattr(Link, "send", spy)
     made = []
     for name in ("new", "existing"):
         transport = RecordingTransport(name)
