@@ -87,15 +87,15 @@ def run_pair(cache: Path, user: E2eeUser, *, new_device_shows: bool, gen: int) -
     return new, existing
 
 
-def assert_cross_signed(stack: DevStack, user: E2eeUser, device_id: str) -> None:
+def assert_cross_signed(stack: DevStack, user_id: str, access_token: str, device_id: str) -> None:
     async def query() -> dict[str, Any]:
-        async with E2eeHomeserver(stack.homeserver_url, user.access_token) as homeserver:
-            return await homeserver.query_keys([user.user_id])
+        async with E2eeHomeserver(stack.homeserver_url, access_token) as homeserver:
+            return await homeserver.query_keys([user_id])
 
     keys = asyncio.run(query())
-    ((key_id, public_key),) = keys["self_signing_keys"][user.user_id]["keys"].items()
-    device_keys = keys["device_keys"][user.user_id][device_id]
-    verify_json(device_keys, signer_id=user.user_id, key_id=key_id, public_key=public_key)
+    ((key_id, public_key),) = keys["self_signing_keys"][user_id]["keys"].items()
+    device_keys = keys["device_keys"][user_id][device_id]
+    verify_json(device_keys, signer_id=user_id, key_id=key_id, public_key=public_key)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_the_device_examples_sign_a_new_device_in_and_it_is_cross_signed(
     device_id = signed_in.group(2)
     assert f"Signed in the new device {device_id} and sent it the secrets" in existing.stdout
     assert any("s left)" in line for line in new.stdout)  # progress shows the time left
-    assert_cross_signed(stack, user, device_id)
+    assert_cross_signed(stack, user.user_id, user.access_token, device_id)
 
 
 def test_the_secure_channel_example_exchanges_messages(cache: Path) -> None:
@@ -167,3 +167,51 @@ def test_replacing_cross_signing_on_the_oauth_stack_names_the_approval_page(stac
     assert caught.value.oauth_url == f"{stack.issuer}account?action=org.matrix.cross_signing_reset"
     offered = "the server offers: m.oauth or org.matrix.cross_signing_reset"
     assert f"{offered}; approve at {caught.value.oauth_url}" in str(caught.value)
+
+
+def test_the_device_grant_example_signs_a_device_in_once_approved(stack: DevStack, cache: Path) -> None:
+    localpart, password = f"grant-{os.urandom(4).hex()}", os.urandom(8).hex()
+    stack.create_user(localpart, password)
+    run = example("device_grant.py", "--device-id", "GRANTEXAMPLE", cache=cache)
+    try:
+        uri = run.wait_for(APPROVE_AT, stream="stdout").group(1)
+        asyncio.run(answer_verification_page(uri, localpart=localpart, password=password))
+        status = run.finish()
+    finally:
+        run.kill()
+
+    assert status == 0, run.output()
+    assert run.stdout[-1] == f"Signed in as @{localpart}:{stack.server_name}, device GRANTEXAMPLE"
+
+
+def test_the_e2ee_example_publishes_the_new_device_and_reads_the_backed_up_history(
+    stack: DevStack, cache: Path
+) -> None:
+    localpart = f"handover-{os.urandom(4).hex()}"
+    stack.create_user(localpart, "secret")
+    phone, laptop = stack.login_device(localpart, "PHONE"), stack.login_device(localpart, "LAPTOP")
+    tokens = {"QRLINK_ACCESS_TOKEN": phone.access_token, "QRLINK_NEW_DEVICE_TOKEN": laptop.access_token}
+
+    first = example("e2ee_handover.py", cache=cache, env=tokens)
+    assert first.finish() == 0, first.output()
+    recovery_key = first.wait_for(r"recovery key: (.+)$", stream="stdout").group(1)
+    assert "Read from the backup: written before the new device existed" in first.stdout
+    assert_cross_signed(stack, phone.user_id, phone.access_token, "LAPTOP")
+
+    # A later run, for another new device, unlocks the secret storage with the recovery key instead.
+    tokens["QRLINK_NEW_DEVICE_TOKEN"] = stack.login_device(localpart, "DESKTOP").access_token
+    again = example("e2ee_handover.py", cache=cache, env={**tokens, "QRLINK_RECOVERY_KEY": recovery_key})
+    assert again.finish() == 0, again.output()
+    assert not any("recovery key" in line for line in again.stdout)
+    assert_cross_signed(stack, phone.user_id, phone.access_token, "DESKTOP")
+
+
+def test_the_transports_example_moves_messages_in_both_generations(cache: Path) -> None:
+    run = example("transports.py", cache=cache)
+    status = run.finish()
+
+    assert status == 0, run.output()
+    assert "Gen-1: G received 'initiate'" in run.stdout
+    assert "Gen-1: S received 'ok'" in run.stdout
+    assert any(line.startswith("Gen-2: G received b'hello from S'") for line in run.stdout), run.output()
+    assert run.stdout[-1] == "Done"

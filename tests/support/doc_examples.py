@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = (ROOT / "docs" / "client-guide.md", ROOT / "docs" / "handshake.md")
+#: Every document: README.md and docs/*.md.
+DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 SECTION = re.compile(r"(?P<open><!-- example: (?P<path>\S+) -->\n)(?P<body>.*?)(?P<close><!-- /example -->)", re.S)
 
 
