@@ -14,6 +14,7 @@ See docs/testing.md, "Docs that show code".
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -33,8 +34,8 @@ SHELL = [block for block in BLOCKS if block.lang in ("sh", "bash", "shell", "con
 
 #: Commands of other tools: not ours to run, exempt by their first word.
 OTHER_TOOLS = {
-    "apt-get", "caddy", "cd", "curl", "docker", "export", "git", "journalctl", "nginx", "npm", "openssl",
-    "redis-cli", "redis-server", "systemctl",
+    "apt-get", "caddy", "cd", "curl", "docker", "export", "git", "journalctl", "mkdir", "nginx", "npm", "openssl",
+    "redis-cli", "redis-server", "rm", "systemctl",
 }  # fmt: skip
 #: Examples this module runs offline; the others are run against a dev stack by tests/e2e/test_examples.py.
 OFFLINE_EXAMPLES = {"examples/flow_by_hand.py"}
@@ -135,14 +136,14 @@ def _parse(parser_words: list[str], command: str) -> None:
     """Parses ``parser_words`` with the argparse parser of our command ``command`` names."""
     program = Path(parser_words[0]).name
     args = parser_words[1:]
-    if program == "qrlink":
+    if program == "qrlink" or args[:2] == ["-m", "qrlink_client"]:
         from qrlink_client.cli.main import build_parser
 
-        build_parser().parse_args(args)
-    elif program == "rendezvous":
+        build_parser().parse_args(args[2:] if program != "qrlink" else args)
+    elif program == "rendezvous" or args[:2] == ["-m", "rendezvous"]:
         from rendezvous.cli import _parser
 
-        _parser().parse_args(args)
+        _parser().parse_args(args[2:] if program != "rendezvous" else args)
     elif args[:2] == ["-m", "devstack"]:
         from devstack.__main__ import build_parser as devstack_parser
 
@@ -161,17 +162,23 @@ def _parse(parser_words: list[str], command: str) -> None:
     elif args[:2] == ["-m", "tests.peers"]:
         assert (ROOT / "tests" / "peers" / "__main__.py").exists()
     elif args[:1] and args[0].startswith("examples/"):
-        result = subprocess.run(
-            [sys.executable, args[0], *args[1:], "--help"],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, f"{command}: {result.stderr}"
+        _parse_example(ROOT / args[0], args[1:])
     else:
         pytest.fail(f"{command}: a Python command this test does not know; classify it in {__name__}")
+
+
+def _parse_example(path: Path, args: list[str]) -> None:
+    """Runs the example's own ``parse_args()`` on ``args`` (every example has one)."""
+    spec = importlib.util.spec_from_file_location(f"doc_example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None, f"no {path}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    saved = sys.argv
+    sys.argv = [str(path), *args]
+    try:
+        module.parse_args()
+    finally:
+        sys.argv = saved
 
 
 def _pip_install(words: list[str], command: str) -> None:
@@ -193,6 +200,8 @@ def _check(command: str) -> None:
     program = Path(words[0]).name
     if program in OTHER_TOOLS:
         return
+    placeholders = [word for word in words if word[:1] in "<>|"]
+    assert not placeholders, f"{command}: the shell reads {placeholders[0]!r} as a redirection or a pipe"
     if program in ("qrlink", "rendezvous"):
         try:
             _parse(words, command)
@@ -213,7 +222,25 @@ def _check(command: str) -> None:
         pytest.fail(f"{command}: unknown command {program!r}; add it to OTHER_TOOLS if it is another tool's")
 
 
+#: First words that make a line of a block without a language a command of ours.
+OURS = {"qrlink", "rendezvous", "python", "python3", "make"}
+
+
+def _plain_commands(block: Block) -> list[str]:
+    """The commands in a block without a language (output with ``$ `` prompts, or a bare command line)."""
+    lines = block.text.splitlines()
+    if any(line.startswith("$ ") for line in lines):
+        return command_lines("\n".join(line for line in lines if line.startswith("$ ")))
+    commands = []
+    for command in command_lines(block.text):
+        words = [word for word in command.split() if not re.fullmatch(r"[A-Z_]+=\S*", word)]
+        if words and Path(words[0]).name in OURS:
+            commands.append(command)
+    return commands
+
+
 COMMANDS = [(block, command) for block in SHELL for command in command_lines(block.text)]
+COMMANDS += [(block, command) for block in BLOCKS if block.lang == "" for command in _plain_commands(block)]
 
 
 @pytest.mark.parametrize(("block", "command"), COMMANDS, ids=[f"{b}: {c[:60]}" for b, c in COMMANDS])
@@ -252,6 +279,31 @@ def test_output_blocks_follow_commands_that_are_run() -> None:
             before = [other for other in BLOCKS if other.doc == block.doc and other.line < block.line]
             assert before and before[-1] in RUNNABLE, f"{block}: `output` after a block that is not run"
             assert block.lang == "text", f"{block}: an output block is ```text"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "frobnicate --fast",  # a new tool: classify it
+        "qrlink login --no-such-option",
+        "rendezvous serve --port nine",
+        ".venv/bin/python -m devstack up --user alice",
+        "make no-such-target",
+        ".venv/bin/pip install -e '.[no-such-extra]'",
+        ".venv/bin/python examples/new_device.py --scan <payload>",
+        ".venv/bin/python examples/new_device.py --no-such-option",
+        ".venv/bin/python -m pytest tests/no_such_area",
+    ],
+)
+def test_a_broken_command_fails_the_check(command: str) -> None:
+    with pytest.raises((pytest.fail.Exception, AssertionError)):
+        _check(command)
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == ""], ids=str)
+def test_no_python_hides_in_a_block_without_a_language(block: Block) -> None:
+    python = re.compile(r"^(import \w|from [\w.]+ import |await |async (def|with) |def \w+\()", re.M)
+    assert not python.search(block.text), f"{block}: Python code goes in a ```python block, which is run"
 
 
 def test_the_rule_covers_every_kind_of_block() -> None:
