@@ -9,7 +9,7 @@
 - Errors: :class:`MessageError` (parsing), :class:`IllegalTransition` (driver misuse) and :class:`LoginFailed`
   with one subclass per way a login ends.
 
-See ``docs/flow.md`` for the tables and a driver sketch.
+See ``docs/flow.md`` for the tables, and ``examples/flow_by_hand.py`` for both machines driven by hand.
 """
 
 from ._machine import FlowState, FlowTimeouts, Input, LoginMachine, Transition
