@@ -9,7 +9,7 @@
   ``<!-- output -->`` ``text`` block after them must be what they print. Other tools' commands are exempt by
   their first word (:data:`OTHER_TOOLS`). An unknown first word fails: classify it here.
 
-See docs/testing.md, "Docs that show code".
+See docs/testing.md, "Docs that show code are run".
 """
 
 from __future__ import annotations
