@@ -309,3 +309,21 @@ def test_no_python_hides_in_a_block_without_a_language(block: Block) -> None:
 
 def test_the_rule_covers_every_kind_of_block() -> None:
     assert len(PYTHON) >= 10 and len(COMMANDS) >= 40 and RUNNABLE
+
+
+def test_devstack_up_prints_what_devstack_md_shows(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from devstack.__main__ import _print_urls
+
+    doc = ROOT / "docs" / "devstack.md"
+    (shown,) = [block for block in BLOCKS if block.doc == doc and block.text.startswith("devstack: up;")]
+    homeserver, issuer, rendezvous = "http://127.0.0.1:34591/", "http://127.0.0.1:39965/", "http://127.0.0.1:49741/"
+    stack = SimpleNamespace(
+        homeserver_url=homeserver, synapse_url=homeserver, server_name="localhost", issuer=issuer,
+        rendezvous_url=rendezvous,
+    )  # fmt: skip
+
+    _print_urls(stack, ["alice"], Path("~/.cache/qrlink/devstack-state.json"))  # type: ignore[arg-type]
+
+    assert capsys.readouterr().out == shown.text
