@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install peers serve test lint typecheck docs clean
+.PHONY: install peers serve test lint format typecheck docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,16 @@ peers: $(STAMP)
 test: $(STAMP) peers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+LINTED := rendezvous qrlink_client devstack tests bench examples
+
 lint: $(STAMP)
-	$(BIN)/ruff check rendezvous qrlink_client devstack tests bench examples
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+
+# Applies the formatting that `make lint` checks.
+format: $(STAMP)
+	$(BIN)/ruff format $(LINTED)
 
 typecheck: lint
 

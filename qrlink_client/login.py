@@ -95,6 +95,7 @@ __all__ = [
 
 _DEVICE_POLL_INTERVAL = 0.5  # seconds between GET /devices/{id} while the existing device waits for it
 
+
 class WrongQrCode(QrLinkError):
     """The scanned QR code was shown by the same kind of device (two new or two existing devices)."""
 
@@ -174,9 +175,7 @@ async def login_new_device(
             client = await DeviceGrantClient.create(http, base_url, client_metadata=client_metadata)
         except (AuthMetadataUnavailable, DeviceGrantUnsupported) as error:
             unsupported = error
-            return lambda: machine.abort(
-                unsupported, reason=FailureReason.UNSUPPORTED_PROTOCOL, now=time.monotonic()
-            )
+            return lambda: machine.abort(unsupported, reason=FailureReason.UNSUPPORTED_PROTOCOL, now=time.monotonic())
         grant = await client.request_device_authorization(action.device_id, prefix=scope_prefix)
         state.update(base_url=base_url, client=client, grant=grant)
         return lambda: machine.device_authorization_ready(grant, now=time.monotonic())

@@ -54,9 +54,7 @@ def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     script.write_text(code)
     # The suite's environment as is: QRLINK_CACHE holds the Synapse a dev stack block starts.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, script.name], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, script.name], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _params(chosen: list[Block]) -> list[object]:
@@ -263,9 +261,7 @@ def test_offline_commands_run_and_print_what_the_doc_shows(block: Block, tmp_pat
     printed: list[str] = []
     for command in command_lines(block.text):
         words = _words(command)
-        result = subprocess.run(
-            [str(qrlink), *words[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=60
-        )
+        result = subprocess.run([str(qrlink), *words[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, f"{block}: {command}\n{result.stderr}"
         printed += (result.stdout + result.stderr).splitlines()
     output = following(block, BLOCKS)

@@ -149,9 +149,7 @@ def _aad_field(value: str, what: str, limit: int) -> bytes:
     return len(raw).to_bytes(1 if limit == _U8_MAX else 2, "big") + raw
 
 
-def build_aad(
-    base_url: str, rendezvous_id: str, sequence_token: str, profile: HpkeProfile = HpkeProfile.MSC
-) -> bytes:
+def build_aad(base_url: str, rendezvous_id: str, sequence_token: str, profile: HpkeProfile = HpkeProfile.MSC) -> bytes:
     """The AAD of one message: ``profile``'s base URL and id fields, then ``u8len(token)‖token``.
 
     ``msc4388``, ``vodozemac``: ``u8len(base_url)‖base_url‖u8len(id)‖id‖u8len(token)‖token``, the base URL
@@ -170,9 +168,7 @@ def response_key_material(response_secret: bytes, enc: bytes, response_nonce: by
     )
 
 
-def _response_context(
-    exporting: hpke.Context, profile: HpkeProfile, enc: bytes, nonce: bytes
-) -> hpke.Context:
+def _response_context(exporting: hpke.Context, profile: HpkeProfile, enc: bytes, nonce: bytes) -> hpke.Context:
     secret = exporting.export(profile.response_label(), hpke.AEAD_KEY_LENGTH)
     key, base_nonce = response_key_material(secret, enc, nonce)
     # No exporter secret: nothing may be exported from the response context.

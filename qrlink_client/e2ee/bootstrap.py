@@ -40,9 +40,7 @@ from .signing import sign_json
 __all__ = ["BootstrapResult", "bootstrap_user", "publish_new_device", "secret_storage_account_data"]
 
 
-def secret_storage_account_data(
-    key: SecretStorageKey, bundle: SecretsBundle
-) -> list[tuple[str, dict[str, Any]]]:
+def secret_storage_account_data(key: SecretStorageKey, bundle: SecretsBundle) -> list[tuple[str, dict[str, Any]]]:
     """The account data writes that store ``bundle`` in secret storage under ``key``, as ``(type, content)``.
 
     Order matters for other clients reading mid-way: the key description first, then the secrets, and the
@@ -55,9 +53,7 @@ def secret_storage_account_data(
         writes.append((secret_name, key.encrypt_secret_content(secret_name, seed)))
     if bundle.backup is not None:
         backup_key = bundle.backup.key.private_key_base64()
-        writes.append(
-            (MEGOLM_BACKUP_SECRET_NAME, key.encrypt_secret_content(MEGOLM_BACKUP_SECRET_NAME, backup_key))
-        )
+        writes.append((MEGOLM_BACKUP_SECRET_NAME, key.encrypt_secret_content(MEGOLM_BACKUP_SECRET_NAME, backup_key)))
     writes.append((DEFAULT_KEY_EVENT_TYPE, {"key": key.key_id}))
     return writes
 
@@ -186,9 +182,7 @@ async def publish_new_device(
     """
     user_id = await homeserver.user_id()
     keys_query = await homeserver.query_keys([user_id])
-    backup_info = (
-        await homeserver.get_backup_version() if check_backup and bundle.backup is not None else None
-    )
+    backup_info = await homeserver.get_backup_version() if check_backup and bundle.backup is not None else None
     checked = bundle if check_backup else SecretsBundle(cross_signing=bundle.cross_signing)
     checked.check_against(user_id=user_id, keys_query_response=keys_query, backup_version_info=backup_info)
     body = device.keys_upload_body(user_id, bundle.cross_signing, one_time_keys=one_time_keys)

@@ -134,8 +134,7 @@ class OlmDevice:
 
     def __repr__(self) -> str:
         return (
-            f"OlmDevice(device_id={self.device_id!r}, curve25519={self.curve25519_key!r}, "
-            f"ed25519={self.ed25519_key!r})"
+            f"OlmDevice(device_id={self.device_id!r}, curve25519={self.curve25519_key!r}, ed25519={self.ed25519_key!r})"
         )
 
 

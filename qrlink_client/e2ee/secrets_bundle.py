@@ -88,9 +88,7 @@ class SecretsBundle:
     def to_content(self) -> dict[str, Any]:
         """The message content without its ``type`` (the flow layer frames it). Contains private keys."""
         content: dict[str, Any] = {
-            "cross_signing": {
-                name: self.cross_signing.by_name(name).seed_base64() for name in CROSS_SIGNING_KEY_NAMES
-            }
+            "cross_signing": {name: self.cross_signing.by_name(name).seed_base64() for name in CROSS_SIGNING_KEY_NAMES}
         }
         if self.backup is not None:
             content["backup"] = self.backup.to_content()
@@ -113,9 +111,7 @@ class SecretsBundle:
             try:
                 keys[name] = Ed25519SigningKey.from_base64(seed)
             except InvalidKeyMaterial:
-                raise InvalidSecretsBundle(
-                    f"cross_signing.{name} is not the base64 of a 32-byte seed"
-                ) from None
+                raise InvalidSecretsBundle(f"cross_signing.{name} is not the base64 of a 32-byte seed") from None
         backup_content = content.get("backup")
         backup = None if backup_content is None else BackupSecret.from_content(backup_content)
         return cls(cross_signing=CrossSigningKeys(**keys), backup=backup)

@@ -119,6 +119,7 @@ _ERROR_FOR_REASON: dict[str, type[LoginFailed]] = {
     FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI: VerificationUriUnavailable,
 }
 
+
 def describe_cause(cause: BaseException) -> str:
     """A short phrase for why a driver gave up, for :class:`LoginAborted` messages (no payloads or secrets:
     the library's errors never carry them)."""

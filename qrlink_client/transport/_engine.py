@@ -316,9 +316,7 @@ class _Transport:
 
     async def _receive_frame(self, wait: float | None) -> str | None:
         if self._watch is None:
-            self._watch = Watch(
-                watch_url(self._session_url()), open_timeout=self._options.websocket_open_timeout
-            )
+            self._watch = Watch(watch_url(self._session_url()), open_timeout=self._options.websocket_open_timeout)
         try:
             frame = await self._watch.next_frame(wait)
         except WatchClosed as closed:
@@ -329,9 +327,7 @@ class _Transport:
             self._watch_failed = True
             return None
         except ValueError:
-            raise RendezvousProtocolError(
-                f"{self._generation} watch sent a frame that is not a JSON object"
-            ) from None
+            raise RendezvousProtocolError(f"{self._generation} watch sent a frame that is not a JSON object") from None
         if frame is None:
             return None
         return self._accept(self._frame_revision(frame))
@@ -344,9 +340,7 @@ class _Transport:
 
     # --- HTTP -----------------------------------------------------------------------------------------------
 
-    async def _request(
-        self, method: str, url: str, what: str, *, check_expiry: bool = True, **kwargs: Any
-    ) -> _Reply:
+    async def _request(self, method: str, url: str, what: str, *, check_expiry: bool = True, **kwargs: Any) -> _Reply:
         """Send one request, retried (the same request) with backoff on network errors, 5xx and 429."""
         _check_url(url, what)
         policy = self._options.retry
@@ -359,15 +353,11 @@ class _Transport:
             try:
                 response = await self._client.request(method, url, **kwargs)
             except httpx.UnsupportedProtocol:
-                raise RendezvousProtocolError(
-                    f"{what}: the rendezvous URL has an unsupported scheme"
-                ) from None
+                raise RendezvousProtocolError(f"{what}: the rendezvous URL has an unsupported scheme") from None
             except httpx.TransportError as exc:
                 reason = type(exc).__name__
             except httpx.HTTPError as exc:  # DecodingError (a bad Content-Encoding), TooManyRedirects
-                raise RendezvousProtocolError(
-                    f"{what}: the response cannot be read ({type(exc).__name__})"
-                ) from None
+                raise RendezvousProtocolError(f"{what}: the response cannot be read ({type(exc).__name__})") from None
             else:
                 self._absorb_push(response)
                 if response.status_code < 500 and response.status_code != 429:

@@ -191,9 +191,7 @@ class Gen1Transport(_Transport):
             if status == 404:
                 raise self._gone(status, matrix_errcode(response))
             if status == 413:
-                raise PayloadTooLarge(
-                    "send: payload too large", status=status, errcode=matrix_errcode(response)
-                )
+                raise PayloadTooLarge("send: payload too large", status=status, errcode=matrix_errcode(response))
             raise unexpected("send", response)
 
     # --- internals ------------------------------------------------------------------------------------------
@@ -245,9 +243,7 @@ class Gen1Transport(_Transport):
                 raise RendezvousProtocolError("receive: 200 without an ETag", status=status)
             media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if media_type != _TEXT_PLAIN:
-                raise RendezvousProtocolError(
-                    "receive: 200 whose content type is not text/plain", status=status
-                )
+                raise RendezvousProtocolError("receive: 200 whose content type is not text/plain", status=status)
             try:
                 body = response.content.decode("utf-8")
             except UnicodeDecodeError:

@@ -331,9 +331,7 @@ class Gen2Transport(_Transport):
         if value is None:
             return
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise RendezvousProtocolError(
-                f"{what}: expires_in_ms is not a non-negative integer", status=status
-            )
+            raise RendezvousProtocolError(f"{what}: expires_in_ms is not a non-negative integer", status=status)
         # Capped before the division: 10**400 ms is a valid JSON integer but no float.
         self._set_lifetime(started, min(value, int(MAX_SESSION_LIFETIME * 1000)) / 1000)
 

@@ -26,8 +26,7 @@ GEN1_HEX = qr_login()["qr"]["gen1_reciprocate"]["hex"]
 LONG_GEN1 = Gen1QrCode(
     bytes([0xFB, 0xEF, 0xFF] * 10 + [0xFB, 0xEF]),  # base64 of these bytes holds + and / (URL-safe: - and _)
     Gen1Mode.LOGIN,
-    "https://matrix.example.org/_matrix/client/unstable/org.matrix.msc4108/rendezvous/"
-    "Xk3dP0q9mVbT7wYz1LrN5sAe8HjC2uGf",
+    "https://matrix.example.org/_matrix/client/unstable/org.matrix.msc4108/rendezvous/Xk3dP0q9mVbT7wYz1LrN5sAe8HjC2uGf",
 )
 LONG_GEN1_HEX = LONG_GEN1.to_bytes().hex()
 
@@ -275,9 +274,7 @@ def test_qr_render_uses_the_room_a_taller_terminal_has(
     assert len(captured.out.splitlines()) <= 59
 
 
-def test_qr_render_writes_png_and_svg_files_and_says_where(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_qr_render_writes_png_and_svg_files_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png, svg = tmp_path / "a.png", tmp_path / "a.svg"
     assert main(["qr", "render", GEN2_HEX, "--png", str(png), "--svg", str(svg), "--scale", "4"]) == 0
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -42,9 +42,7 @@ SENDER_ED25519 = "lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"
 def room_key() -> tuple[vodozemac.GroupSession, BackedUpRoomKey]:
     outbound = vodozemac.GroupSession()
     inbound = vodozemac.InboundGroupSession(outbound.session_key)
-    return outbound, BackedUpRoomKey.from_inbound_session(
-        inbound, sender_key=SENDER_KEY, sender_ed25519=SENDER_ED25519
-    )
+    return outbound, BackedUpRoomKey.from_inbound_session(inbound, sender_key=SENDER_KEY, sender_ed25519=SENDER_ED25519)
 
 
 # --- the spec's algorithm, written out independently of vodozemac ---------------------------------------------

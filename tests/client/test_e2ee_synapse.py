@@ -95,9 +95,7 @@ class User:
         }
 
     def _homeserver(self, login: dict[str, Any]) -> E2eeHomeserver:
-        return E2eeHomeserver(
-            self.server.base_url, login["access_token"], user_id=login["user_id"], client=self.client
-        )
+        return E2eeHomeserver(self.server.base_url, login["access_token"], user_id=login["user_id"], client=self.client)
 
 
 @pytest.fixture
@@ -118,9 +116,7 @@ async def test_new_device_publishes_keys_signed_by_the_self_signing_key(user: Us
     # rust-sdk's choice of device id: the Curve25519 key, which may contain "/" and "+".
     new_device = OlmDevice.generate()
     new = await user.login(new_device.device_id)
-    await publish_new_device(
-        new, new_device, SecretsBundle.from_content(bundle.to_content()), one_time_keys=5
-    )
+    await publish_new_device(new, new_device, SecretsBundle.from_content(bundle.to_content()), one_time_keys=5)
 
     query = await existing.query_keys([setup.user_id])
     published = query["device_keys"][setup.user_id][new_device.device_id]
@@ -149,9 +145,7 @@ async def test_bootstrapped_backup_is_signed_by_the_master_key(user: User) -> No
     assert setup.bundle.backup is not None
     setup.bundle.backup.check_against(info)
     master = setup.bundle.cross_signing.master_key
-    verify_json(
-        info["auth_data"], signer_id=setup.user_id, key_id=master.key_id, public_key=master.public_key
-    )
+    verify_json(info["auth_data"], signer_id=setup.user_id, key_id=master.key_id, public_key=master.public_key)
 
 
 async def test_new_device_refuses_secrets_that_do_not_match_and_uploads_nothing(user: User) -> None:

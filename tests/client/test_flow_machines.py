@@ -482,8 +482,7 @@ def test_a_handshake_timeout_names_the_qr_code_and_the_wait() -> None:
 
     assert type(error) is FlowTimeout
     assert str(error) == (
-        "timed out while waiting for the other device to scan the QR code and set up the secure channel "
-        "(waited 120 s)"
+        "timed out while waiting for the other device to scan the QR code and set up the secure channel (waited 120 s)"
     )
 
 

@@ -446,6 +446,7 @@ class FakeClock:
 
 def _serve(bodies: list[tuple[int, bytes]]) -> httpx.MockTransport:
     answers = itertools.cycle(bodies)
+
     def answer(request: httpx.Request) -> httpx.Response:
         status, body = next(answers)
         return httpx.Response(status, content=body)

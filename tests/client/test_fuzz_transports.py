@@ -160,23 +160,37 @@ BODIES = st.one_of(
     st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=4).map(_near_valid).map(_dumps),
     st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=4).map(_dumps),
     VALUES.map(_dumps),
-    st.sampled_from([b"", b"NaN", b"1e400", b'{"expires_in_ms": 1e400}', b'"\\ud800"', b"{", b"null",
-                     b'{"sequence_token": "\\udfff", "data": ""}', b'{"id": "\\ud800\\u0000", "sequence_token": "1"}',
-                     b'{"retry_after_ms": ' + b"9" * 400 + b"}", b'{"expires_in_ms": ' + b"9" * 5000 + b"}"]),
+    st.sampled_from(
+        [
+            b"",
+            b"NaN",
+            b"1e400",
+            b'{"expires_in_ms": 1e400}',
+            b'"\\ud800"',
+            b"{",
+            b"null",
+            b'{"sequence_token": "\\udfff", "data": ""}',
+            b'{"id": "\\ud800\\u0000", "sequence_token": "1"}',
+            b'{"retry_after_ms": ' + b"9" * 400 + b"}",
+            b'{"expires_in_ms": ' + b"9" * 5000 + b"}",
+        ]
+    ),
 )
 
 HTTP_DATES = st.one_of(
     st.integers(min_value=-(2**40), max_value=2**40).map(lambda t: _formatdate(t)),
-    st.sampled_from([
-        "Fri, 01 Jan 99999999999999999999 00:00:00 GMT",
-        "Fri, 01 Jan 2026 00:00:00 +99999999999999999999",
-        "Fri, 31 Dec 9999 23:59:59 -2359",
-        "Mon, 01 Jan 0001 00:00:00 +2359",
-        "Fri, 01 Jan 10000 00:00:00 GMT",
-        "0",
-        "",
-        "Thu, 01 Jan 1970 00:00:00 GMT",
-    ]),
+    st.sampled_from(
+        [
+            "Fri, 01 Jan 99999999999999999999 00:00:00 GMT",
+            "Fri, 01 Jan 2026 00:00:00 +99999999999999999999",
+            "Fri, 31 Dec 9999 23:59:59 -2359",
+            "Mon, 01 Jan 0001 00:00:00 +2359",
+            "Fri, 01 Jan 10000 00:00:00 GMT",
+            "0",
+            "",
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+        ]
+    ),
     st.text(max_size=30),
 )
 
@@ -196,12 +210,15 @@ HEADER_VALUES: dict[bytes, st.SearchStrategy[Any]] = {
     b"etag": st.one_of(st.sampled_from(['"1"', '"2"', 'W/"3"', "4"]), st.binary(max_size=12), HOSTILE_TEXT),
     b"expires": HTTP_DATES,
     b"date": HTTP_DATES,
-    b"content-type": st.one_of(st.sampled_from(["text/plain", "text/plain; charset=utf-8", "application/json",
-                                                "TEXT/PLAIN;;"]), st.binary(max_size=20)),
+    b"content-type": st.one_of(
+        st.sampled_from(["text/plain", "text/plain; charset=utf-8", "application/json", "TEXT/PLAIN;;"]),
+        st.binary(max_size=20),
+    ),
     b"content-encoding": st.sampled_from(["gzip", "br", "deflate", "zstd", "identity", "x-unknown", "gzip, gzip"]),
     b"location": st.one_of(st.sampled_from([GEN1_CREATE, "/other", "http://[::1", "//", "ftp://x/"]), HOSTILE_TEXT),
-    b"retry-after": st.one_of(st.sampled_from(["0", "1", "²", "9" * 30, "9" * 5000, "-1", "Fri, 01 Jan 2100"]),
-                              st.text(max_size=8)),
+    b"retry-after": st.one_of(
+        st.sampled_from(["0", "1", "²", "9" * 30, "9" * 5000, "-1", "Fri, 01 Jan 2100"]), st.text(max_size=8)
+    ),
     b"x-qrlink-push": st.one_of(
         st.builds(lambda n: f"long-poll; max-wait-ms={n}", st.one_of(BIG_INTS, st.sampled_from(["²", "9" * 5000]))),
         st.text(max_size=30),
@@ -490,9 +507,7 @@ def test_huge_expires_in_ms_is_clamped(expires_in_ms: int) -> None:
 )
 def test_expires_far_from_date_does_not_overflow(expires: str, date: str) -> None:
     # Was OverflowError out of the HTTP-date parser (a year or offset beyond a C long).
-    answer = httpx.Response(
-        201, headers={"ETag": '"1"', "Expires": expires, "Date": date}, json={"url": GEN1_SESSION}
-    )
+    answer = httpx.Response(201, headers={"ETag": '"1"', "Expires": expires, "Date": date}, json={"url": GEN1_SESSION})
 
     async def go() -> float | None:
         async with httpx.AsyncClient(transport=_only(answer)) as http:

@@ -283,4 +283,3 @@ async def _digits(device: Device) -> str:
 
 async def _home() -> str:
     return HOMESERVER
-

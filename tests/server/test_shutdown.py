@@ -31,7 +31,7 @@ EXIT_WITHIN_S = 5.0
 
 def _parked(client: httpx.Client) -> int:
     text = client.get("/metrics").text
-    return sum(int(float(n)) for n in re.findall(r'^rendezvous_push_parked\{[^}]*\} (\S+)$', text, re.M))
+    return sum(int(float(n)) for n in re.findall(r"^rendezvous_push_parked\{[^}]*\} (\S+)$", text, re.M))
 
 
 def _watch_close_code(url: str) -> int | None:
@@ -56,12 +56,8 @@ def test_sigterm_answers_parked_long_polls_and_watches_and_exits_quickly(server:
         gen2 = gen2_session(client, "hi")
         ws_base = base.replace("http://", "ws://")
         with ThreadPoolExecutor(3) as pool:
-            gen1_poll = pool.submit(
-                client.get, gen1_url, headers={"If-None-Match": etag, "Prefer": "wait=300"}
-            )
-            gen2_poll = pool.submit(
-                client.get, f"{GEN2}/{gen2['id']}", params={"since": "1", "timeout_ms": "300000"}
-            )
+            gen1_poll = pool.submit(client.get, gen1_url, headers={"If-None-Match": etag, "Prefer": "wait=300"})
+            gen2_poll = pool.submit(client.get, f"{GEN2}/{gen2['id']}", params={"since": "1", "timeout_ms": "300000"})
             watch = pool.submit(_watch_close_code, f"{ws_base}{GEN2}/{gen2['id']}/watch")
             deadline = time.monotonic() + 10
             while _parked(client) < 3:
