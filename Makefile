@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install peers serve test lint typecheck clean
+.PHONY: install peers serve test lint format typecheck docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,22 @@ peers: $(STAMP)
 test: $(STAMP) peers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+LINTED := rendezvous qrlink_client devstack tests bench examples
+
 lint: $(STAMP)
-	$(BIN)/ruff check rendezvous qrlink_client devstack tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
+# Applies the formatting that `make lint` checks.
+format: $(STAMP)
+	$(BIN)/ruff format $(LINTED)
+
 typecheck: lint
+
+# Rewrites the example sections of the docs from the files in examples/ (tests/test_doc_examples.py checks them).
+docs: $(STAMP)
+	$(BIN)/python -m tests.support.doc_examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -98,9 +98,7 @@ def _stacks(stack: ExitStack) -> dict[str, tuple[DevStack, str]]:
             dev = stack.enter_context(DevStack.start(poll_interval=1, rendezvous=False))
         else:
             env = {"RENDEZVOUS_HOLD_ENABLED": "true" if name == "ours-holds-on" else "false"}
-            dev = stack.enter_context(
-                DevStack.start(poll_interval=1, gen2_rendezvous="qrlink", rendezvous_env=env)
-            )
+            dev = stack.enter_context(DevStack.start(poll_interval=1, gen2_rendezvous="qrlink", rendezvous_env=env))
         stacks[name] = (dev, dev.homeserver_url.rstrip("/") + GEN1_PATH)
     return stacks
 

@@ -23,6 +23,7 @@ import httpx
 from devstack._process import StartupError
 from devstack.stack import DevStack
 from devstack.synapse import cache_dir
+from qrlink_client.discovery import gen1_create_url
 
 
 def default_state_file() -> Path:
@@ -137,15 +138,31 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _state_file(path: Path, stack: DevStack) -> Iterator[None]:
-    state = {"issuer": stack.issuer, "homeserver_url": stack.homeserver_url, "admin_token": stack.admin_token}
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        json.dump(state, handle)
+        json.dump(stack_state(stack), handle, indent=2)
     try:
         yield
     finally:
         path.unlink(missing_ok=True)
+
+
+def stack_state(stack: DevStack) -> dict[str, Any]:
+    """What ``up`` writes to the state file: the URLs a client needs, the server name and the admin token.
+
+    ``rendezvous_url`` is our rendezvous server's base URL and ``gen1_rendezvous_create_url`` its MSC4108 create
+    URL (both ``null`` with ``--no-rendezvous``); the examples in ``examples/`` take their defaults from here.
+    """
+    rendezvous = stack.rendezvous_url
+    return {
+        "homeserver_url": stack.homeserver_url,
+        "server_name": stack.server_name,
+        "issuer": stack.issuer,
+        "rendezvous_url": rendezvous,
+        "gen1_rendezvous_create_url": gen1_create_url(rendezvous) if rendezvous else None,
+        "admin_token": stack.admin_token,
+    }
 
 
 def _print_urls(stack: DevStack, users: list[str], state_file: Path) -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import httpx
 
+from ._json import loads
 from .errors import QrLinkError
-from .transport._engine import _Transport, matrix_errcode, unexpected
+from .transport._engine import _Transport, json_object, matrix_errcode, unexpected
 from .transport.errors import CreateNotAvailable, RendezvousProtocolError
-from .transport.gen2 import Gen2Discovery, Gen2Prefix, _auth, _json_object, rendezvous_endpoint
+from .transport.gen2 import Gen2Discovery, Gen2Prefix, _auth, rendezvous_endpoint
 from .transport.options import TransportOptions
 from .transport.push import parse_push_discovery
 
@@ -46,8 +47,8 @@ async def well_known_base_url(http: httpx.AsyncClient, server_name: str) -> str:
     fallback = f"https://{server_name}"
     try:
         response = await http.get(f"{fallback}/.well-known/matrix/client")
-        body = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+        body = loads(response.content) if response.status_code == 200 else None
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError):  # ValueError: not (I-)JSON, or a URL httpx refuses
         return fallback
     if isinstance(body, dict):
         homeserver = body.get("m.homeserver")
@@ -65,8 +66,8 @@ async def discover_gen1_rendezvous(http: httpx.AsyncClient, homeserver_url: str)
     base = homeserver_url.rstrip("/")
     try:
         response = await http.get(f"{base}/_matrix/client/versions")
-        body = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError) as error:
+        body = loads(response.content) if response.status_code == 200 else None
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
         raise RendezvousUnavailable(
             f"cannot read {base}/_matrix/client/versions ({type(error).__name__}); pass --rendezvous"
         ) from None
@@ -108,7 +109,7 @@ async def discover_gen2(
     reply = await probe._request("GET", rendezvous_endpoint(base_url, prefix), "discover", headers=_auth(access_token))
     response = reply.response
     if response.status_code == 200:
-        body = _json_object(response, "discover")
+        body = json_object(response, "discover")
         available = body.get("create_available")
         if not isinstance(available, bool):
             raise RendezvousProtocolError("discover: create_available is not a boolean", status=200)

@@ -96,11 +96,6 @@ def gen2_profile_of(qr: Gen2QrCode) -> HpkeProfile:
     return profile
 
 
-def _layout_for(profile: HpkeProfile) -> Gen2Layout:
-    """The QR layout a device speaking ``profile`` writes, so the scanner can detect the profile."""
-    return Gen2Layout.ELEMENT_X if profile is HpkeProfile.ELEMENT_X else Gen2Layout.MSC4388
-
-
 # --- one interface over the two transports ------------------------------------------------------------------
 
 
@@ -180,7 +175,7 @@ class _Gen2Rendezvous(Rendezvous):
     def qr(self, public_key: bytes, *, reciprocate: bool, server_name: str | None = None) -> QrCode:
         intent = Gen2Intent.RECIPROCATE if reciprocate else Gen2Intent.LOGIN
         t = self._transport
-        layout = _layout_for(self._profile)
+        layout = Gen2Layout(self._profile.layout)
         return Gen2QrCode(public_key, intent, t.rendezvous_id, t.base_url, self.qr_prefix, layout)
 
 

@@ -14,52 +14,53 @@ through one callback.
 
 Either device may show the QR code (:class:`ShowGen1` / :class:`ShowGen2`) or scan it (``scanned=`` bytes).
 Every failure is raised as a :class:`~qrlink_client.flow.LoginFailed` subclass (``LoginDeclined``,
-``LoginAborted`` …), after the peer has been told where a channel exists; :class:`WrongQrCode` when a scanned
-QR code was made for the other kind of device.
+``LoginAborted`` …), after the peer has been told where a channel exists; its message says what the login was
+waiting for and for how long. :class:`WrongQrCode` when a scanned QR code was made for the other kind of
+device; :class:`CallbackError` when a callback is of the wrong kind (an ``async`` ``on_progress``, a sync
+prompt, an opener that hands back an un-awaited coroutine).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 
-from .channel import ChannelError, DecryptionError, HpkeProfile, Role, SecureChannel
+from ._driver import (
+    CallbackError,
+    CheckCodePrompt,
+    Driver,
+    HomeserverResolver,
+    ProgressCallback,
+    QrCodeReady,
+    VerificationUriOpener,
+    call_async,
+    check_progress_callback,
+)
+from .channel import HpkeProfile
 from .discovery import well_known_base_url
 from .e2ee import E2eeHomeserver, OlmDevice, SecretsBundle, SecretsSource, publish_new_device
 from .errors import QrLinkError
 from .flow import (
     Action,
     CheckDeviceUnused,
-    DeclinedMessage,
-    Done,
-    EstablishingSecureChannel,
     ExistingDeviceLogin,
-    Failed,
-    FailureMessage,
     FailureReason,
     FlowTimeouts,
     Homeserver,
-    LoginMachine,
-    MessageError,
     NewDeviceLogin,
     NewDeviceResult,
     OpenVerificationUri,
     PollToken,
-    Progress,
-    SendMessage,
     StartDeviceAuthorization,
     WaitForDevice,
-    parse_message,
 )
-from .handshake import ShowGen1, ShowGen2, ShowQr, UnknownGen2Profile, gen2_profile_of, scan_qr, show_qr
+from .handshake import ShowGen1, ShowGen2, ShowQr, UnknownGen2Profile, gen2_profile_of
 from .oauth import (
     AuthMetadataUnavailable,
     ClientMetadata,
@@ -73,9 +74,10 @@ from .oauth import (
     whoami,
 )
 from .qr import Gen1Mode, Gen1QrCode, Gen2Intent, Gen2QrCode, QrCode, decode_qr
-from .transport import ConcurrentWrite, RendezvousError, RendezvousTransport, TransportOptions
+from .transport import TransportOptions
 
 __all__ = [
+    "CallbackError",
     "CheckCodePrompt",
     "HomeserverResolver",
     "NewDeviceLoginResult",
@@ -91,36 +93,11 @@ __all__ = [
     "well_known_base_url",
 ]
 
-ProgressCallback = Callable[[Progress], None]
-"""Receives every progress step (:class:`QrCodeReady`, the flow's :class:`~qrlink_client.flow.Progress`
-subclasses, ending with :class:`~qrlink_client.flow.Done`). Called synchronously; it must not block."""
-CheckCodePrompt = Callable[[], Awaitable[str]]
-"""Asks the user of the device that showed the QR for the two digits the other device displays."""
-VerificationUriOpener = Callable[[str], Awaitable[bool]]
-"""Opens the verification URI for the user (a browser, a web view); ``False`` when it cannot be opened."""
-HomeserverResolver = Callable[[str], Awaitable[str]]
-"""Turns a server name into a client-server API base URL."""
-
 _DEVICE_POLL_INTERVAL = 0.5  # seconds between GET /devices/{id} while the existing device waits for it
-# PUTs of one message that ends the login. Under ping-pong the peer writes at most one message of its own turn
-# and then one that ends the login without reading ours, so a third conflict cannot come from a working peer.
-_ENDING_SEND_ATTEMPTS = 3
 
 
 class WrongQrCode(QrLinkError):
     """The scanned QR code was shown by the same kind of device (two new or two existing devices)."""
-
-
-@dataclass(frozen=True)
-class QrCodeReady(Progress):
-    """The device showing the QR code has a rendezvous session: render :attr:`data` (``qr.to_bytes()``)."""
-
-    qr: QrCode = field(repr=False)  # holds the session address, which lets anyone join
-
-    @property
-    def data(self) -> bytes:
-        """The bytes to encode in the QR code."""
-        return self.qr.to_bytes()
 
 
 @dataclass(frozen=True)
@@ -174,6 +151,7 @@ async def login_new_device(
     last step.
     """
     _one_of(show, scanned, gen2_profile)
+    check_progress_callback(on_progress)
     olm = device or OlmDevice.generate()
     qr = _scanned_qr(scanned, expect_shown_by_existing=True) if scanned is not None else None
     profile = _scan_profile(qr, gen2_profile)
@@ -197,7 +175,7 @@ async def login_new_device(
             client = await DeviceGrantClient.create(http, base_url, client_metadata=client_metadata)
         except (AuthMetadataUnavailable, DeviceGrantUnsupported) as error:
             unsupported = error
-            return lambda: machine.abort(unsupported, reason=FailureReason.UNSUPPORTED_PROTOCOL)
+            return lambda: machine.abort(unsupported, reason=FailureReason.UNSUPPORTED_PROTOCOL, now=time.monotonic())
         grant = await client.request_device_authorization(action.device_id, prefix=scope_prefix)
         state.update(base_url=base_url, client=client, grant=grant)
         return lambda: machine.device_authorization_ready(grant, now=time.monotonic())
@@ -215,7 +193,7 @@ async def login_new_device(
         state.update(tokens=tokens, user_id=me.user_id)
         return lambda: machine.token_granted(now=time.monotonic())
 
-    driver = _Driver(machine, on_progress, check_code_prompt)
+    driver = Driver(machine, on_progress, check_code_prompt)
     driver.handlers[StartDeviceAuthorization] = authorize
     driver.handlers[PollToken] = poll
     done = await driver.run(http, show, qr, None, transport_options, profile)
@@ -266,6 +244,7 @@ async def grant_login(
     :class:`LoginFailed` subclass, :class:`WrongQrCode` or :class:`UnknownGen2Profile`.
     """
     _one_of(show, scanned, gen2_profile)
+    check_progress_callback(on_progress)
     qr = _scanned_qr(scanned, expect_shown_by_existing=False) if scanned is not None else None
     profile = _scan_profile(qr, gen2_profile)
     generation: Literal[1, 2] = 1 if isinstance(qr or show, (Gen1QrCode, ShowGen1)) else 2
@@ -287,12 +266,11 @@ async def grant_login(
         return (await http.get(url, headers=auth)).status_code
 
     async def check_device(action: CheckDeviceUnused) -> Callable[[], list[Action]]:
-        if await device_status(action.device_id) == 404:
-            return lambda: machine.device_absent(now=time.monotonic())
-        return machine.device_exists
+        status = await device_status(action.device_id)
+        return lambda: machine.device_checked(status, now=time.monotonic())
 
     async def open_uri(action: OpenVerificationUri) -> Callable[[], list[Action]]:
-        if await open_verification_uri(action.uri):
+        if await call_async(open_verification_uri, "open_verification_uri", bool, action.uri):
             return lambda: machine.verification_uri_opened(now=time.monotonic())
         return machine.verification_uri_unavailable
 
@@ -302,7 +280,7 @@ async def grant_login(
             await asyncio.sleep(_DEVICE_POLL_INTERVAL)
         return lambda: machine.device_appeared(now=time.monotonic())
 
-    driver = _Driver(machine, on_progress, check_code_prompt)
+    driver = Driver(machine, on_progress, check_code_prompt)
     driver.handlers[CheckDeviceUnused] = check_device
     driver.handlers[OpenVerificationUri] = open_uri
     driver.handlers[WaitForDevice] = wait_for_device
@@ -334,334 +312,3 @@ def _scanned_qr(data: bytes, *, expect_shown_by_existing: bool) -> QrCode:
         shown_by = "a signed-in device" if by_existing else "a device that is not signed in"
         raise WrongQrCode(f"this QR code was shown by {shown_by}; scan it with the other kind of device")
     return qr
-
-
-class _Link:
-    """One established secure channel over one rendezvous transport.
-
-    The transport serialises its calls and a ``receive`` holds it for the whole wait, so a send first cancels
-    the pending receive (cancellation is safe: a payload is either delivered or left for the next receive).
-
-    Messages normally alternate (ping-pong), but a message that ends the login (``m.login.failure``,
-    ``m.login.declined``) may be sent out of turn, while the peer is writing its own next message. Both
-    writes are made against the same revision and the rendezvous takes only one (the other gets 412/409);
-    :meth:`send` makes sure the ending message still reaches the peer, and that a message of our turn that
-    loses to the peer's ending message leaves that message to be read. No nonce or sequence number is ever
-    used for two different ciphertexts, and each payload is opened exactly once, in order.
-    """
-
-    def __init__(
-        self, transport: RendezvousTransport, channel: SecureChannel, profile: HpkeProfile | None = None
-    ) -> None:
-        self.transport = transport
-        self.channel = channel
-        self.profile = profile
-        self._receiving: asyncio.Task[bytes] | None = None
-        # Outcomes of receives that finished just as a send cancelled them, or of catching up before or
-        # after a write that met the peer's: a message, or the error to raise.
-        self._inbox: deque[bytes | BaseException] = deque()
-
-    def next_message(self) -> asyncio.Task[bytes]:
-        """The task that yields the peer's next decrypted message (the same task until it is taken)."""
-        if self._receiving is None:
-            self._receiving = asyncio.ensure_future(self._receive())
-        return self._receiving
-
-    def taken(self) -> None:
-        """The caller consumed the finished :meth:`next_message` task."""
-        self._receiving = None
-
-    async def _receive(self) -> bytes:
-        if self._inbox:
-            outcome = self._inbox.popleft()
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return outcome
-        tokens = self._open_tokens()
-        message = await self.transport.receive()
-        return self._open(message, *tokens)
-
-    def _open_tokens(self) -> tuple[str | None, str | None]:
-        """Gen-2: the token the peer's next message is sealed with, and the one it may be sealed with instead.
-
-        The peer seals with the token of the last revision it knew, which is the last one we know before its
-        write: our own last write under ping-pong, or its previous message when it sends twice in a row (a
-        failure right after LoginOk, before our user typed the check code). When our last write crossed the
-        peer's ending message, the peer had not seen our write and sealed with the token our write replaced;
-        that second candidate is accepted only for a message that ends the login (:meth:`_open`).
-        """
-        t = self.transport
-        token = t.sequence_token
-        crossed = t.replaced_sequence_token if token is not None and token == t.own_sequence_token else None
-        return token, crossed
-
-    def _open(self, message: str, token: str | None, crossed: str | None) -> bytes:
-        try:
-            return self.channel.decrypt(message, sequence_token=token)
-        except DecryptionError:
-            if crossed is None:
-                raise
-        # A failed open leaves the receive sequence where it was, so the same message can be tried again.
-        # Binding to the older token tells only that the sender had not read our last write; that is what a
-        # message ending the login sent out of turn looks like, and ending the login is all it can do, so
-        # nothing else is accepted this way.
-        plaintext = self.channel.decrypt(message, sequence_token=crossed)
-        if not _ends_login(plaintext):
-            raise DecryptionError("a message bound to an earlier sequence token does not end the login")
-        return plaintext
-
-    async def _catch_up(self) -> bytes | BaseException | None:
-        """Read and open the peer's payload that this side has not read yet, if there is one; its outcome is
-        queued for :meth:`next_message` and returned. Brings the channel's counters and (Gen-2) the token the
-        next write is made against up to date."""
-        tokens = self._open_tokens()
-        message = await self.transport.receive_pending()
-        if message is None:
-            return None
-        outcome: bytes | BaseException
-        try:
-            outcome = self._open(message, *tokens)
-        except ChannelError as error:
-            outcome = error
-        self._inbox.append(outcome)
-        return outcome
-
-    async def send(self, plaintext: bytes, *, ends_login: bool = False) -> None:
-        """Seal and write one message; ``ends_login`` for a failure or a decline (see the class docstring).
-
-        A message of our turn that meets a concurrent write lost to the peer's out-of-turn message: that
-        message is queued for :meth:`next_message` and ours is dropped, since the peer has ended the login.
-        Raises :class:`ConcurrentWrite` when what crossed it does not end the login.
-        """
-        await self.stop_receiving()
-        if ends_login:
-            await self._send_ending(plaintext)
-            return
-        t = self.transport
-        try:
-            await t.send(self.channel.encrypt(plaintext, sequence_token=t.sequence_token))
-        except ConcurrentWrite:
-            crossed = await self._catch_up()
-            if not (isinstance(crossed, bytes) and _ends_login(crossed)):
-                raise
-
-    async def _send_ending(self, plaintext: bytes) -> None:
-        """Write a message that ends the login, whether or not it is our turn.
-
-        First the peer's unread payload, if any, is read and opened (it is discarded with the login), so the
-        message is sealed against the current revision and at the sequence the peer expects. If the peer
-        still writes in the moment before our PUT, the same ciphertext is PUT again against the new revision
-        once the peer's payload is opened: it was never delivered, so nothing is sealed twice, and the peer
-        opens it at the sequence it expects (Gen-2: with the token its own write replaced, :meth:`_open`).
-        Nothing more is sent once the peer's payload itself ends the login: nobody reads ours any more.
-        """
-        t = self.transport
-        await self._catch_up()
-        sealed = self.channel.encrypt(plaintext, sequence_token=t.sequence_token)
-        for attempt in range(1, _ENDING_SEND_ATTEMPTS + 1):
-            try:
-                await t.send(sealed)
-                return
-            except ConcurrentWrite:
-                if attempt == _ENDING_SEND_ATTEMPTS:
-                    raise
-                crossed = await self._catch_up()
-                if isinstance(crossed, bytes) and _ends_login(crossed):
-                    return
-
-    async def stop_receiving(self) -> None:
-        task, self._receiving = self._receiving, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            self._inbox.append(await task)
-        except asyncio.CancelledError:
-            pass
-        except QrLinkError as error:
-            # A receive that failed just before the cancel: the next receive raises its error.
-            self._inbox.append(error)
-
-    async def aclose(self) -> None:
-        await self.stop_receiving()
-        # The session is left to expire rather than deleted: the peer may still have to read our last message.
-        await self.transport.aclose()
-
-
-def _ends_login(plaintext: bytes) -> bool:
-    """Whether a decrypted message is ``m.login.failure`` or ``m.login.declined``."""
-    try:
-        message = parse_message(plaintext)
-    except MessageError:
-        return False
-    return isinstance(message, FailureMessage | DeclinedMessage)
-
-
-_Work = Callable[[Any], Coroutine[Any, Any, Callable[[], list[Action]]]]
-
-
-class _Driver:
-    """Runs one machine to its end: handshake, then a loop over the peer's messages, the current work item
-    and the machine's deadline."""
-
-    def __init__(self, machine: LoginMachine, on_progress: ProgressCallback, prompt: CheckCodePrompt | None):
-        self.machine = machine
-        self.on_progress = on_progress
-        self.prompt = prompt
-        self.handlers: dict[type[Action], _Work] = {}
-        self._work: asyncio.Task[Callable[[], list[Action]]] | None = None
-        self._link: _Link | None = None
-        self._done: Done | None = None
-
-    async def run(
-        self,
-        http: httpx.AsyncClient,
-        show: ShowQr | None,
-        scanned: QrCode | None,
-        existing: tuple[str | None, str] | None,
-        options: TransportOptions | None,
-        profile: HpkeProfile | None = None,
-    ) -> Done:
-        machine = self.machine
-        try:
-            await self._apply(machine.start(now=time.monotonic()))
-            try:
-                link = await asyncio.wait_for(
-                    self._handshake(http, show, scanned, existing, options, profile), self._time_left()
-                )
-            except (RendezvousError, ChannelError, TimeoutError, httpx.HTTPError) as error:
-                await self._apply(machine.abort(error, reason=None))
-                raise AssertionError("abort always fails the login") from error  # pragma: no cover
-            self._link = link
-            established = machine.channel_established(
-                link.channel.check_code, now=time.monotonic(), profile=link.profile
-            )
-            await self._apply(established)
-            await self._loop(link)
-        finally:
-            await self._cleanup()
-        assert self._done is not None
-        return self._done
-
-    def _time_left(self) -> float | None:
-        deadline = self.machine.deadline
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-    async def _handshake(
-        self,
-        http: httpx.AsyncClient,
-        show: ShowQr | None,
-        scanned: QrCode | None,
-        existing: tuple[str | None, str] | None,
-        options: TransportOptions | None,
-        profile: HpkeProfile | None,
-    ) -> _Link:
-        if scanned is not None:
-            handshake = await scan_qr(http, scanned, profile=profile, options=options)
-        else:
-            assert show is not None
-            server_name, access_token = existing if existing is not None else (None, None)
-            # The signed-in device offers to sign another in; the device without an account asks to be.
-            handshake = await show_qr(
-                http,
-                show,
-                reciprocate=existing is not None,
-                server_name=server_name,
-                access_token=access_token,
-                options=options,
-            )
-        try:
-            if handshake.role is Role.GENERATOR:
-                self.on_progress(QrCodeReady(handshake.qr))
-            await handshake.complete()
-        except ChannelError:
-            if handshake.role is not Role.GENERATOR:
-                # LoginOk did not open. The device that showed the code learns it from the check code, which
-                # this side never shows (its user cannot type one), so the session is left as it is.
-                await handshake.aclose()
-                raise
-            # LoginInitiate did not open (a scanner on another Gen-2 profile, or a forged one): there is no
-            # channel at all, nothing sealed can reach the scanner, and it would wait for a LoginOk that never
-            # comes. The session is this side's own, so it is deleted: the scanner then stops at once
-            # (SessionNotFound).
-            with contextlib.suppress(QrLinkError, httpx.HTTPError):
-                await handshake.aclose(delete=True)
-            raise
-        except BaseException:
-            await handshake.aclose()
-            raise
-        return _Link(handshake.transport, handshake.channel, handshake.profile)
-
-    async def _loop(self, link: _Link) -> None:
-        machine = self.machine
-        while not machine.finished:
-            incoming = link.next_message()
-            waiting: set[asyncio.Future[Any]] = {incoming}
-            if self._work is not None:
-                waiting.add(self._work)
-            done, _ = await asyncio.wait(waiting, timeout=self._time_left(), return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                await self._apply(machine.timeout(now=time.monotonic()))
-                continue
-            if self._work is not None and self._work in done:
-                work, self._work = self._work, None
-                try:
-                    feed = work.result()
-                except (QrLinkError, httpx.HTTPError) as error:
-                    await self._apply(machine.abort(error))
-                    continue
-                await self._apply(feed())
-            if not machine.finished and incoming in done and incoming is link.next_message():
-                link.taken()
-                try:
-                    plaintext = incoming.result()
-                except (RendezvousError, ChannelError) as error:
-                    # The channel or session is gone: nothing can reach the peer any more.
-                    await self._apply(machine.abort(error, reason=None))
-                    continue
-                await self._apply(machine.message_received(plaintext, now=time.monotonic()))
-
-    async def _apply(self, actions: list[Action]) -> None:
-        """Carry out ``actions`` in order; :class:`Failed` raises its error."""
-        for action in actions:
-            if isinstance(action, SendMessage):
-                assert self._link is not None  # the machines send nothing before the channel exists
-                ends = isinstance(action.message, FailureMessage | DeclinedMessage)
-                try:
-                    await self._link.send(action.message.to_json(), ends_login=ends)
-                except (RendezvousError, ChannelError) as error:
-                    # After a message that ends the login the machine has failed already: abort does nothing
-                    # and the next action raises the named error.
-                    await self._apply(self.machine.abort(error, reason=None))
-            elif isinstance(action, Failed):
-                raise action.error
-            elif isinstance(action, Progress):
-                if isinstance(action, Done):
-                    self._done = action
-                self.on_progress(action)
-                if isinstance(action, EstablishingSecureChannel) and action.must_enter_code:
-                    self._start(self._ask_check_code())
-            else:
-                handler = self.handlers.get(type(action))
-                if handler is None:  # pragma: no cover - every work action has a handler
-                    raise TypeError(f"no handler for {type(action).__name__}")
-                self._start(handler(action))
-
-    async def _ask_check_code(self) -> Callable[[], list[Action]]:
-        assert self.prompt is not None  # checked by the public functions
-        entered = await self.prompt()
-        return lambda: self.machine.check_code_entered(entered, now=time.monotonic())
-
-    def _start(self, work: Coroutine[Any, Any, Callable[[], list[Action]]]) -> None:
-        # The machines run one work item at a time: each waits for its outcome before asking for the next.
-        assert self._work is None, "a work item is still running"
-        self._work = asyncio.ensure_future(work)
-
-    async def _cleanup(self) -> None:
-        if self._work is not None:
-            self._work.cancel()
-            with contextlib.suppress(BaseException):
-                await self._work
-            self._work = None
-        if self._link is not None:
-            await self._link.aclose()

@@ -1,5 +1,5 @@
 """The new device's OAuth 2.0 device authorization grant (RFC 8628) against a Matrix homeserver
-(PROTOCOL.md §5), async over httpx.
+(docs/protocol.md, "OAuth 2.0 device authorization grant"), async over httpx.
 
 One entry point: :meth:`DeviceGrantClient.create` discovers the auth server metadata (MSC2965: stable
 ``/_matrix/client/v1/auth_metadata``, then the unstable ``org.matrix.msc2965`` path), checks that the device
@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from ._json import loads
 from .errors import QrLinkError
 
 __all__ = [
@@ -62,6 +65,9 @@ SLOW_DOWN_INCREMENT = 5.0
 """RFC 8628 §3.5: after ``slow_down`` the interval grows by 5 s for this and every later request."""
 DEFAULT_INTERVAL = 5.0
 """RFC 8628 §3.2: ``interval`` defaults to 5 s."""
+_VSCHAR = re.compile(r"[\x20-\x7e]+")
+"""RFC 6749 Appendix A: access and refresh tokens and device codes are ``1*VSCHAR``; an access token also goes
+into an ``Authorization`` header, which httpx can only encode as ASCII."""
 
 
 # --- errors -------------------------------------------------------------------------------------------------
@@ -367,7 +373,7 @@ class DeviceGrantClient:
         assert expires_in is not None
         interval = _number(body, "interval", "device authorization", required=False)
         return DeviceAuthorization(
-            device_code=_required(body, "device_code", "device authorization"),
+            device_code=_required_token(body, "device_code", "device authorization"),
             user_code=_required(body, "user_code", "device authorization"),
             verification_uri=_required(body, "verification_uri", "device authorization"),
             verification_uri_complete=_optional(body, "verification_uri_complete", "device authorization"),
@@ -447,6 +453,11 @@ async def register_client(http: httpx.AsyncClient, metadata: AuthMetadata, clien
 
 async def _request(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
     try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, UnicodeError):
+        # The URL came from a server (metadata endpoints, the well-known base URL) and httpx cannot send it.
+        raise OAuthProtocolError(f"{method}: the endpoint is not a valid URL") from None
+    try:
         response = await http.request(method, url, **kwargs)
     except httpx.HTTPError as error:
         # The request (and so the exception's own text) may hold a device code or token: keep only its kind.
@@ -462,8 +473,8 @@ def _no_query(url: str) -> str:
 
 def _json_body(response: httpx.Response, what: str, *, allow_error: bool = False) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return loads(response.content)
+    except ValueError:  # not JSON, or not I-JSON: nested too deep, a lone surrogate, NaN or 1e400
         if allow_error and response.status_code != 200:
             return None
         raise OAuthProtocolError(f"{what} answer is not JSON", status=response.status_code) from None
@@ -487,9 +498,9 @@ def _token_response(body: Any) -> TokenResponse:
     if token_type.lower() != "bearer":
         raise OAuthProtocolError(f"token_type {token_type!r} is not Bearer")
     return TokenResponse(
-        access_token=_required(body, "access_token", "token"),
+        access_token=_required_token(body, "access_token", "token"),
         token_type=token_type,
-        refresh_token=_optional(body, "refresh_token", "token"),
+        refresh_token=_token(body, "refresh_token", "token", required=False),
         expires_in=_number(body, "expires_in", "token", required=False),
         scope=_optional(body, "scope", "token"),
     )
@@ -511,7 +522,22 @@ def _required(data: Mapping[str, Any], name: str, what: str) -> str:
     return value
 
 
+def _token(data: Mapping[str, Any], name: str, what: str, *, required: bool) -> str | None:
+    """A token or code: ``1*VSCHAR`` (RFC 6749 Appendix A). The message never contains it."""
+    value = _required(data, name, what) if required else _optional(data, name, what)
+    if value is not None and not _VSCHAR.fullmatch(value):
+        raise OAuthProtocolError(f"{what}: {name} is not printable ASCII")
+    return value
+
+
+def _required_token(data: Mapping[str, Any], name: str, what: str) -> str:
+    value = _token(data, name, what, required=True)
+    assert value is not None  # required
+    return value
+
+
 def _number(data: Mapping[str, Any], name: str, what: str, *, required: bool) -> float | None:
+    """A lifetime or interval in seconds: a finite, non-negative JSON number."""
     value = data.get(name)
     if value is None:
         if required:
@@ -519,4 +545,10 @@ def _number(data: Mapping[str, Any], name: str, what: str, *, required: bool) ->
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise OAuthProtocolError(f"{what}: {name} is not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise OAuthProtocolError(f"{what}: {name} is out of range") from None
+    if not math.isfinite(number) or number < 0:
+        raise OAuthProtocolError(f"{what}: {name} is out of range")
+    return number

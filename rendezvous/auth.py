@@ -129,9 +129,7 @@ class TokenVerifier:
         return user_id
 
     def _remember(self, key: bytes, now: float, user_id: str | None) -> None:
-        lifetime = (
-            self._cache_seconds if user_id is not None else min(self._cache_seconds, NEGATIVE_CACHE_SECONDS)
-        )
+        lifetime = self._cache_seconds if user_id is not None else min(self._cache_seconds, NEGATIVE_CACHE_SECONDS)
         if lifetime <= 0:
             return
         if len(self._cache) >= MAX_CACHE_ENTRIES:

@@ -34,9 +34,7 @@ SELFTEST_TOKEN_ENV = "RENDEZVOUS_SELFTEST_ACCESS_TOKEN"  # noqa: S105 (a variabl
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rendezvous", description="Matrix sign-in-with-QR rendezvous server."
-    )
+    parser = argparse.ArgumentParser(prog="rendezvous", description="Matrix sign-in-with-QR rendezvous server.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

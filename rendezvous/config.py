@@ -103,9 +103,7 @@ class Settings(BaseSettings):
     )
 
     # -- storage -------------------------------------------------------------------------------------------
-    store_url: str = Field(
-        "memory://", description="memory:// or a redis://, rediss://, redis+cluster:// URL."
-    )
+    store_url: str = Field("memory://", description="memory:// or a redis://, rediss://, redis+cluster:// URL.")
 
     # -- limits -------------------------------------------------------------------------------------------
     ttl_seconds: int = Field(180, ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)
@@ -215,9 +213,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         if self.gen2_create_policy is CreatePolicy.AUTHENTICATED and self.homeserver_url is None:
-            raise ValueError(
-                "gen2_create_policy = authenticated needs homeserver_url (RENDEZVOUS_HOMESERVER_URL)"
-            )
+            raise ValueError("gen2_create_policy = authenticated needs homeserver_url (RENDEZVOUS_HOMESERVER_URL)")
         if self.workers > 1 and self.store_scheme == "memory":
             raise ValueError(
                 "workers > 1 needs a shared store: the memory store lives inside one process, so each worker "
@@ -250,9 +246,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlFileSource(settings_cls))
 
 
-_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
-    "rendezvous_config_file", default=None
-)
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("rendezvous_config_file", default=None)
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):

@@ -117,9 +117,7 @@ def _refusing(error: MatrixError) -> Callable[[Scope, Receive, Send], Awaitable[
 
 
 #: The app past the connection cap: 503 with ``Retry-After``.
-_busy = _refusing(
-    MatrixError(503, M_UNKNOWN, "Server busy; try again later", retry_after_ms=BUSY_RETRY_AFTER_MS)
-)
+_busy = _refusing(MatrixError(503, M_UNKNOWN, "Server busy; try again later", retry_after_ms=BUSY_RETRY_AFTER_MS))
 #: The app for a request whose headers arrived in one piece but are too large.
 _headers_too_large = _refusing(MatrixError(431, M_TOO_LARGE, "Request headers are too large"))
 

@@ -34,9 +34,7 @@ _STRING: dict[str, Any] = {"type": "string"}
 _INT: dict[str, Any] = {"type": "integer"}
 _RATE = _error("M_LIMIT_EXCEEDED: rate limited; retry_after_ms and Retry-After say when to retry")
 _UNAVAILABLE = _error("M_UNKNOWN: the session store is unavailable; Retry-After says when to retry")
-_NOT_FOUND = _error(
-    "M_NOT_FOUND: no such session (never created, deleted, expired, or of the other generation)"
-)
+_NOT_FOUND = _error("M_NOT_FOUND: no such session (never created, deleted, expired, or of the other generation)")
 
 
 def _gen1_operations() -> dict[str, dict[str, Any]]:

@@ -1,9 +1,10 @@
-"""The packages depend on each other one way only: bench → devstack → qrlink_client, and rendezvous alone.
+"""The packages depend on each other one way only: bench → devstack → qrlink_client, and rendezvous alone; the
+scripts in ``examples/`` use the client library only.
 
-Every module under ``rendezvous/``, ``qrlink_client/``, ``devstack/`` and ``bench/`` is parsed with :mod:`ast`,
-so the checks see imports inside functions (the lazy ones) and under ``if TYPE_CHECKING:`` as well as the
-top-level ones, with relative imports resolved. Only the cycle check is limited to the imports that run when a
-module is first imported (module level, outside ``TYPE_CHECKING``): those are the ones a cycle breaks.
+Every module under ``rendezvous/``, ``qrlink_client/``, ``devstack/``, ``bench/`` and ``examples/`` is parsed
+with :mod:`ast`, so the checks see imports inside functions (the lazy ones) and under ``if TYPE_CHECKING:`` as
+well as the top-level ones, with relative imports resolved. Only the cycle check is limited to the imports that
+run when a module is first imported (module level, outside ``TYPE_CHECKING``): those are the ones a cycle breaks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("rendezvous", "qrlink_client", "devstack", "bench")
+PACKAGES = ("rendezvous", "qrlink_client", "devstack", "bench", "examples")
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,13 @@ def test_the_server_stands_alone() -> None:
     assert found == [], "the rendezvous server imports none of the client, dev stack or benchmarks:\n" + "\n".join(
         found
     )
+
+
+def test_the_examples_use_the_client_library_only() -> None:
+    # They are what a client developer copies: the dev stack is reached through its state file, not imported.
+    found = _violations("examples", ("devstack", "bench", "rendezvous", "qrlink_client.cli"))
+    assert found == [], "the examples show the library alone:\n" + "\n".join(found)
+    assert "examples.new_device" in MODULES
 
 
 def test_the_dev_stack_does_not_import_the_benchmarks() -> None:

@@ -154,9 +154,7 @@ def key_schedule_base(shared_secret: bytes, info: bytes) -> _Schedule:
     secret = _labeled_extract(_HPKE_SUITE_ID, shared_secret, b"secret", b"")
     return _Schedule(
         key=_labeled_expand(_HPKE_SUITE_ID, secret, b"key", schedule_context, AEAD_KEY_LENGTH),
-        base_nonce=_labeled_expand(
-            _HPKE_SUITE_ID, secret, b"base_nonce", schedule_context, AEAD_NONCE_LENGTH
-        ),
+        base_nonce=_labeled_expand(_HPKE_SUITE_ID, secret, b"base_nonce", schedule_context, AEAD_NONCE_LENGTH),
         exporter_secret=_labeled_expand(_HPKE_SUITE_ID, secret, b"exp", schedule_context, HASH_LENGTH),
     )
 

@@ -1,4 +1,4 @@
-"""The handshake state machine both channels follow, as one table (PROTOCOL.md §3.1.2, §3.2.2).
+"""The handshake state machine both channels follow, as one table (docs/protocol.md, "Gen-1 channel"; "Gen-2 channel").
 
 S: NEW --initiate--> AWAITING_OK --accept_ok--> ESTABLISHED
 G: NEW --accept_initiate--> INITIATE_ACCEPTED --ok_message--> ESTABLISHED

@@ -1,9 +1,10 @@
-"""What both secure channels share: roles, the check code, the channel interface and its errors (PROTOCOL.md
-§3).
+"""What both secure channels share: roles, the check code, the channel interface and its errors.
 
 Roles: **G** generates and shows the QR code and owns the key in it; **S** scans it and speaks first
 (LoginInitiateMessage). G answers with LoginOkMessage. S knows the channel is good from LoginOk alone; G knows
 only once its user has typed in the check code S shows.
+
+The wire format: docs/protocol.md, "Roles".
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class MissingSequenceToken(ChannelError):
 
 
 class InvalidAadField(ChannelError):
-    """A base URL, rendezvous id or sequence token is longer than the 255 bytes its u8 AAD length allows."""
+    """A base URL, rendezvous id or sequence token is longer than the 255 bytes its u8 AAD length allows, or is
+    not valid Unicode (a lone surrogate has no UTF-8 form)."""
 
 
 # --- values -------------------------------------------------------------------------------------------------
@@ -127,8 +129,17 @@ class CheckCode:
         return self._raw
 
     def matches(self, entered: str) -> bool:
-        """Whether the user's input equals the code, ignoring surrounding whitespace (constant time)."""
-        return hmac.compare_digest(entered.strip().encode("utf-8"), self._digits.encode("ascii"))
+        """Whether the user's input equals the code, ignoring surrounding whitespace (constant time).
+
+        Any other text is simply not the code, so it gives ``False`` and never an error, including text that has
+        no UTF-8 form (a lone surrogate, as a terminal decoding undecodable bytes with ``surrogateescape``
+        produces).
+        """
+        try:
+            typed = entered.strip().encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return hmac.compare_digest(typed, self._digits.encode("ascii"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CheckCode):

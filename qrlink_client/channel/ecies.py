@@ -1,4 +1,4 @@
-"""Gen-1 secure channel: vodozemac's ECIES as shipped (PROTOCOL.md §3.1).
+"""Gen-1 secure channel: vodozemac's ECIES as shipped (docs/protocol.md, "Gen-1 channel").
 
 X25519; HKDF-SHA512 with no salt over the raw shared secret, one expansion per info string; ChaCha20-Poly1305
 with no AAD; one little-endian counter per direction, each starting at 0 (LoginInitiate is S's message 0,
@@ -57,9 +57,7 @@ class _EciesKeys:
 
 
 def _hkdf_sha512(shared_secret: bytes, info: str, length: int) -> bytes:
-    return HKDF(algorithm=hashes.SHA512(), length=length, salt=None, info=info.encode("ascii")).derive(
-        shared_secret
-    )
+    return HKDF(algorithm=hashes.SHA512(), length=length, salt=None, info=info.encode("ascii")).derive(shared_secret)
 
 
 def _derive_keys(shared_secret: bytes, generator_key: bytes, scanner_key: bytes) -> _EciesKeys:
@@ -208,12 +206,9 @@ class EciesChannel(HandshakeChannel):
         try:
             return ChaCha20Poly1305(peer_key).decrypt(_nonce(self._recv_counter), ciphertext, None)
         except InvalidTag:
-            raise DecryptionError(
-                "message failed authentication (tampered, replayed or out of order)"
-            ) from None
+            raise DecryptionError("message failed authentication (tampered, replayed or out of order)") from None
 
     def __repr__(self) -> str:
         return (
-            f"EciesChannel(role={self._role.name}, state={self._state.value}, "
-            f"public_key={b64encode(self.public_key)})"
+            f"EciesChannel(role={self._role.name}, state={self._state.value}, public_key={b64encode(self.public_key)})"
         )

@@ -98,6 +98,12 @@ class HpkeProfile(enum.Enum):
         except ValueError:
             return None
 
+    @property
+    def layout(self) -> str:
+        """The name of the QR layout (a ``Gen2Layout`` value) a device speaking this profile writes, so that the
+        scanner can tell the profile from the code (:meth:`for_layout`)."""
+        return "element-x" if self is HpkeProfile.ELEMENT_X else "msc4388"
+
     def response_label(self) -> bytes:
         """The exporter context for the response secret."""
         if self is HpkeProfile.MSC:
@@ -134,15 +140,16 @@ _ALIASES = {"msc": HpkeProfile.MSC}
 
 def _aad_field(value: str, what: str, limit: int) -> bytes:
     """``value`` in UTF-8 behind its big-endian length: one byte wide for ``limit`` 255, two for 65535."""
-    raw = value.encode("utf-8")
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidAadField(f"{what} is not valid Unicode") from None
     if len(raw) > limit:
         raise InvalidAadField(f"{what} is {len(raw)} bytes; the AAD allows at most {limit}")
     return len(raw).to_bytes(1 if limit == _U8_MAX else 2, "big") + raw
 
 
-def build_aad(
-    base_url: str, rendezvous_id: str, sequence_token: str, profile: HpkeProfile = HpkeProfile.MSC
-) -> bytes:
+def build_aad(base_url: str, rendezvous_id: str, sequence_token: str, profile: HpkeProfile = HpkeProfile.MSC) -> bytes:
     """The AAD of one message: ``profile``'s base URL and id fields, then ``u8len(token)‖token``.
 
     ``msc4388``, ``vodozemac``: ``u8len(base_url)‖base_url‖u8len(id)‖id‖u8len(token)‖token``, the base URL
@@ -161,9 +168,7 @@ def response_key_material(response_secret: bytes, enc: bytes, response_nonce: by
     )
 
 
-def _response_context(
-    exporting: hpke.Context, profile: HpkeProfile, enc: bytes, nonce: bytes
-) -> hpke.Context:
+def _response_context(exporting: hpke.Context, profile: HpkeProfile, enc: bytes, nonce: bytes) -> hpke.Context:
     secret = exporting.export(profile.response_label(), hpke.AEAD_KEY_LENGTH)
     key, base_nonce = response_key_material(secret, enc, nonce)
     # No exporter secret: nothing may be exported from the response context.

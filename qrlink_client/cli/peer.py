@@ -41,6 +41,7 @@ from ..request_fields import non_negative_int_field as _positive_int
 from ..request_fields import optional_str_field as _opt_str
 from ..request_fields import required_hex_field as _req_hex
 from ..request_fields import required_str_field as _req_str
+from .qr import implied_profile
 
 if TYPE_CHECKING:
     import httpx
@@ -297,8 +298,7 @@ def _qr_fields(code: QrCode) -> Response:
     """A code's fields as ``qr_decode`` answers them: Gen-2 adds the ``profile`` its layout implies."""
     fields = qr_to_fields(code)
     if isinstance(code, Gen2QrCode):
-        profile = HpkeProfile.for_layout(code.layout.value)
-        fields["profile"] = None if profile is None else profile.value
+        fields["profile"] = implied_profile(code)
     return fields
 
 
@@ -312,14 +312,10 @@ def op_qr_encode(peer: Peer, req: Request) -> Response:
     code = qr_from_fields(req)
     if isinstance(code, Gen2QrCode):
         profile = _choice(req, "profile", HpkeProfile, default=HpkeProfile.MSC)
-        code = dataclasses.replace(code, layout=_layout(profile))
+        code = dataclasses.replace(code, layout=Gen2Layout(profile.layout))
     elif req.get("profile") is not None:
         raise InvalidFieldValue("field 'profile' applies to Gen-2 codes only")
     return {"hex": code.to_bytes().hex()}
-
-
-def _layout(profile: HpkeProfile) -> Gen2Layout:
-    return Gen2Layout.ELEMENT_X if profile is HpkeProfile.ELEMENT_X else Gen2Layout.MSC4388
 
 
 def op_channel_new(peer: Peer, req: Request) -> Response:

@@ -8,17 +8,32 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .command import EXIT_OK, Command
 from .qr_input import UnrecognisedInput, read_qr_input
 from .terminal import add_color_option, color_enabled
 
-__all__ = ["QR"]
+if TYPE_CHECKING:
+    from ..qr import QrCode
+
+__all__ = ["QR", "implied_profile"]
 
 _INPUT_HELP = (
     "the payload: hex, base64 (standard or URL-safe, padding optional), a file (an image of the QR code, "
     "or the payload as bytes, hex or base64), or - to read any of those from stdin"
 )
+
+
+def implied_profile(code: QrCode) -> str | None:
+    """The Gen-2 channel profile a code's layout implies (``None`` for Gen-1, or a layout that implies none)."""
+    from ..channel import HpkeProfile
+    from ..qr import Gen2QrCode
+
+    if not isinstance(code, Gen2QrCode):
+        return None
+    profile = HpkeProfile.for_layout(code.layout.value)
+    return None if profile is None else profile.value
 
 
 def _configure_decode(parser: argparse.ArgumentParser) -> None:
@@ -34,12 +49,17 @@ def _run_decode(args: argparse.Namespace) -> int:
 
     data = read_qr_input(args.input, allow_stdin=True)
     code = decode_qr(data)
+    profile = implied_profile(code)
     if args.json:
         fields = qr_to_fields(code)
+        if code.generation == 2:
+            fields["profile"] = profile
         fields["hex"] = data.hex()
         print(json.dumps(fields))
     else:
         shown = qr_to_text_fields(code)
+        if code.generation == 2:
+            shown["profile"] = profile or "none implied (older u16/u16 layout): name one when scanning"
         shown["hex"] = data.hex()
         width = max(map(len, shown))
         for name, value in shown.items():

@@ -16,6 +16,7 @@ from .canonical_json import canonical_json
 from .cross_signing import CROSS_SIGNING_KEY_NAMES, CrossSigningKeys, check_cross_signing_keys
 from .device import DEVICE_ALGORITHMS, OlmDevice
 from .errors import (
+    AlreadyBootstrapped,
     CanonicalJsonError,
     E2eeError,
     HomeserverError,
@@ -63,6 +64,7 @@ __all__ = [
     "SECRETS_MESSAGE_TYPE",
     "SECRET_STORAGE_ALGORITHM",
     "AccountDataReader",
+    "AlreadyBootstrapped",
     "BackedUpRoomKey",
     "BackupKey",
     "BackupSecret",

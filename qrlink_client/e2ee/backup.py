@@ -45,9 +45,7 @@ class BackupKey(PrivateKey32):
         return b64encode(self._secret)
 
 
-def backup_auth_data(
-    key: BackupKey, *, user_id: str, signers: Sequence[tuple[str, Signer]] = ()
-) -> dict[str, Any]:
+def backup_auth_data(key: BackupKey, *, user_id: str, signers: Sequence[tuple[str, Signer]] = ()) -> dict[str, Any]:
     """The ``auth_data`` of a new backup version, signed by each ``(key id, signer)`` pair in ``signers``.
 
     Clients trust a backup when ``auth_data`` carries a signature by the master key or a verified device.
@@ -81,6 +79,4 @@ def check_backup_key(
     except InvalidBase64:
         raise SecretsMismatch("backup_key", "the published backup public key is not valid base64") from None
     if not hmac.compare_digest(published_raw, key.public_key):
-        raise SecretsMismatch(
-            "backup_key", "the private key does not match the backup's published public key"
-        )
+        raise SecretsMismatch("backup_key", "the private key does not match the backup's published public key")

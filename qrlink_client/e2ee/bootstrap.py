@@ -10,7 +10,8 @@ The request bodies come from pure builders (:func:`secret_storage_account_data` 
 these functions only sequence the calls.
 
 Synapse and user-interactive auth: ``/keys/device_signing/upload`` needs no UIA while the user has no master
-key yet (MSC3967). Replacing existing keys does; pass ``auth`` (e.g.
+key yet (MSC3967), and :func:`bootstrap_user` without ``auth`` refuses a user who has one
+(:class:`~.errors.AlreadyBootstrapped`). Replacing existing keys needs UIA; pass ``auth`` (e.g.
 ``{"type": "m.login.password", "identifier": {...}, "password": ..., "session": ...}``), or with an
 OAuth-delegated homeserver approve the reset at the authorisation server first.
 """
@@ -24,6 +25,7 @@ from typing import Any
 from .backup import MEGOLM_BACKUP_ALGORITHM, BackupKey, backup_auth_data
 from .cross_signing import CROSS_SIGNING_KEY_NAMES, CrossSigningKeys
 from .device import OlmDevice
+from .errors import AlreadyBootstrapped, UserInteractiveAuthRequired
 from .homeserver import E2eeHomeserver
 from .secret_storage import (
     CROSS_SIGNING_SECRET_NAMES,
@@ -38,9 +40,7 @@ from .signing import sign_json
 __all__ = ["BootstrapResult", "bootstrap_user", "publish_new_device", "secret_storage_account_data"]
 
 
-def secret_storage_account_data(
-    key: SecretStorageKey, bundle: SecretsBundle
-) -> list[tuple[str, dict[str, Any]]]:
+def secret_storage_account_data(key: SecretStorageKey, bundle: SecretsBundle) -> list[tuple[str, dict[str, Any]]]:
     """The account data writes that store ``bundle`` in secret storage under ``key``, as ``(type, content)``.
 
     Order matters for other clients reading mid-way: the key description first, then the secrets, and the
@@ -53,9 +53,7 @@ def secret_storage_account_data(
         writes.append((secret_name, key.encrypt_secret_content(secret_name, seed)))
     if bundle.backup is not None:
         backup_key = bundle.backup.key.private_key_base64()
-        writes.append(
-            (MEGOLM_BACKUP_SECRET_NAME, key.encrypt_secret_content(MEGOLM_BACKUP_SECRET_NAME, backup_key))
-        )
+        writes.append((MEGOLM_BACKUP_SECRET_NAME, key.encrypt_secret_content(MEGOLM_BACKUP_SECRET_NAME, backup_key)))
     writes.append((DEFAULT_KEY_EVENT_TYPE, {"key": key.key_id}))
     return writes
 
@@ -98,14 +96,32 @@ async def bootstrap_user(
     the master key with ``device`` via ``/keys/signatures/upload``; create a backup version whose
     ``auth_data`` is signed by the master key and the device; store the four secrets in secret storage under a
     new default key.
+
+    Without ``auth``, a user who already has a master key in ``/keys/query`` is refused with
+    :class:`AlreadyBootstrapped` before anything is uploaded: bootstrapping again would replace the user's
+    identity. Pass ``auth`` to replace the keys on purpose. If the homeserver still asks for user-interactive
+    auth, :class:`UserInteractiveAuthRequired` lists the flows it offers.
     """
     user_id = await homeserver.user_id()
+    if auth is None:
+        master_key = await _published_master_key(homeserver, user_id)
+        if master_key is not None:
+            raise AlreadyBootstrapped(user_id, master_key or None)
     if upload_device_keys:
         await homeserver.upload_keys(device.keys_upload_body(user_id, one_time_keys=one_time_keys))
         device.mark_keys_as_published()
 
     cross_signing = CrossSigningKeys.generate()
-    await homeserver.upload_device_signing_keys(cross_signing.device_signing_upload_body(user_id), auth=auth)
+    try:
+        await homeserver.upload_device_signing_keys(cross_signing.device_signing_upload_body(user_id), auth=auth)
+    except UserInteractiveAuthRequired as error:
+        if auth is not None:
+            raise
+        hint = (
+            "bootstrap_user needs auth= to upload cross-signing keys for this user: repeat the call with an auth "
+            "dict that completes one of the flows (and carries the session)"
+        )
+        raise error.with_hint(hint) from None
 
     master = cross_signing.master_key
     signed_device = cross_signing.sign_device_keys(device.device_keys(user_id), user_id)
@@ -135,6 +151,21 @@ async def bootstrap_user(
     return BootstrapResult(user_id=user_id, bundle=bundle, secret_storage_key=storage_key)
 
 
+async def _published_master_key(homeserver: E2eeHomeserver, user_id: str) -> str | None:
+    """The user's master public key from ``/keys/query`` (``""`` if one is listed without a readable key), or
+    ``None`` if the user has none."""
+    response = await homeserver.query_keys([user_id])
+    master = (response.get("master_keys") or {}).get(user_id)
+    if not isinstance(master, dict):
+        return None
+    keys = master.get("keys")
+    if isinstance(keys, dict):
+        for value in keys.values():
+            if isinstance(value, str):
+                return value
+    return ""
+
+
 async def publish_new_device(
     homeserver: E2eeHomeserver,
     device: OlmDevice,
@@ -151,9 +182,7 @@ async def publish_new_device(
     """
     user_id = await homeserver.user_id()
     keys_query = await homeserver.query_keys([user_id])
-    backup_info = (
-        await homeserver.get_backup_version() if check_backup and bundle.backup is not None else None
-    )
+    backup_info = await homeserver.get_backup_version() if check_backup and bundle.backup is not None else None
     checked = bundle if check_backup else SecretsBundle(cross_signing=bundle.cross_signing)
     checked.check_against(user_id=user_id, keys_query_response=keys_query, backup_version_info=backup_info)
     body = device.keys_upload_body(user_id, bundle.cross_signing, one_time_keys=one_time_keys)

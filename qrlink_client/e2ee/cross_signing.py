@@ -71,9 +71,7 @@ class CrossSigningKeys:
         master = self.master_key
         body: dict[str, Any] = {"master_key": self.key_object("master_key", user_id)}
         for name in ("self_signing_key", "user_signing_key"):
-            body[name] = sign_json(
-                self.key_object(name, user_id), signer_id=user_id, key_id=master.key_id, key=master
-            )
+            body[name] = sign_json(self.key_object(name, user_id), signer_id=user_id, key_id=master.key_id, key=master)
         return body
 
     def sign_device_keys(self, device_keys: Mapping[str, Any], user_id: str) -> dict[str, Any]:
@@ -89,9 +87,7 @@ class CrossSigningKeys:
         )
 
 
-def published_cross_signing_key(
-    keys_query_response: Mapping[str, Any], user_id: str, name: str
-) -> bytes | None:
+def published_cross_signing_key(keys_query_response: Mapping[str, Any], user_id: str, name: str) -> bytes | None:
     """The raw public key the homeserver publishes as ``name`` for ``user_id``, or ``None`` if it lists none.
 
     Raises :class:`SecretsMismatch` if the published object is malformed (several keys, a key id that does not
@@ -115,9 +111,7 @@ def published_cross_signing_key(
         raise SecretsMismatch(name, "the published public key is not valid base64") from None
 
 
-def check_cross_signing_keys(
-    keys: CrossSigningKeys, keys_query_response: Mapping[str, Any], user_id: str
-) -> None:
+def check_cross_signing_keys(keys: CrossSigningKeys, keys_query_response: Mapping[str, Any], user_id: str) -> None:
     """Check all three private keys against the public keys in a ``/keys/query`` response for ``user_id``.
 
     Raises :class:`SecretsMismatch` naming the first key that is unpublished or differs.
@@ -127,6 +121,4 @@ def check_cross_signing_keys(
         if published is None:
             raise SecretsMismatch(name, "the homeserver publishes no such key for the user")
         if not hmac.compare_digest(published, keys.by_name(name).public_key):
-            raise SecretsMismatch(
-                name, "the private key does not match the public key the homeserver publishes"
-            )
+            raise SecretsMismatch(name, "the private key does not match the public key the homeserver publishes")

@@ -1,6 +1,6 @@
 """The new device's own Olm identity (vodozemac ``Account``) and its ``/keys/upload`` body.
 
-After ``m.login.secrets`` the new device publishes, in a *single* ``POST /keys/upload`` (PROTOCOL.md §4.3),
+After ``m.login.secrets`` the new device publishes, in a *single* ``POST /keys/upload`` (docs/protocol.md, "Order"),
 its ``device_keys`` signed by its own Ed25519 key **and** by the self-signing key, plus signed one-time keys.
 Uploading them together means the device is never visible to other users without its cross-signing signature.
 """
@@ -134,8 +134,7 @@ class OlmDevice:
 
     def __repr__(self) -> str:
         return (
-            f"OlmDevice(device_id={self.device_id!r}, curve25519={self.curve25519_key!r}, "
-            f"ed25519={self.ed25519_key!r})"
+            f"OlmDevice(device_id={self.device_id!r}, curve25519={self.curve25519_key!r}, ed25519={self.ed25519_key!r})"
         )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import QrLinkError
 
 __all__ = [
+    "AlreadyBootstrapped",
     "CanonicalJsonError",
     "E2eeError",
     "HomeserverError",
@@ -146,8 +147,41 @@ class HomeserverError(E2eeError):
 class UserInteractiveAuthRequired(HomeserverError):
     """The endpoint demands user-interactive auth (HTTP 401 with ``flows``).
 
-    Retry the call with an ``auth`` dict that carries :attr:`session` and completes one of :attr:`flows`.
+    Retry the call with an ``auth`` dict that carries :attr:`session` and completes one of :attr:`flows`. The
+    message lists the flows, and for the ``m.oauth`` stage (OAuth-delegated homeservers) the URL where the user
+    approves; ``hint`` says what the caller should do.
     """
+
+    def __init__(
+        self, method: str, path: str, status: int, body: dict[str, Any] | None, *, hint: str | None = None
+    ) -> None:
+        super().__init__(method, path, status, body)
+        self.hint = hint
+        offered = " or ".join(" then ".join(stages) for stages in self.flows) or "none"
+        text = f"{self.args[0]} (user-interactive auth required; the server offers: {offered}"
+        if self.oauth_url is not None:
+            text += f"; approve at {self.oauth_url}"
+        text += ")"
+        if hint:
+            text += f": {hint}"
+        self.args = (text,)
+
+    def with_hint(self, hint: str) -> UserInteractiveAuthRequired:
+        """The same error, with ``hint`` appended to its message."""
+        return type(self)(self.method, self.path, self.status, self.body, hint=hint)
+
+    @property
+    def oauth_url(self) -> str | None:
+        """Where the user approves the request on an OAuth-delegated homeserver (the ``m.oauth`` stage's
+        ``params.url``, or the unstable ``org.matrix.cross_signing_reset`` one), if offered."""
+        params = self.body.get("params")
+        if not isinstance(params, dict):
+            return None
+        for stage in ("m.oauth", "org.matrix.cross_signing_reset"):
+            stage_params = params.get(stage)
+            if isinstance(stage_params, dict) and isinstance(stage_params.get("url"), str):
+                return str(stage_params["url"])
+        return None
 
     @property
     def session(self) -> str | None:
@@ -163,6 +197,29 @@ class UserInteractiveAuthRequired(HomeserverError):
             if isinstance(flow, dict) and isinstance(flow.get("stages"), list):
                 flows.append([str(stage) for stage in flow["stages"]])
         return flows
+
+
+class AlreadyBootstrapped(E2eeError):
+    """:func:`~qrlink_client.e2ee.bootstrap_user` was called without ``auth`` for a user who already has
+    cross-signing keys (a master key in ``/keys/query``).
+
+    Bootstrapping again would replace the user's identity: every device verified so far loses its
+    verification and the secrets in secret storage no longer match. To add a device, sign it in with QR login
+    (``login_new_device`` on it, ``grant_login`` on a device that has the secrets). To replace the keys on
+    purpose, pass ``auth=`` (user-interactive auth; on an OAuth-delegated homeserver approve the reset first).
+    :attr:`master_key` is the published master key (public).
+    """
+
+    def __init__(self, user_id: str, master_key: str | None) -> None:
+        key = f" (master key {master_key})" if master_key else ""
+        super().__init__(
+            f"{user_id} already has cross-signing keys{key}. To add a device, sign it in with QR login "
+            "(login_new_device / grant_login from a device that has the secrets) instead of bootstrapping again; "
+            "to replace the keys, which unverifies the user's other devices, call bootstrap_user(..., auth=...) "
+            "with user-interactive auth"
+        )
+        self.user_id = user_id
+        self.master_key = master_key
 
 
 class SignatureUploadFailed(E2eeError):

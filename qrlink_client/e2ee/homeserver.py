@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .._json import loads
 from .errors import HomeserverError, SignatureUploadFailed, UserInteractiveAuthRequired
 
 __all__ = ["E2eeHomeserver"]
@@ -66,9 +67,7 @@ class E2eeHomeserver:
         if self._user_id is None:
             user_id = (await self.whoami()).get("user_id")
             if not isinstance(user_id, str):
-                raise HomeserverError(
-                    "GET", f"{_V3}/account/whoami", 200, {"error": "no user_id in response"}
-                )
+                raise HomeserverError("GET", f"{_V3}/account/whoami", 200, {"error": "no user_id in response"})
             self._user_id = user_id
         return self._user_id
 
@@ -216,15 +215,13 @@ class E2eeHomeserver:
             headers={"Authorization": f"Bearer {self._access_token}"},
         )
         try:
-            parsed = response.json()
-        except ValueError:
+            parsed = loads(response.content)
+        except ValueError:  # not JSON, or not I-JSON (too deep, a lone surrogate, NaN)
             parsed = None
         data: dict[str, Any] | None = parsed if isinstance(parsed, dict) else None
         if response.is_success:
             if data is None:
-                raise HomeserverError(
-                    method, path, response.status_code, {"error": "response is not a JSON object"}
-                )
+                raise HomeserverError(method, path, response.status_code, {"error": "response is not a JSON object"})
             return data
         if response.status_code == 401 and data is not None and "flows" in data:
             raise UserInteractiveAuthRequired(method, path, response.status_code, data)

@@ -21,6 +21,8 @@ _DECODED_LENGTH = len(RECOVERY_KEY_PREFIX) + _KEY_LENGTH + 1
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _ALPHABET_INDEX = {char: index for index, char in enumerate(_ALPHABET)}
 _GROUP = 4
+# 35 bytes starting 0x8B are 48 base58 digits; a few more for leading "1"s still decode to the wrong length.
+_MAX_COMPACT_LENGTH = 64
 
 
 def encode_recovery_key(key: bytes) -> str:
@@ -39,6 +41,9 @@ def decode_recovery_key(text: str) -> bytes:
     :class:`RecoveryKeyParityError`. Messages never contain the key.
     """
     compact = "".join(text.split())
+    if len(compact) > _MAX_COMPACT_LENGTH:
+        # Refused before decoding: base58 decoding is quadratic in the length.
+        raise RecoveryKeyFormatError(f"a recovery key decodes to {_DECODED_LENGTH} bytes; this text is far longer")
     decoded = _b58decode(compact)
     if len(decoded) != _DECODED_LENGTH:
         raise RecoveryKeyFormatError(f"a recovery key decodes to {_DECODED_LENGTH} bytes, got {len(decoded)}")

@@ -196,9 +196,7 @@ def key_backup_data(
     }
 
 
-def room_keys_from_backup(
-    backup_key: BackupKey, response: Mapping[str, Any]
-) -> dict[tuple[str, str], BackedUpRoomKey]:
+def room_keys_from_backup(backup_key: BackupKey, response: Mapping[str, Any]) -> dict[tuple[str, str], BackedUpRoomKey]:
     """Decrypt every session of ``GET /room_keys/keys`` (``{"rooms": {room: {"sessions": {id: data}}}}``),
     keyed by ``(room_id, session_id)``. Raises :class:`RoomKeyBackupError` on the first entry that does not
     decrypt: with one backup key, all of them should."""

@@ -207,9 +207,9 @@ class SecretStorageKey:
             raise MalformedSecretStorageData(f"secret {secret_name!r} is not UTF-8 text") from None
 
     def _derive(self, secret_name: str) -> tuple[bytes, bytes]:
-        okm = HKDF(
-            algorithm=hashes.SHA256(), length=64, salt=bytes(32), info=secret_name.encode("utf-8")
-        ).derive(self._key)
+        okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=bytes(32), info=secret_name.encode("utf-8")).derive(
+            self._key
+        )
         return okm[:32], okm[32:]
 
     def __repr__(self) -> str:

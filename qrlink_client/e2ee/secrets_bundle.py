@@ -1,4 +1,4 @@
-"""The ``m.login.secrets`` payload (PROTOCOL.md §4.1): what the existing device hands the new one.
+"""The ``m.login.secrets`` payload: what the existing device hands the new one.
 
 ```
 {"cross_signing": {"master_key": b64, "self_signing_key": b64, "user_signing_key": b64},
@@ -8,6 +8,8 @@
 Each ``b64`` is the unpadded base64 of a 32-byte private key. ``backup`` is optional; rust-sdk writes
 ``"backup": null`` when there is none, so parsing accepts absent and ``null`` alike (and this module omits
 it).
+
+The wire format: docs/protocol.md, "The m.login.* messages".
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ class BackupSecret:
             raise InvalidSecretsBundle("backup is not a JSON object")
         algorithm = data.get("algorithm")
         if algorithm != MEGOLM_BACKUP_ALGORITHM:
-            raise InvalidSecretsBundle(f"unsupported backup algorithm {algorithm!r}")
+            # Named only when it is a short string: the peer chooses it, and the repr of a deeply nested list
+            # would itself raise RecursionError.
+            shown = repr(algorithm) if isinstance(algorithm, str) and len(algorithm) <= 64 else "(not shown)"
+            raise InvalidSecretsBundle(f"unsupported backup algorithm {shown}")
         version = data.get("backup_version")
         if not isinstance(version, str) or not version:
             raise InvalidSecretsBundle("backup.backup_version is missing or not a string")
@@ -83,9 +88,7 @@ class SecretsBundle:
     def to_content(self) -> dict[str, Any]:
         """The message content without its ``type`` (the flow layer frames it). Contains private keys."""
         content: dict[str, Any] = {
-            "cross_signing": {
-                name: self.cross_signing.by_name(name).seed_base64() for name in CROSS_SIGNING_KEY_NAMES
-            }
+            "cross_signing": {name: self.cross_signing.by_name(name).seed_base64() for name in CROSS_SIGNING_KEY_NAMES}
         }
         if self.backup is not None:
             content["backup"] = self.backup.to_content()
@@ -108,9 +111,7 @@ class SecretsBundle:
             try:
                 keys[name] = Ed25519SigningKey.from_base64(seed)
             except InvalidKeyMaterial:
-                raise InvalidSecretsBundle(
-                    f"cross_signing.{name} is not the base64 of a 32-byte seed"
-                ) from None
+                raise InvalidSecretsBundle(f"cross_signing.{name} is not the base64 of a 32-byte seed") from None
         backup_content = content.get("backup")
         backup = None if backup_content is None else BackupSecret.from_content(backup_content)
         return cls(cross_signing=CrossSigningKeys(**keys), backup=backup)

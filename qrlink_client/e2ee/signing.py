@@ -130,7 +130,5 @@ def _public_key_bytes(public_key: str | bytes) -> bytes:
         except InvalidBase64:
             raise InvalidKeyMaterial("an Ed25519 public key is not valid base64") from None
     if len(public_key) != ED25519_KEY_LENGTH:
-        raise InvalidKeyMaterial(
-            f"an Ed25519 public key is {ED25519_KEY_LENGTH} bytes, got {len(public_key)}"
-        )
+        raise InvalidKeyMaterial(f"an Ed25519 public key is {ED25519_KEY_LENGTH} bytes, got {len(public_key)}")
     return public_key

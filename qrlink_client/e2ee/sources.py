@@ -96,9 +96,7 @@ class SecretStorageSecrets:
             try:
                 seeds[name] = Ed25519SigningKey.from_base64(value)
             except InvalidKeyMaterial:
-                raise MalformedSecretStorageData(
-                    f"secret {secret_name!r} is not a base64 Ed25519 seed"
-                ) from None
+                raise MalformedSecretStorageData(f"secret {secret_name!r} is not a base64 Ed25519 seed") from None
         return SecretsBundle(cross_signing=CrossSigningKeys(**seeds), backup=await self._backup(key))
 
     async def _unlock(self) -> SecretStorageKey:

@@ -1,7 +1,7 @@
 """The ``m.login.*`` message protocol of sign in with QR code (MSC4108 §4), as sans-I/O state machines.
 
 - :class:`NewDeviceLogin` and :class:`ExistingDeviceLogin`: one machine per role, built for the device that
-  shows the QR or scans it (that decides who speaks first, PROTOCOL.md §4.2). Inputs are method calls that say
+  shows the QR or scans it (that decides who speaks first, docs/protocol.md, "Order"). Inputs are method calls that say
   what happened (a message arrived, the channel is up, the token endpoint answered, time passed); each returns
   :class:`Action` objects to carry out (send a message, poll a token, check a device, show progress) and ends
   with :class:`Done` or :class:`Failed`. No I/O, no clock (the caller passes ``now``), no ``await``.
@@ -9,7 +9,7 @@
 - Errors: :class:`MessageError` (parsing), :class:`IllegalTransition` (driver misuse) and :class:`LoginFailed`
   with one subclass per way a login ends.
 
-See ``docs/flow.md`` for the tables and a driver sketch.
+See ``docs/flow.md`` for the tables, and ``examples/flow_by_hand.py`` for both machines driven by hand.
 """
 
 from ._machine import FlowState, FlowTimeouts, Input, LoginMachine, Transition

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..channel import CheckCode, HpkeProfile, Role
+from ..channel import ChannelError, CheckCode, HpkeProfile, Role
 from .actions import Action, EstablishingSecureChannel, Failed, SendMessage, Starting
 from .errors import (
     AuthorizationExpired,
@@ -119,6 +119,25 @@ _ERROR_FOR_REASON: dict[str, type[LoginFailed]] = {
     FailureReason.UNABLE_TO_OPEN_VERIFICATION_URI: VerificationUriUnavailable,
 }
 
+
+def describe_cause(cause: BaseException) -> str:
+    """A short phrase for why a driver gave up, for :class:`LoginAborted` messages (no payloads or secrets:
+    the library's errors never carry them)."""
+    # Imported here: the transport package loads httpx, and the machines themselves do no I/O.
+    from ..transport.errors import RendezvousUnavailable, SessionExpired, SessionNotFound
+
+    if isinstance(cause, SessionExpired):
+        return "the rendezvous session expired"
+    if isinstance(cause, SessionNotFound):
+        return "the rendezvous session is gone (the other device cancelled it, or the server dropped it)"
+    if isinstance(cause, RendezvousUnavailable):
+        return f"the rendezvous server stopped answering ({cause})"
+    if isinstance(cause, ChannelError):
+        return f"the secure channel failed ({type(cause).__name__}: {cause})"
+    text = str(cause)
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
 _TERMINAL = frozenset({FlowState.DONE, FlowState.FAILED})
 _BEFORE_CHANNEL = frozenset({FlowState.IDLE, FlowState.ESTABLISHING})
 
@@ -133,6 +152,7 @@ class LoginMachine:
         self._timeouts = timeouts
         self._state = FlowState.IDLE
         self._deadline: float | None = None
+        self._entered_at: float | None = None
         self._check_code: CheckCode | None = None
         self._held: list[bytes] = []
         self._error: LoginFailed | None = None
@@ -154,6 +174,20 @@ class LoginMachine:
     def deadline(self) -> float | None:
         """When the current wait ends (caller's clock), or ``None``. Call :meth:`timeout` once it has passed."""
         return self._deadline
+
+    @property
+    def waiting_for(self) -> str:
+        """What the current state waits for, in words: "the other device to scan the QR code", "the user to
+        approve the new device on the verification page" … Failure messages name it."""
+        if self._state is FlowState.ESTABLISHING:
+            if self._qr_role is Role.GENERATOR:
+                return "the other device to scan the QR code and set up the secure channel"
+            return "the other device to answer on the secure channel"
+        return self._WAITING_FOR.get(self._state, "the next step")
+
+    def waited(self, now: float) -> float | None:
+        """Seconds since the current state was entered (``None`` before :meth:`start`)."""
+        return None if self._entered_at is None else max(0.0, now - self._entered_at)
 
     @property
     def finished(self) -> bool:
@@ -190,7 +224,7 @@ class LoginMachine:
     def check_code_entered(self, entered: str, *, now: float) -> list[Action]:
         """The user typed the check code shown by the other device (only on the device that showed the QR).
 
-        A mismatch ends the login: the channel may be intercepted (PROTOCOL.md §3.3).
+        A mismatch ends the login: the channel may be intercepted (docs/protocol.md, "Roles").
         """
         to = self._next(Input.CHECK_CODE_ENTERED)
         if self._check_code is None or not self._check_code.matches(entered):
@@ -219,24 +253,37 @@ class LoginMachine:
         return self._fail(LoginCancelled, FailureReason.USER_CANCELLED)
 
     def abort(
-        self, cause: BaseException, *, reason: FailureReason | None = FailureReason.USER_CANCELLED
+        self,
+        cause: BaseException,
+        *,
+        reason: FailureReason | None = FailureReason.USER_CANCELLED,
+        now: float | None = None,
     ) -> list[Action]:
         """The driver gives up because of ``cause`` (HTTP, homeserver, OAuth or channel error).
 
         ``reason`` is what the peer is told; pass ``None`` when the channel itself is broken, and
         ``FailureReason.UNSUPPORTED_PROTOCOL`` when the homeserver turns out not to offer the device grant.
-        The :class:`LoginAborted` error has ``cause`` as its ``__cause__``. Idempotent.
+        The :class:`LoginAborted` error has ``cause`` as its ``__cause__``; its message says what happened,
+        what the login was waiting for (:attr:`waiting_for`) and, given ``now``, for how long. Idempotent.
         """
         if self.finished:
             return []
-        return self._fail(LoginAborted, reason, detail=f"aborted after {type(cause).__name__}", cause=cause)
+        detail = f"{describe_cause(cause)} while waiting for {self.waiting_for}{self._waited_text(now)}"
+        return self._fail(LoginAborted, reason, detail=detail, cause=cause)
 
     def timeout(self, *, now: float) -> list[Action]:
         """The clock moved; fails the login if :attr:`deadline` has passed, else does nothing."""
         if self.finished or self._deadline is None or now < self._deadline:
             return []
         error, reason = self._timeout_failure(now)
-        return self._fail(error, reason)
+        waited = self._waited_text(now)
+        if error is FlowTimeout:
+            detail = f"timed out while waiting for {self.waiting_for}{waited}"
+        elif error is AuthorizationExpired:
+            detail = f"{error.default_detail} while waiting for {self.waiting_for}{waited}"
+        else:
+            detail = f"{error.default_detail}{waited}"
+        return self._fail(error, reason, detail=detail)
 
     # --- machinery ----------------------------------------------------------------------------------------
 
@@ -246,7 +293,12 @@ class LoginMachine:
             raise IllegalTransition(type(self).__name__, self._state.name, on.value)
         return to
 
+    def _waited_text(self, now: float | None) -> str:
+        waited = None if now is None else self.waited(now)
+        return "" if waited is None else f" (waited {waited:.0f} s)"
+
     def _enter(self, state: FlowState, now: float) -> None:
+        self._entered_at = now
         self._state = state
         self._deadline = None if state in _TERMINAL else self._deadline_for(state, now)
 
@@ -255,7 +307,7 @@ class LoginMachine:
 
     def _hold(self, data: bytes) -> list[Action]:
         # The device that showed the QR must not act on anything before its user confirmed the check code
-        # (PROTOCOL.md §3.3), so messages wait unread. Only the peer ending the login is honoured at once:
+        # (docs/protocol.md, "Roles"), so messages wait unread. Only the peer ending the login is honoured at once:
         # stopping cannot be abused, and the user should not have to type a code for a login that is over.
         try:
             message = parse_message(data)
@@ -318,6 +370,12 @@ class LoginMachine:
         return [Failed(error)]
 
     # --- per-role hooks -----------------------------------------------------------------------------------
+
+    _WAITING_FOR: ClassVar[dict[FlowState, str]] = {
+        FlowState.IDLE: "the login to start",
+        FlowState.AWAITING_CHECK_CODE: "the user to type the check code the other device shows",
+    }
+    """:attr:`waiting_for` per state; each role adds its own states."""
 
     def _after_channel(self, now: float) -> list[Action]:
         """What this role does as soon as the channel is up (before any check code is typed)."""

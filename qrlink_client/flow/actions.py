@@ -18,7 +18,7 @@ Times (``deadline``, ``expires_at``) are in the caller's own clock, the one it p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..channel import CheckCode, HpkeProfile
@@ -85,7 +85,7 @@ class PollToken(Action):
 @dataclass(frozen=True)
 class CheckDeviceUnused(Action):
     """Existing device: ``GET /_matrix/client/v3/devices/{device_id}`` (percent-encoded: IDs may hold ``/`` and
-    ``+``). Only a 404 means unused: call ``device_absent``; anything else, ``device_exists``."""
+    ``+``), then hand its status to ``device_checked``: only a 404 means unused, anything else ends the login."""
 
     device_id: str
 
@@ -111,8 +111,20 @@ class WaitForDevice(Action):
 # --- progress -----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class Progress(Action):
-    """Base class of the steps an app can render."""
+    """Base class of the steps an app can render.
+
+    :attr:`time_left_s` and :attr:`deadline` say how long the step may wait before the login fails, for a
+    countdown. The machines leave them ``None``; the drivers of :mod:`qrlink_client.login` fill them from the
+    machine's :attr:`~qrlink_client.flow.LoginMachine.deadline` and the rendezvous session's expiry, whichever
+    comes first. Neither takes part in equality.
+    """
+
+    time_left_s: float | None = field(default=None, kw_only=True, compare=False)
+    """Seconds left when the step was reported (``None``: no limit, or not known)."""
+    deadline: float | None = field(default=None, kw_only=True, compare=False)
+    """The same limit on the caller's monotonic clock (:func:`time.monotonic` in the drivers)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Errors of the ``m.login.*`` message protocol (PROTOCOL.md §4).
+"""Errors of the ``m.login.*`` message protocol (docs/protocol.md, "The m.login.* messages").
 
 Three families, all under :class:`FlowError`:
 

@@ -1,4 +1,4 @@
-"""The existing (signed-in) device's side of ``m.login.*`` (PROTOCOL.md §4.3 and §4.4), as a sans-I/O state
+"""The existing (signed-in) device's side of ``m.login.*`` (docs/protocol.md, "Order"), as a sans-I/O state
 machine.
 
 It offers the device authorization grant, checks that the new device's ID is unused, opens the verification
@@ -57,9 +57,9 @@ class ExistingDeviceLogin(LoginMachine):
     """The signed-in device that grants the login. Build it with :meth:`showing_qr` or :meth:`scanning_qr`.
 
     Inputs (each returns the actions to carry out, in order): :meth:`start`, :meth:`channel_established`,
-    :meth:`check_code_entered` (only when showing the QR), :meth:`message_received`, :meth:`device_absent`,
-    :meth:`device_exists`, :meth:`verification_uri_opened`, :meth:`verification_uri_unavailable`,
-    :meth:`device_appeared`, :meth:`cancel`, :meth:`abort`, :meth:`timeout`.
+    :meth:`check_code_entered` (only when showing the QR), :meth:`message_received`, :meth:`device_checked`
+    (or :meth:`device_absent` / :meth:`device_exists` directly), :meth:`verification_uri_opened`,
+    :meth:`verification_uri_unavailable`, :meth:`device_appeared`, :meth:`cancel`, :meth:`abort`, :meth:`timeout`.
 
     ``base_url`` is this device's homeserver (client-server API base URL). ``generation`` picks the
     ``m.login.protocols`` shape: Gen-1 peers read ``homeserver`` (rust-sdk parses it as a URL, so the base URL is
@@ -85,6 +85,15 @@ class ExistingDeviceLogin(LoginMachine):
         Transition(None,    S.WAITING_FOR_DEVICE,       On.DEVICE_APPEARED,              S.DONE),
     )
     # fmt: on
+
+    _WAITING_FOR: ClassVar[dict[FlowState, str]] = {
+        **LoginMachine._WAITING_FOR,
+        S.AWAITING_PROTOCOL: "the new device to ask for a sign-in (m.login.protocol)",
+        S.CHECKING_DEVICE: "the homeserver to say whether the new device's ID is free",
+        S.OPENING_VERIFICATION_URI: "the verification page to be opened",
+        S.AWAITING_OUTCOME: "the user to approve the new device on the verification page",
+        S.WAITING_FOR_DEVICE: "the new device to appear on the homeserver",
+    }
 
     def __init__(
         self,
@@ -144,6 +153,14 @@ class ExistingDeviceLogin(LoginMachine):
 
     # --- inputs -------------------------------------------------------------------------------------------
 
+    def device_checked(self, status: int, *, now: float) -> list[Action]:
+        """The HTTP status ``GET /devices/{device_id}`` answered. Only 404 means the ID is free
+        (:meth:`device_absent`); anything else (200, but also 401, 403, 500…) may mean a device the login would
+        take over, so the login ends with ``device_already_exists`` (:meth:`device_exists`, rust-sdk's rule)."""
+        if status == 404:
+            return self.device_absent(now=now)
+        return self.device_exists()
+
     def device_absent(self, *, now: float) -> list[Action]:
         """``GET /devices/{device_id}`` answered 404: the ID is free. Open the verification URI next."""
         to = self._next(On.DEVICE_ABSENT)
@@ -155,7 +172,8 @@ class ExistingDeviceLogin(LoginMachine):
         ]
 
     def device_exists(self) -> list[Action]:
-        """``GET /devices/{device_id}`` answered anything but 404 (rust-sdk's rule, PROTOCOL.md §4.5)."""
+        """``GET /devices/{device_id}`` answered anything but 404 (rust-sdk's rule, docs/protocol.md, "The existing
+        device's checks")."""
         self._next(On.DEVICE_EXISTS)
         return self._fail(DeviceAlreadyExists, FailureReason.DEVICE_ALREADY_EXISTS)
 

@@ -36,7 +36,10 @@ class Homeserver:
         value = value.strip()
         if not value:
             raise ValueError("empty homeserver")
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # e.g. "https://[::1": not a URL (a peer may send anything), so a server name
+            return cls(server_name=value)
         if parts.scheme.lower() in ("http", "https") and parts.netloc:
             return cls(base_url=value)
         return cls(server_name=value)

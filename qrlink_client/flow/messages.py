@@ -1,5 +1,4 @@
-"""The seven ``m.login.*`` messages sent over the secure channel (PROTOCOL.md §4.1), typed, with a tolerant
-parser.
+"""The seven ``m.login.*`` messages sent over the secure channel, typed, with a tolerant parser.
 
 Each message is a frozen dataclass; :meth:`Message.to_json` gives the UTF-8 JSON plaintext to encrypt, and
 :func:`parse_message` turns a decrypted plaintext back into a message or raises a :class:`MessageError`
@@ -16,6 +15,8 @@ What the parser tolerates, because real clients send it:
 Emitting: the newest MSC shape, except that :class:`ProtocolsMessage` names its homeserver field after the
 generation (``homeserver`` for Gen-1 peers, ``base_url`` for Gen-2); optional fields that are ``None`` are
 left out rather than written as ``null``.
+
+The wire format: docs/protocol.md, "The m.login.* messages".
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._json import loads
 from .errors import InvalidField, MalformedMessage, MissingField, UnknownMessageType
 from .homeserver import Homeserver
 
@@ -216,7 +218,7 @@ class SecretsMessage(Message):
 def parse_message(data: bytes | str) -> Message:
     """Parse a decrypted plaintext into its message.
 
-    Raises :class:`MalformedMessage` (not UTF-8 / JSON / an object), :class:`MissingField`,
+    Raises :class:`MalformedMessage` (not UTF-8, not I-JSON, not an object), :class:`MissingField`,
     :class:`InvalidField` or :class:`UnknownMessageType`; never any other exception, whatever the input.
     """
     if isinstance(data, bytes | bytearray | memoryview):
@@ -227,9 +229,9 @@ def parse_message(data: bytes | str) -> Message:
     else:
         text = data
     try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
-        # RecursionError: deeply nested arrays exhaust the decoder's stack before any type check.
+        # The shared reader also refuses nesting deeper than the stack, lone surrogates and NaN.
+        obj = loads(text)
+    except ValueError:
         raise MalformedMessage("message is not JSON") from None
     if not isinstance(obj, dict):
         raise MalformedMessage("message is not a JSON object")

@@ -1,4 +1,4 @@
-"""The new device's side of ``m.login.*`` (PROTOCOL.md §4.3 and §4.4), as a sans-I/O state machine.
+"""The new device's side of ``m.login.*`` (docs/protocol.md, "Order"), as a sans-I/O state machine.
 
 It asks for a device authorization grant on the homeserver the existing device names (or the QR names), sends
 ``m.login.protocol``, shows the user code once the existing device accepted, reports the grant's outcome and
@@ -87,6 +87,15 @@ class NewDeviceLogin(LoginMachine):
         Transition(None,    S.AWAITING_SECRETS,           M.SECRETS,                     S.DONE),
     )
     # fmt: on
+
+    _WAITING_FOR: ClassVar[dict[FlowState, str]] = {
+        **LoginMachine._WAITING_FOR,
+        S.AWAITING_PROTOCOLS: "the other device to offer a sign-in protocol (m.login.protocols)",
+        S.AUTHORIZING_DEVICE: "the homeserver's OAuth server to start the device authorization",
+        S.AWAITING_PROTOCOL_ACCEPTED: "the other device to open the verification page (m.login.protocol_accepted)",
+        S.POLLING_TOKEN: "the other device to approve this one on the verification page",
+        S.AWAITING_SECRETS: "the other device to send the encryption secrets (m.login.secrets)",
+    }
 
     def __init__(
         self,

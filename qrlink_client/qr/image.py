@@ -73,9 +73,7 @@ def read_qr_image(source: str | os.PathLike[str] | bytes) -> bytes:
     try:
         import zxingcpp
     except ImportError:
-        raise QrImageDependencyMissing(
-            "reading QR images needs zxing-cpp: install qrlink[qr-image]"
-        ) from None
+        raise QrImageDependencyMissing("reading QR images needs zxing-cpp: install qrlink[qr-image]") from None
     image = _open_image(source)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
 import httpx
 
+from .._json import loads
 from .errors import (
     ReceiveTimeout,
     RendezvousError,
@@ -29,7 +30,7 @@ from .errors import (
 from .options import TransportOptions
 from .push import WATCH_GONE_CODE, PushSupport, Watch, WatchClosed, parse_push_header, watch_url
 
-__all__ = ["RendezvousTransport"]
+__all__ = ["MAX_SESSION_LIFETIME", "RendezvousTransport"]
 
 # A 404 this close to our own idea of the deadline is the server expiring the session, not the peer
 # cancelling. HTTP dates have one-second resolution, so the deadline itself is only known to about a second.
@@ -38,6 +39,11 @@ _EXPIRY_SLACK = 2.0
 _LONG_POLL_MARGIN = 10.0
 # Statuses with which a server that does not really implement long-poll may refuse its parameters.
 _LONG_POLL_REFUSED = frozenset({400, 405, 406, 422, 501})
+MAX_SESSION_LIFETIME = 24 * 3600.0
+"""A server-given lifetime is capped at this many seconds (both MSCs expect a few minutes); a larger one, up to
+``10**400`` ms or an ``Expires`` in the year 9999, is read as this."""
+_MAX_RETRY_HINT = 3600.0  # seconds; the RetryPolicy caps every hint far lower anyway
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # Retry-After delta-seconds, ASCII digits only
 
 
 class RendezvousTransport(Protocol):
@@ -310,9 +316,7 @@ class _Transport:
 
     async def _receive_frame(self, wait: float | None) -> str | None:
         if self._watch is None:
-            self._watch = Watch(
-                watch_url(self._session_url()), open_timeout=self._options.websocket_open_timeout
-            )
+            self._watch = Watch(watch_url(self._session_url()), open_timeout=self._options.websocket_open_timeout)
         try:
             frame = await self._watch.next_frame(wait)
         except WatchClosed as closed:
@@ -323,9 +327,7 @@ class _Transport:
             self._watch_failed = True
             return None
         except ValueError:
-            raise RendezvousProtocolError(
-                f"{self._generation} watch sent a frame that is not a JSON object"
-            ) from None
+            raise RendezvousProtocolError(f"{self._generation} watch sent a frame that is not a JSON object") from None
         if frame is None:
             return None
         return self._accept(self._frame_revision(frame))
@@ -338,10 +340,9 @@ class _Transport:
 
     # --- HTTP -----------------------------------------------------------------------------------------------
 
-    async def _request(
-        self, method: str, url: str, what: str, *, check_expiry: bool = True, **kwargs: Any
-    ) -> _Reply:
+    async def _request(self, method: str, url: str, what: str, *, check_expiry: bool = True, **kwargs: Any) -> _Reply:
         """Send one request, retried (the same request) with backoff on network errors, 5xx and 429."""
+        _check_url(url, what)
         policy = self._options.retry
         reason = ""
         for attempt in range(1, policy.attempts + 1):
@@ -352,11 +353,11 @@ class _Transport:
             try:
                 response = await self._client.request(method, url, **kwargs)
             except httpx.UnsupportedProtocol:
-                raise RendezvousProtocolError(
-                    f"{what}: the rendezvous URL has an unsupported scheme"
-                ) from None
+                raise RendezvousProtocolError(f"{what}: the rendezvous URL has an unsupported scheme") from None
             except httpx.TransportError as exc:
                 reason = type(exc).__name__
+            except httpx.HTTPError as exc:  # DecodingError (a bad Content-Encoding), TooManyRedirects
+                raise RendezvousProtocolError(f"{what}: the response cannot be read ({type(exc).__name__})") from None
             else:
                 self._absorb_push(response)
                 if response.status_code < 500 and response.status_code != 429:
@@ -395,7 +396,7 @@ class _Transport:
         )
 
     def _set_lifetime(self, started: float, seconds: float) -> None:
-        self._deadline = started + max(0.0, seconds)
+        self._deadline = started + min(max(0.0, seconds), MAX_SESSION_LIFETIME)
 
     def _long_poll_timeout(self, wait: float) -> httpx.Timeout:
         base = self._client.timeout
@@ -414,28 +415,53 @@ class _Transport:
         raise NotImplementedError
 
 
+def _check_url(url: str, what: str) -> None:
+    """Refuse a URL httpx cannot send (bad host or port, a control character, a lone surrogate) by name."""
+    try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, UnicodeError):
+        raise RendezvousProtocolError(f"{what}: the rendezvous URL is not a valid URL") from None
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The response body as JSON, or ``None`` when it is not (I-JSON) JSON."""
+    try:
+        return loads(response.content)
+    except ValueError:
+        return None
+
+
+def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The body of a success answer, which must be a JSON object; else :class:`RendezvousProtocolError`.
+
+    The one reader of server answers: deep nesting, lone surrogates and non-finite numbers are refused here
+    (see :mod:`qrlink_client._json`), so no field read from the object can hold them.
+    """
+    try:
+        body = loads(response.content)
+    except ValueError:
+        raise RendezvousProtocolError(f"{what}: response is not JSON", status=response.status_code) from None
+    if not isinstance(body, dict):
+        raise RendezvousProtocolError(f"{what}: response is not a JSON object", status=response.status_code)
+    return body
+
+
 def _retry_hint(response: httpx.Response) -> float | None:
     """Seconds the server asked us to wait: ``Retry-After`` (delta seconds) or Matrix ``retry_after_ms``."""
     header = response.headers.get("retry-after", "").strip()
-    if header.isdigit():
-        return float(header)
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return None
+    if _DELTA_SECONDS.fullmatch(header):
+        return min(float(header), _MAX_RETRY_HINT)
+    body = json_body(response)
     if isinstance(body, dict):
         value = body.get("retry_after_ms")
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value / 1000
+            return min(value, int(_MAX_RETRY_HINT * 1000)) / 1000
     return None
 
 
 def matrix_errcode(response: httpx.Response) -> str | None:
     """The ``errcode`` of a Matrix error body, if the body is one."""
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return None
+    body = json_body(response)
     if isinstance(body, dict):
         errcode = body.get("errcode")
         if isinstance(errcode, str):
@@ -446,7 +472,8 @@ def matrix_errcode(response: httpx.Response) -> str | None:
 def unexpected(what: str, response: httpx.Response) -> RendezvousProtocolError:
     """The error for a status the protocol does not allow at this point."""
     errcode = matrix_errcode(response)
-    suffix = f" {errcode}" if errcode else ""
+    # The errcode is the server's text: named in the message only when it is short (the attribute keeps it).
+    suffix = f" {errcode}" if errcode and len(errcode) <= 64 else ""
     return RendezvousProtocolError(
         f"{what}: unexpected HTTP {response.status_code}{suffix}",
         status=response.status_code,

@@ -1,22 +1,23 @@
-"""Gen-1 rendezvous transport: MSC4108 (2024 revision), text/plain bodies versioned by ETag (PROTOCOL.md
-§1.1).
+"""Gen-1 rendezvous transport: MSC4108 (2024 revision), text/plain bodies versioned by ETag.
 
 The creator POSTs to the server's create endpoint and learns an opaque session URL; both devices then GET
 (with ``If-None-Match``), PUT (with ``If-Match``) and DELETE that URL. This is what Element Web, Element X and
 Synapse speak.
+
+The wire format: docs/protocol.md, "Gen-1 rendezvous".
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import json
+import re
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 
-from ._engine import _Reply, _Revision, _Transport, matrix_errcode, unexpected
+from ._engine import _Reply, _Revision, _Transport, json_body, json_object, matrix_errcode, unexpected
 from .errors import (
     ConcurrentWrite,
     CreateNotAvailable,
@@ -31,6 +32,9 @@ _TEXT_PLAIN = "text/plain"
 # A delegating homeserver answers the create POST with 307 to the real rendezvous server; one hop is the norm,
 # a few are tolerated, a loop is not.
 _MAX_DELEGATIONS = 3
+# An ETag is echoed in If-Match / If-None-Match, so it must be sendable: visible ASCII, as the entity-tag grammar
+# (RFC 9110 §8.8.3) has it without obs-text, which httpx cannot encode in a request header.
+_ETAG = re.compile(r"[\x21-\x7e]+")
 
 
 class Gen1Transport(_Transport):
@@ -109,13 +113,13 @@ class Gen1Transport(_Transport):
             if not location:
                 raise RendezvousProtocolError("create: 307 delegation without a Location header", status=307)
             # MSC4108 allows only 307 so that method and body survive; the Location may be relative.
-            url = urljoin(url, location)
+            url = _resolve(url, location, "create: 307 Location", 307)
         else:
             raise RendezvousProtocolError("create: too many 307 delegations", status=307)
         status = response.status_code
         if status in (200, 201):
-            transport._url = urljoin(url, _session_url_from(response))
-            etag = response.headers.get("etag")
+            transport._url = _resolve(url, _session_url_from(response), "create: session url", status)
+            etag = _etag_of(response, "create")
             if etag:
                 transport._commit_write(etag)
             transport._absorb_expiry(reply)
@@ -171,7 +175,7 @@ class Gen1Transport(_Transport):
             self._absorb_expiry(reply)
             status = response.status_code
             if 200 <= status < 300:
-                etag = response.headers.get("etag")
+                etag = _etag_of(response, "send")
                 if not etag:
                     raise RendezvousProtocolError("send: PUT succeeded without a new ETag", status=status)
                 self._commit_write(etag)
@@ -187,9 +191,7 @@ class Gen1Transport(_Transport):
             if status == 404:
                 raise self._gone(status, matrix_errcode(response))
             if status == 413:
-                raise PayloadTooLarge(
-                    "send: payload too large", status=status, errcode=matrix_errcode(response)
-                )
+                raise PayloadTooLarge("send: payload too large", status=status, errcode=matrix_errcode(response))
             raise unexpected("send", response)
 
     # --- internals ------------------------------------------------------------------------------------------
@@ -231,19 +233,17 @@ class Gen1Transport(_Transport):
         self._absorb_expiry(reply)
         status = response.status_code
         if status == 304:
-            etag = response.headers.get("etag")
+            etag = _etag_of(response, "receive")
             if etag:
                 self._current = etag
             return None
         if status == 200:
-            etag = response.headers.get("etag")
+            etag = _etag_of(response, "receive")
             if not etag:
                 raise RendezvousProtocolError("receive: 200 without an ETag", status=status)
             media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if media_type != _TEXT_PLAIN:
-                raise RendezvousProtocolError(
-                    "receive: 200 whose content type is not text/plain", status=status
-                )
+                raise RendezvousProtocolError("receive: 200 whose content type is not text/plain", status=status)
             try:
                 body = response.content.decode("utf-8")
             except UnicodeDecodeError:
@@ -265,6 +265,8 @@ class Gen1Transport(_Transport):
             raise RendezvousProtocolError("receive: body is not UTF-8")
         if not isinstance(etag, str) or not etag or not isinstance(data, str):
             raise RendezvousProtocolError("receive: watch frame lacks a string etag and data")
+        if not _ETAG.fullmatch(etag):
+            raise RendezvousProtocolError("receive: watch frame etag is not visible ASCII")
         return _Revision(etag, data, authoritative=False)
 
     def _absorb_expiry(self, reply: _Reply) -> None:
@@ -279,16 +281,31 @@ class Gen1Transport(_Transport):
 
 
 def _session_url_from(response: httpx.Response) -> str:
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        raise RendezvousProtocolError("create: response is not JSON", status=response.status_code) from None
-    url = body.get("url") if isinstance(body, dict) else None
+    body = json_object(response, "create")
+    url = body.get("url")
     if not isinstance(url, str) or not url:
         raise RendezvousProtocolError("create: response has no session url", status=response.status_code)
     if not url.startswith(("http://", "https://")) and "://" in url:
         raise RendezvousProtocolError("create: session url is not http(s)", status=response.status_code)
     return url
+
+
+def _resolve(base: str, reference: str, what: str, status: int) -> str:
+    """``reference`` (a Location or session URL, perhaps relative) against ``base``."""
+    try:
+        return urljoin(base, reference)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise RendezvousProtocolError(f"{what} is not a valid URL", status=status) from None
+
+
+def _etag_of(response: httpx.Response, what: str) -> str | None:
+    """The response's ETag (``None`` when absent or empty); one that cannot be sent back is a protocol error."""
+    etag: str | None = response.headers.get("etag")
+    if not etag:
+        return None
+    if not _ETAG.fullmatch(etag):
+        raise RendezvousProtocolError(f"{what}: ETag is not visible ASCII", status=response.status_code)
+    return etag
 
 
 def _lifetime(response: httpx.Response) -> float | None:
@@ -304,21 +321,20 @@ def _lifetime(response: httpx.Response) -> float | None:
     try:
         expires_at = email.utils.parsedate_to_datetime(expires)
         dated = email.utils.parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError):
-        return None  # e.g. ``Expires: 0``, which HTTP allows; the server's 404 still ends the session
-    if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=dt.UTC)
-    if dated.tzinfo is None:
-        dated = dated.replace(tzinfo=dt.UTC)
-    return (expires_at - dated).total_seconds()
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=dt.UTC)
+        if dated.tzinfo is None:
+            dated = dated.replace(tzinfo=dt.UTC)
+        return (expires_at - dated).total_seconds()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        # ``Expires: 0`` (which HTTP allows), or a year or offset beyond what a date can hold: no lifetime is
+        # known, and the server's 404 still ends the session. A huge but valid one is capped by the engine.
+        return None
 
 
 def _unstable_errcode(response: httpx.Response) -> str | None:
     """MSC4108 sends ``M_UNKNOWN`` + ``org.matrix.msc4108.errcode: M_CONCURRENT_WRITE``; prefer the latter."""
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return None
+    body = json_body(response)
     if isinstance(body, dict):
         code = body.get("org.matrix.msc4108.errcode", body.get("errcode"))
         if isinstance(code, str):

@@ -1,16 +1,17 @@
-"""Gen-2 rendezvous transport: MSC4388, JSON bodies versioned by ``sequence_token`` (PROTOCOL.md §1.3, §0.5).
+"""Gen-2 rendezvous transport: MSC4388, JSON bodies versioned by ``sequence_token``.
 
 Sessions live at ``{base_url}{prefix}/{rendezvous_id}``. Sends use ``PUT …/{id}/{txnId}`` with a fresh random
 txnId per send, so that a retry of the *same* request after a lost response is answered from the server's
 record instead of being applied twice; servers that lack that route (Synapse 1.157+, ruma) get the older ``PUT
 …/{id}``, whose narrower idempotence rule (previous token + identical data → current token) covers the same
 retry.
+
+The wire format: docs/protocol.md, "Gen-2 rendezvous".
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ._engine import _Revision, _Transport, matrix_errcode, unexpected
+from ._engine import MAX_SESSION_LIFETIME, _Revision, _Transport, json_object, matrix_errcode, unexpected
 from .errors import (
     ConcurrentWrite,
     CreateNotAvailable,
@@ -193,7 +194,7 @@ class Gen2Transport(_Transport):
         response = reply.response
         status = response.status_code
         if status in (200, 201):
-            body = _json_object(response, "create")
+            body = json_object(response, "create")
             rendezvous_id = body.get("id")
             if not isinstance(rendezvous_id, str):
                 raise RendezvousProtocolError("create: response has no string id", status=status)
@@ -264,7 +265,7 @@ class Gen2Transport(_Transport):
             response = reply.response
             status = response.status_code
             if status in (200, 201):
-                new_token = _token_of(_json_object(response, "send"), "send", status)
+                new_token = _token_of(json_object(response, "send"), "send", status)
                 self._commit_write(new_token, replaced=token)
                 return
             errcode = matrix_errcode(response)
@@ -303,7 +304,7 @@ class Gen2Transport(_Transport):
         response = reply.response
         status = response.status_code
         if status == 200:
-            body = _json_object(response, "receive")
+            body = json_object(response, "receive")
             token = _token_of(body, "receive", status)
             data = body.get("data")
             if not isinstance(data, str):
@@ -320,6 +321,7 @@ class Gen2Transport(_Transport):
         token, data = frame.get("sequence_token"), frame.get("data")
         if not isinstance(token, str) or not token or not isinstance(data, str):
             raise RendezvousProtocolError("receive: watch frame lacks a string sequence_token and data")
+        _check_identifier(token, "sequence_token", "receive")
         return _Revision(token, data, authoritative=False)
 
     def _absorb_expiry(self, body: dict[str, Any], started: float, what: str, status: int) -> None:
@@ -329,24 +331,13 @@ class Gen2Transport(_Transport):
         if value is None:
             return
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise RendezvousProtocolError(
-                f"{what}: expires_in_ms is not a non-negative integer", status=status
-            )
-        self._set_lifetime(started, value / 1000)
+            raise RendezvousProtocolError(f"{what}: expires_in_ms is not a non-negative integer", status=status)
+        # Capped before the division: 10**400 ms is a valid JSON integer but no float.
+        self._set_lifetime(started, min(value, int(MAX_SESSION_LIFETIME * 1000)) / 1000)
 
 
 def _auth(access_token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {access_token}"} if access_token else {}
-
-
-def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        raise RendezvousProtocolError(f"{what}: response is not JSON", status=response.status_code) from None
-    if not isinstance(body, dict):
-        raise RendezvousProtocolError(f"{what}: response is not a JSON object", status=response.status_code)
-    return body
 
 
 def _token_of(body: dict[str, Any], what: str, status: int) -> str:
@@ -358,7 +349,13 @@ def _token_of(body: dict[str, Any], what: str, status: int) -> str:
 
 
 def _check_identifier(value: str, name: str, what: str = "rendezvous", status: int | None = None) -> None:
-    if not value or len(value.encode("utf-8")) > _MAX_IDENTIFIER_BYTES:
+    """An id or sequence token: 1 to 255 bytes of UTF-8. It goes into URLs, JSON bodies and the channel's AAD,
+    so a lone surrogate (which has no UTF-8) is refused here rather than failing in each of them."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise RendezvousProtocolError(f"{what}: {name} is not valid Unicode", status=status) from None
+    if not value or size > _MAX_IDENTIFIER_BYTES:
         raise RendezvousProtocolError(f"{what}: {name} is empty or longer than 255 bytes", status=status)
 
 

@@ -9,13 +9,15 @@ tuwunel) send neither, and the transports then poll at an interval, exactly as E
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from .._json import loads
 
 __all__ = ["PUSH_DISCOVERY_FIELD", "PUSH_HEADER", "WATCH_GONE_CODE", "PushSupport", "WatchClosed"]
 
@@ -29,6 +31,9 @@ WATCH_GONE_CODE = 4404
 """WebSocket close code the server uses when the watched session is deleted or expires."""
 
 _MAX_FRAME_BYTES = 64 * 1024  # a frame carries one payload (≤ 4096 bytes) plus a token: far below this
+MAX_WAIT_MS = 3_600_000
+"""A longer advertised ``max-wait-ms`` / ``max_timeout_ms`` is read as one hour (the client asks for far less)."""
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts "²", which int() refuses
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,16 @@ def parse_push_header(value: str | None) -> PushSupport | None:
             long_poll = True
             for param in params:
                 key, _, raw = param.partition("=")
-                if key.strip().lower() == "max-wait-ms" and raw.strip().isdigit():
-                    max_wait_ms = int(raw.strip())
+                if key.strip().lower() == "max-wait-ms" and _DIGITS.fullmatch(raw.strip()):
+                    max_wait_ms = _bounded_wait(raw.strip())
     if not (long_poll or websocket):
         return None
     return PushSupport(long_poll=long_poll, max_wait_ms=max_wait_ms, websocket=websocket)
+
+
+def _bounded_wait(digits: str) -> int:
+    # Compare the length first: int() refuses more than 4300 digits, and no wait needs more than ten.
+    return MAX_WAIT_MS if len(digits) > 10 else min(int(digits), MAX_WAIT_MS)
 
 
 def parse_push_discovery(body: object) -> PushSupport | None:
@@ -80,9 +90,9 @@ def parse_push_discovery(body: object) -> PushSupport | None:
     long_poll = field.get("long_poll") is True
     websocket = field.get("websocket") is True
     raw_max = field.get("max_timeout_ms")
-    max_wait_ms = (
-        raw_max if isinstance(raw_max, int) and not isinstance(raw_max, bool) and raw_max > 0 else None
-    )
+    max_wait_ms = None
+    if isinstance(raw_max, int) and not isinstance(raw_max, bool) and raw_max > 0:
+        max_wait_ms = min(raw_max, MAX_WAIT_MS)
     if not (long_poll or websocket):
         return None
     return PushSupport(long_poll=long_poll, max_wait_ms=max_wait_ms, websocket=websocket)
@@ -118,8 +128,8 @@ class Watch:
         """The next frame as a JSON object, or ``None`` if none came within *wait* seconds.
 
         Raises :class:`WatchClosed` when the connection cannot be opened or has ended, and
-        :class:`ValueError` for a
-        frame that is not a JSON object.
+        :class:`ValueError` for a frame that is not a JSON object (or not I-JSON: see
+        :func:`qrlink_client._json.loads`).
         """
         if self._conn is None:
             try:
@@ -138,7 +148,7 @@ class Watch:
             code = exc.rcvd.code if exc.rcvd is not None else None
             await self.aclose()
             raise WatchClosed(code) from None
-        frame = json.loads(message)
+        frame = loads(message)
         if not isinstance(frame, dict):
             raise ValueError("watch frame is not a JSON object")
         return frame

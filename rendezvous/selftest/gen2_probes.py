@@ -86,8 +86,7 @@ class Gen2Checks:
             self.record(
                 name,
                 Status.FAIL,
-                f"PUT with the current sequence_token answered {status_text(response)}, expected 200."
-                + lost(response),
+                f"PUT with the current sequence_token answered {status_text(response)}, expected 200." + lost(response),
             )
             return None
         token = gen.version(response)

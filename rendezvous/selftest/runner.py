@@ -37,9 +37,7 @@ async def run_selftest(
         return report
 
 
-async def _generation(
-    run: Run, name: str, wanted: bool, checks: Callable[[Run], Awaitable[None]], title: str
-) -> None:
+async def _generation(run: Run, name: str, wanted: bool, checks: Callable[[Run], Awaitable[None]], title: str) -> None:
     """One generation's checks; a request that got no answer ends them with ``<name>.reachable``."""
     if not wanted:
         run.record(name, Status.SKIP, f"{title} checks skipped on request.")

@@ -232,4 +232,3 @@ def _pack(command: tuple[bytes | str | int, ...]) -> bytes:
         value = arg.encode() if isinstance(arg, str) else b"%d" % arg if isinstance(arg, int) else arg
         parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
     return b"".join(parts)
-

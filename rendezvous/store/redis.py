@@ -517,4 +517,3 @@ class RedisStore(SessionStore):
             await self._multiplexer.close()
         with contextlib.suppress(*REDIS_ERRORS):
             await self._client.aclose()
-

@@ -1,4 +1,8 @@
-"""A ``qrlink`` command run as a real child process, its stdout and stderr read line by line as they come."""
+"""A ``qrlink`` command run as a real child process, its stdout and stderr read line by line as they come.
+
+Every wait has a deadline, and so has the whole run (``within``): a test that waits for a line or the exit fails
+with a message naming what it waited for and the output so far, well before the pytest timeout.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +27,28 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class Qrlink:
-    """``qrlink <args>``: stdin is a pipe the test writes answers to; output lines are collected by threads."""
+    """``qrlink <args>``: stdin is a pipe the test writes answers to; output lines are collected by threads.
 
-    def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None):
+    ``program`` runs another command instead of ``qrlink`` (e.g. ``[sys.executable, "examples/x.py"]``).
+    No wait goes past ``within`` seconds after the start, whatever its own timeout: a test's waits on one process
+    add up to at most that (keep it below the module's pytest timeout).
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        program: Sequence[str] | None = None,
+        within: float = 120.0,
+    ):
         self.args = list(args)
+        self.name = Path(program[-1]).name if program else f"qrlink {self.args[0]}"
+        self.started = time.monotonic()
+        self.deadline = self.started + within
         self.process = subprocess.Popen(
-            [str(QRLINK), *args],
+            [*(program or [str(QRLINK)]), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -57,7 +77,7 @@ class Qrlink:
         """The first line of ``stream`` matching ``pattern``; fails when the process ends or time runs out."""
         lines = self.stdout if stream == "stdout" else self.stderr
         compiled = re.compile(pattern)
-        deadline = time.monotonic() + timeout
+        deadline = min(time.monotonic() + timeout, self.deadline)
         with self._changed:
             while True:
                 for line in lines:
@@ -66,7 +86,11 @@ class Qrlink:
                 left = deadline - time.monotonic()
                 ended = self.process.poll() is not None and not any(r.is_alive() for r in self._readers)
                 if left <= 0 or ended:
-                    raise AssertionError(f"no {pattern!r} on {stream} of qrlink {self.args[0]}:\n{self.output()}")
+                    why = "it ended" if ended else "gave up"
+                    raise AssertionError(
+                        f"no {pattern!r} on {stream} of {self.name} ({why} {self._elapsed()} after its start)"
+                        f":\n{self.output()}"
+                    )
                 self._changed.wait(min(left, 0.5))
 
     def answer(self, line: str) -> None:
@@ -78,14 +102,19 @@ class Qrlink:
     def finish(self, timeout: float = 60.0) -> int:
         """Wait for the exit status (killing the process if it takes longer than ``timeout``)."""
         try:
-            status = self.process.wait(timeout)
+            status = self.process.wait(max(0.0, min(timeout, self.deadline - time.monotonic())))
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"qrlink {self.args[0]} did not end:\n{self.output()}") from None
+            raise AssertionError(
+                f"{self.name} did not end (gave up {self._elapsed()} after its start):\n{self.output()}"
+            ) from None
         for reader in self._readers:  # the last lines are in once both pipes are at their end
             reader.join(10)
         return status
+
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:.0f} s"
 
     def output(self) -> str:
         with self._changed:

@@ -17,7 +17,9 @@ import pytest
 from devstack.demo import answer_verification_page
 from tests.cli._process import Qrlink
 
-pytestmark = [pytest.mark.synapse, pytest.mark.timeout(300)]
+#: Every wait on one demo process ends by then (it starts a whole stack first); the pytest timeout is a backstop.
+DEMO_WITHIN = 120.0  # a demo takes about 6-12 s
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(180)]
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -43,8 +45,8 @@ def runs() -> dict[tuple[str, ...], Run]:
 
 def auto_demo(runs: dict[tuple[str, ...], Run], args: tuple[str, ...]) -> Run:
     if args not in runs:
-        demo = Qrlink(["demo", "--auto", *args])
-        status = demo.finish(timeout=240)
+        demo = Qrlink(["demo", "--auto", *args], within=DEMO_WITHIN)
+        status = demo.finish(timeout=DEMO_WITHIN)
         assert demo.stdout, demo.output()
         runs[args] = Run(status, json.loads(demo.stdout[-1]), demo.stderr)
     return runs[args]
@@ -157,10 +159,10 @@ def test_auto_demo_stops_the_stack_before_exiting(runs: dict[tuple[str, ...], Ru
 
 
 def test_interactive_demo_takes_the_check_code_on_stdin_and_waits_for_the_human_to_approve() -> None:
-    demo = Qrlink(["demo", "--gen", "1"])
+    demo = Qrlink(["demo", "--gen", "1"], within=DEMO_WITHIN)
     try:
         # Not anchored at the line start: the desktop's prompt has no newline, so the phone's line may follow it.
-        code = demo.wait_for(r"\[phone\] .*check code: (\d\d)$", timeout=240).group(1)
+        code = demo.wait_for(r"\[phone\] .*check code: (\d\d)$", timeout=DEMO_WITHIN).group(1)
         # The prompt ends without a line break; the answer waits in stdin until the prompt reads it.
         demo.wait_for(r"^\[desktop\] secure channel established; the phone shows a two-digit check code$")
         demo.answer(code)
@@ -213,9 +215,11 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupting_the_demo_stops_the_stack_and_exits_130(sig: signal.Signals) -> None:
-    demo = Qrlink(["demo", "--gen", "1"])
+    demo = Qrlink(["demo", "--gen", "1"], within=DEMO_WITHIN)
     try:
-        demo.wait_for(r"^\[desktop\] secure channel established; the phone shows a two-digit check code$", timeout=240)
+        demo.wait_for(
+            r"^\[desktop\] secure channel established; the phone shows a two-digit check code$", timeout=DEMO_WITHIN
+        )
         stack_processes = _children(demo.process.pid)  # Synapse and the rendezvous server
         assert len(stack_processes) == 2
 

@@ -24,7 +24,10 @@ from rendezvous.protocol import WHOAMI_PATH
 from tests.cli._process import Qrlink
 from tests.support.urls import under
 
-pytestmark = [pytest.mark.synapse, pytest.mark.timeout(180)]
+#: Every wait on the two processes of one login ends by then; the pytest timeout (above a stack start plus this)
+#: is a backstop.
+LOGIN_WITHIN = 60.0  # a login takes about 5-10 s
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
 
 CHECK_CODE = r"secure channel established; check code: (\d\d)$"
 APPROVE_AT = r"^open this URL to approve the new device: (\S+)$"
@@ -32,7 +35,7 @@ APPROVE_AT = r"^open this URL to approve the new device: (\S+)$"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[DevStack]:
-    with DevStack.start(poll_interval=1, rendezvous=True) as running:
+    with DevStack.start(poll_interval=1, rendezvous=True, start_timeout=30) as running:
         yield running
 
 
@@ -62,13 +65,15 @@ def _exchange(stack: DevStack, folder: Path, *, login_shows: bool) -> Exchange:
     grant_args = ["grant", "--homeserver", stack.homeserver_url, "--no-browser", "--no-terminal-qr"]
     if login_shows:
         # Gen-1 with the rendezvous discovered from the homeserver's /versions (Synapse's own).
-        shower = login = Qrlink([*login_args, "--gen", "1", "--print-qr-base64"])
+        shower = login = Qrlink([*login_args, "--gen", "1", "--print-qr-base64"], within=LOGIN_WITHIN)
         qr = login.wait_for(r"^(\S+)$", stream="stdout").group(1)
-        scanner = grant = Qrlink([*grant_args, "--qr", qr], env=secrets)
+        scanner = grant = Qrlink([*grant_args, "--qr", qr], env=secrets, within=LOGIN_WITHIN)
     else:
-        shower = grant = Qrlink([*grant_args, "--show", "--gen", "2", "--print-qr-base64"], env=secrets)
+        shower = grant = Qrlink(
+            [*grant_args, "--show", "--gen", "2", "--print-qr-base64"], env=secrets, within=LOGIN_WITHIN
+        )
         qr = grant.wait_for(r"^(\S+)$", stream="stdout").group(1)
-        scanner = login = Qrlink([*login_args, "--scan", qr])
+        scanner = login = Qrlink([*login_args, "--scan", qr], within=LOGIN_WITHIN)
     try:
         shower.answer(scanner.wait_for(CHECK_CODE).group(1))
         uri = grant.wait_for(APPROVE_AT).group(1)

@@ -27,9 +27,7 @@ keys = st.binary(min_size=32, max_size=32)
 hostile_text = st.one_of(
     st.text(max_size=300),
     st.binary(max_size=200).map(b64encode),
-    st.tuples(st.binary(max_size=80), st.binary(max_size=40)).map(
-        lambda t: f"{b64encode(t[0])}|{b64encode(t[1])}"
-    ),
+    st.tuples(st.binary(max_size=80), st.binary(max_size=40)).map(lambda t: f"{b64encode(t[0])}|{b64encode(t[1])}"),
 )
 PAIRS: dict[str, Callable[[], Pair]] = {
     "ecies": ecies_pair,

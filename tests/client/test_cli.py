@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -15,7 +16,7 @@ import pytest
 from qrlink_client import __version__
 from qrlink_client.cli import main
 from qrlink_client.cli.qr_input import UnrecognisedInput, existing_file, read_qr_input
-from qrlink_client.qr import Gen1Mode, Gen1QrCode
+from qrlink_client.qr import Gen1Mode, Gen1QrCode, Gen2Layout, decode_qr
 from tests.client._vectors import qr_login
 
 QRLINK = Path(sys.executable).with_name("qrlink")
@@ -25,8 +26,7 @@ GEN1_HEX = qr_login()["qr"]["gen1_reciprocate"]["hex"]
 LONG_GEN1 = Gen1QrCode(
     bytes([0xFB, 0xEF, 0xFF] * 10 + [0xFB, 0xEF]),  # base64 of these bytes holds + and / (URL-safe: - and _)
     Gen1Mode.LOGIN,
-    "https://matrix.example.org/_matrix/client/unstable/org.matrix.msc4108/rendezvous/"
-    "Xk3dP0q9mVbT7wYz1LrN5sAe8HjC2uGf",
+    "https://matrix.example.org/_matrix/client/unstable/org.matrix.msc4108/rendezvous/Xk3dP0q9mVbT7wYz1LrN5sAe8HjC2uGf",
 )
 LONG_GEN1_HEX = LONG_GEN1.to_bytes().hex()
 
@@ -167,8 +167,18 @@ def test_qr_decode_json_gives_the_peer_fields(capsys: pytest.CaptureFixture[str]
         "intent": 1,
         "rendezvous_id": "e8da6355-550b-4a32-a193-1619d9830668",
         "base_url": "https://matrix-client.matrix.org",
+        "profile": "msc4388",
         "hex": GEN2_HEX,
     }
+
+
+def test_qr_decode_names_the_profile_an_element_x_layout_implies(capsys: pytest.CaptureFixture[str]) -> None:
+    code = decode_qr(bytes.fromhex(GEN2_HEX))
+    element_x = dataclasses.replace(code, layout=Gen2Layout.ELEMENT_X).to_bytes().hex()
+    assert main(["qr", "decode", element_x]) == 0
+    assert "profile         element-x" in capsys.readouterr().out
+    assert main(["qr", "decode", "--json", element_x]) == 0
+    assert json.loads(capsys.readouterr().out)["profile"] == "element-x"
 
 
 def test_qr_decode_accepts_base64(capsys: pytest.CaptureFixture[str]) -> None:
@@ -264,9 +274,7 @@ def test_qr_render_uses_the_room_a_taller_terminal_has(
     assert len(captured.out.splitlines()) <= 59
 
 
-def test_qr_render_writes_png_and_svg_files_and_says_where(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_qr_render_writes_png_and_svg_files_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png, svg = tmp_path / "a.png", tmp_path / "a.svg"
     assert main(["qr", "render", GEN2_HEX, "--png", str(png), "--svg", str(svg), "--scale", "4"]) == 0
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -64,9 +64,7 @@ def test_device_self_signature_verifies_with_cryptography(device: OlmDevice) -> 
     Ed25519PublicKey.from_public_bytes(b64decode(device.ed25519_key)).verify(signature, signable_bytes(keys))
 
 
-def test_ssk_signature_is_under_the_ssk_public_key_id(
-    device: OlmDevice, cross_signing: CrossSigningKeys
-) -> None:
+def test_ssk_signature_is_under_the_ssk_public_key_id(device: OlmDevice, cross_signing: CrossSigningKeys) -> None:
     keys = device.device_keys(USER, cross_signing)
     ssk = cross_signing.self_signing_key
     assert set(keys["signatures"][USER]) == {"ed25519:NEWDEVICE", f"ed25519:{ssk.public_key_base64}"}
@@ -105,9 +103,7 @@ def test_one_time_keys_are_signed_curve25519_objects(device: OlmDevice) -> None:
         vodozemac_verify(key_object, device.ed25519_key, key_object["signatures"][USER]["ed25519:NEWDEVICE"])
 
 
-def test_upload_body_holds_device_keys_and_one_time_keys(
-    device: OlmDevice, cross_signing: CrossSigningKeys
-) -> None:
+def test_upload_body_holds_device_keys_and_one_time_keys(device: OlmDevice, cross_signing: CrossSigningKeys) -> None:
     body = device.keys_upload_body(USER, cross_signing, one_time_keys=3)
     assert body["device_keys"] == device.device_keys(USER, cross_signing)
     assert len(body["one_time_keys"]) == 3

@@ -42,9 +42,7 @@ SENDER_ED25519 = "lEuiRJBit0IG6nUf5pUzWTUEsRVVe/HJkoKuEww9ULI"
 def room_key() -> tuple[vodozemac.GroupSession, BackedUpRoomKey]:
     outbound = vodozemac.GroupSession()
     inbound = vodozemac.InboundGroupSession(outbound.session_key)
-    return outbound, BackedUpRoomKey.from_inbound_session(
-        inbound, sender_key=SENDER_KEY, sender_ed25519=SENDER_ED25519
-    )
+    return outbound, BackedUpRoomKey.from_inbound_session(inbound, sender_key=SENDER_KEY, sender_ed25519=SENDER_ED25519)
 
 
 # --- the spec's algorithm, written out independently of vodozemac ---------------------------------------------
@@ -189,7 +187,9 @@ def test_another_backup_key_fails_with_a_mac_mismatch_and_no_key_material_in_the
         ({"ephemeral": "not base64!"}, r"session_data.ephemeral is not valid base64"),
         ({"ephemeral": b64encode(b"short")}, "ephemeral is 5 bytes"),
         ({"mac": b64encode(bytes(32))}, "mac is 32 bytes"),
-        ({"ciphertext": b64encode(bytes(16))}, "does not decrypt"),
+        # The v1 MAC covers no ciphertext (libolm's quirk), so only a length that cannot be AES-CBC output fails
+        # for certain: 16 arbitrary bytes decrypt to valid padding once in 256 tries.
+        ({"ciphertext": b64encode(bytes(15))}, "does not decrypt"),
     ],
 )
 def test_malformed_session_data_is_refused(change: dict[str, Any], match: str) -> None:

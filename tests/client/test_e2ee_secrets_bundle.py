@@ -126,9 +126,7 @@ def test_device_signing_upload_signs_ssk_and_usk_with_the_master_key() -> None:
     keys = CrossSigningKeys.generate()
     body = keys.device_signing_upload_body(USER)
     for name in ("self_signing_key", "user_signing_key"):
-        verify_json(
-            body[name], signer_id=USER, key_id=keys.master_key.key_id, public_key=keys.master_key.public_key
-        )
+        verify_json(body[name], signer_id=USER, key_id=keys.master_key.key_id, public_key=keys.master_key.public_key)
 
 
 def test_device_signing_upload_declares_each_key_usage() -> None:

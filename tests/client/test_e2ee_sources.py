@@ -119,9 +119,7 @@ async def test_backup_is_left_out_when_the_stored_key_belongs_to_a_replaced_back
     key = SecretStorageKey.generate()
     store = stored(bundle, key)
     assert store.backup_version is not None
-    store.backup_version = dict(
-        store.backup_version, auth_data={"public_key": BackupKey.generate().public_key_base64}
-    )
+    store.backup_version = dict(store.backup_version, auth_data={"public_key": BackupKey.generate().public_key_base64})
     assert (await SecretStorageSecrets(key.recovery_key(), store).load_bundle()).backup is None
 
 

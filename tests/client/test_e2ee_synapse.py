@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from qrlink_client.e2ee import (
+    AlreadyBootstrapped,
     BackupKey,
     BackupSecret,
     CrossSigningKeys,
@@ -94,9 +95,7 @@ class User:
         }
 
     def _homeserver(self, login: dict[str, Any]) -> E2eeHomeserver:
-        return E2eeHomeserver(
-            self.server.base_url, login["access_token"], user_id=login["user_id"], client=self.client
-        )
+        return E2eeHomeserver(self.server.base_url, login["access_token"], user_id=login["user_id"], client=self.client)
 
 
 @pytest.fixture
@@ -117,9 +116,7 @@ async def test_new_device_publishes_keys_signed_by_the_self_signing_key(user: Us
     # rust-sdk's choice of device id: the Curve25519 key, which may contain "/" and "+".
     new_device = OlmDevice.generate()
     new = await user.login(new_device.device_id)
-    await publish_new_device(
-        new, new_device, SecretsBundle.from_content(bundle.to_content()), one_time_keys=5
-    )
+    await publish_new_device(new, new_device, SecretsBundle.from_content(bundle.to_content()), one_time_keys=5)
 
     query = await existing.query_keys([setup.user_id])
     published = query["device_keys"][setup.user_id][new_device.device_id]
@@ -148,9 +145,7 @@ async def test_bootstrapped_backup_is_signed_by_the_master_key(user: User) -> No
     assert setup.bundle.backup is not None
     setup.bundle.backup.check_against(info)
     master = setup.bundle.cross_signing.master_key
-    verify_json(
-        info["auth_data"], signer_id=setup.user_id, key_id=master.key_id, public_key=master.public_key
-    )
+    verify_json(info["auth_data"], signer_id=setup.user_id, key_id=master.key_id, public_key=master.public_key)
 
 
 async def test_new_device_refuses_secrets_that_do_not_match_and_uploads_nothing(user: User) -> None:
@@ -183,16 +178,43 @@ async def test_new_device_refuses_a_backup_key_that_does_not_match(user: User) -
     assert caught.value.key_name == "backup_key"
 
 
-async def test_replacing_cross_signing_keys_needs_user_interactive_auth(user: User) -> None:
+async def test_bootstrapping_a_user_again_says_it_already_has_cross_signing(user: User) -> None:
+    device = OlmDevice.generate("FIRST")
+    homeserver = await user.register(device.device_id)
+    first = await bootstrap_user(homeserver, device, with_backup=False, with_secret_storage=False)
+
+    second_device = OlmDevice.generate("SECOND")
+    second = await user.login(second_device.device_id)
+    with pytest.raises(AlreadyBootstrapped) as caught:
+        await bootstrap_user(second, second_device)
+    error = caught.value
+    master = first.bundle.cross_signing.master_key.public_key_base64
+    assert (error.user_id, error.master_key) == (first.user_id, master)
+    message = str(error)
+    assert f"{first.user_id} already has cross-signing keys (master key {master})" in message
+    assert "sign it in with QR login" in message and "auth=" in message
+    # Refused before anything was uploaded: the second device published no keys.
+    query = await second.query_keys([first.user_id])
+    assert second_device.device_id not in query["device_keys"][first.user_id]
+
+
+async def test_bootstrap_with_auth_replaces_existing_cross_signing_keys(user: User) -> None:
     device = OlmDevice.generate("FIRST")
     homeserver = await user.register(device.device_id)
     await bootstrap_user(homeserver, device, with_backup=False, with_secret_storage=False)
 
+    # A wrong password: the homeserver still asks for UIA, and the error lists what it offers.
     with pytest.raises(UserInteractiveAuthRequired) as caught:
         await bootstrap_user(
-            homeserver, device, upload_device_keys=False, with_backup=False, with_secret_storage=False
+            homeserver,
+            device,
+            auth={**user.password_auth(None), "password": "wrong"},
+            upload_device_keys=False,
+            with_backup=False,
+            with_secret_storage=False,
         )
     assert ["m.login.password"] in caught.value.flows
+    assert "the server offers: m.login.password" in str(caught.value)
 
     again = await bootstrap_user(
         homeserver,

@@ -44,9 +44,7 @@ def test_public_keys_match_vector() -> None:
 
 
 def test_derived_keys_match_vector() -> None:
-    keys = _derive_keys(
-        bytes.fromhex(V["shared_secret"]), b64decode(V["G_public_b64"]), b64decode(V["S_public_b64"])
-    )
+    keys = _derive_keys(bytes.fromhex(V["shared_secret"]), b64decode(V["G_public_b64"]), b64decode(V["S_public_b64"]))
     assert (keys.enc_key_s.hex(), keys.enc_key_g.hex(), keys.check_bytes.hex()) == (
         V["enc_key_S"],
         V["enc_key_G"],
@@ -111,9 +109,7 @@ def test_channels_satisfy_the_secure_channel_interface() -> None:
 
 def _initiate_with_plaintext(generator: EciesChannel, plaintext: bytes) -> str:
     scanner = EciesChannel.scanner(S_SECRET)
-    keys = _derive_keys(
-        scanner._key_pair.exchange(generator.public_key), generator.public_key, scanner.public_key
-    )
+    keys = _derive_keys(scanner._key_pair.exchange(generator.public_key), generator.public_key, scanner.public_key)
     ciphertext = ChaCha20Poly1305(keys.enc_key_s).encrypt(bytes(12), plaintext, None)
     return f"{b64encode(ciphertext)}|{b64encode(scanner.public_key)}"
 

@@ -13,6 +13,7 @@ from qrlink_client.flow import (
     Action,
     AuthorizationExpired,
     CheckDeviceUnused,
+    DeviceAlreadyExists,
     DeviceNotFound,
     EstablishingSecureChannel,
     ExistingDeviceLogin,
@@ -23,6 +24,7 @@ from qrlink_client.flow import (
     FlowTimeouts,
     Homeserver,
     IllegalTransition,
+    LoginAborted,
     LoginCancelled,
     LoginDeclined,
     LoginFailed,
@@ -32,7 +34,9 @@ from qrlink_client.flow import (
     SendMessage,
     StartDeviceAuthorization,
     WaitForDevice,
+    WaitingForAuth,
 )
+from qrlink_client.transport import SessionExpired, SessionNotFound
 
 CODE = CheckCode.no_leading_zero(b"\x07\x03")  # "83"
 HS = "https://hs.example/"
@@ -168,6 +172,63 @@ def test_verification_uri_complete_is_preferred() -> None:
     actions = machine.device_absent(now=2.0)
 
     assert OpenVerificationUri("https://auth.example/link?c=1", "https://auth.example/link") in actions
+
+
+# --- the device ID check -------------------------------------------------------------------------------
+# The check that stops a login from taking over a device the user already has: only 404 lets it go on.
+
+
+def existing_checking_device() -> ExistingDeviceLogin:
+    machine = existing_awaiting_protocol()
+    assert machine.message_received(protocol_json(), now=1.0) == [CheckDeviceUnused("DEV")]
+    assert machine.state is FlowState.CHECKING_DEVICE
+    return machine
+
+
+@pytest.mark.parametrize("status", [200, 401, 403, 429, 500, 502])
+def test_any_answer_but_404_to_the_device_check_ends_the_login_with_device_already_exists(status: int) -> None:
+    machine = existing_checking_device()
+
+    actions = machine.device_checked(status, now=2.0)
+
+    assert failure_reasons(actions) == ["device_already_exists"], f"GET /devices/DEV answered {status}: {actions}"
+    assert not any(isinstance(a, OpenVerificationUri | WaitingForAuth) for a in actions)
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is DeviceAlreadyExists
+    assert actions[-1].error.reason == "device_already_exists" and not actions[-1].error.by_peer
+    assert machine.state is FlowState.FAILED
+
+
+def test_a_404_to_the_device_check_opens_the_verification_uri() -> None:
+    machine = existing_checking_device()
+
+    actions = machine.device_checked(404, now=2.0)
+
+    assert failure_reasons(actions) == []
+    assert OpenVerificationUri("https://auth.example/link", "https://auth.example/link") in actions
+    assert machine.state is FlowState.OPENING_VERIFICATION_URI
+
+
+def test_device_exists_tells_the_new_device_and_raises_device_already_exists() -> None:
+    machine = existing_checking_device()
+
+    actions = machine.device_exists()
+
+    assert failure_reasons(actions) == ["device_already_exists"]
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is DeviceAlreadyExists
+
+
+def test_the_new_device_told_device_already_exists_raises_it_by_peer() -> None:
+    machine = NewDeviceLogin.scanning_qr("DEV", Homeserver(base_url=HS))
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    machine.device_authorization_ready(Grant(), now=1.0)  # m.login.protocol is out; the device check answers
+    assert machine.state is FlowState.AWAITING_PROTOCOL_ACCEPTED
+    failure = json.dumps({"type": "m.login.failure", "reason": "device_already_exists"}).encode()
+
+    actions = machine.message_received(failure, now=5.0)
+
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is DeviceAlreadyExists
+    assert actions[-1].error.by_peer and actions[-1].error.reason == "device_already_exists"
 
 
 # --- check code -----------------------------------------------------------------------------------------
@@ -371,3 +432,83 @@ def test_established_channel_reports_its_gen2_profile(profile: HpkeProfile | Non
 
     [step] = [action for action in actions if isinstance(action, EstablishingSecureChannel)]
     assert (step.profile, step.check_code, step.must_enter_code) == (profile, CODE if scanned else None, not scanned)
+
+
+# --- what failures say ----------------------------------------------------------------------------------------
+
+
+def failed_error(actions: list[Action]) -> LoginFailed:
+    assert isinstance(actions[-1], Failed)
+    return actions[-1].error
+
+
+def test_an_expired_session_says_what_the_new_device_waited_for_and_how_long() -> None:
+    machine = new_polling()  # polling since now=11
+
+    error = failed_error(machine.abort(SessionExpired("gen2 session expired"), reason=None, now=191.0))
+
+    assert type(error) is LoginAborted
+    assert str(error) == (
+        "the rendezvous session expired while waiting for the other device to approve this one on the "
+        "verification page (waited 180 s)"
+    )
+    assert isinstance(error.__cause__, SessionExpired)
+
+
+def test_an_abort_on_the_existing_device_names_the_browser_step() -> None:
+    machine = existing_awaiting_outcome()  # since now=3
+
+    error = failed_error(machine.abort(SessionNotFound("gen1 session not found"), now=33.0))
+
+    assert str(error) == (
+        "the rendezvous session is gone (the other device cancelled it, or the server dropped it) while waiting "
+        "for the user to approve the new device on the verification page (waited 30 s)"
+    )
+
+
+def test_an_abort_without_a_clock_leaves_out_the_wait() -> None:
+    machine = existing_awaiting_protocol()
+
+    error = failed_error(machine.abort(RuntimeError("boom")))
+
+    assert str(error) == "RuntimeError: boom while waiting for the new device to ask for a sign-in (m.login.protocol)"
+
+
+def test_a_handshake_timeout_names_the_qr_code_and_the_wait() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV", timeouts=FlowTimeouts(message=120.0))
+    machine.start(now=0.0)
+
+    error = failed_error(machine.timeout(now=120.0))
+
+    assert type(error) is FlowTimeout
+    assert str(error) == (
+        "timed out while waiting for the other device to scan the QR code and set up the secure channel (waited 120 s)"
+    )
+
+
+def test_an_expired_grant_says_what_was_awaited() -> None:
+    machine = new_polling(expires_in=100.0)  # polling since 11, the grant ends at 110
+
+    error = failed_error(machine.timeout(now=110.0))
+
+    assert type(error) is AuthorizationExpired
+    assert str(error) == (
+        "the device authorization grant expired while waiting for the other device to approve this one on the "
+        "verification page (waited 99 s)"
+    )
+
+
+def test_a_device_that_never_appears_says_how_long_it_was_awaited() -> None:
+    machine = existing_awaiting_outcome(FlowTimeouts(device_appearance=10.0))
+    machine.message_received(b'{"type":"m.login.success"}', now=50.0)
+
+    error = failed_error(machine.timeout(now=60.0))
+
+    assert str(error) == "the new device did not appear on the homeserver (waited 10 s)"
+
+
+def test_waiting_for_follows_the_state() -> None:
+    machine = existing_awaiting_outcome()
+
+    assert machine.waiting_for == "the user to approve the new device on the verification page"
+    assert machine.waited(10.0) == 7.0

@@ -70,7 +70,7 @@ class Scenario:
     """What the world outside the two machines does."""
 
     token: Literal["granted", "denied", "expired", "pending"] = "granted"
-    device_exists: bool = False
+    device_status: int = 404  # what GET /devices/{id} answers the existing device's check (404: the ID is free)
     verification_uri: Literal["opened", "unavailable", "refused"] = "opened"
     device_appears: bool = True
     wrong_code: bool = False
@@ -158,10 +158,7 @@ class Link:
             elif isinstance(action, CheckDeviceUnused):
                 assert isinstance(machine, ExistingDeviceLogin)
                 assert action.device_id == DEVICE_ID
-                if self.scenario.device_exists:
-                    self.feed(machine, machine.device_exists())
-                else:
-                    self.feed(machine, machine.device_absent(now=self.now))
+                self.feed(machine, machine.device_checked(self.scenario.device_status, now=self.now))
             elif isinstance(action, OpenVerificationUri):
                 assert isinstance(machine, ExistingDeviceLogin)
                 outcome_uri = self.scenario.verification_uri
@@ -421,11 +418,17 @@ def test_grant_expiring_while_polling_is_reported_when_its_deadline_passes(
 
 
 @pytest.mark.parametrize(("generation", "new_shows_qr"), COMBINATIONS)
-def test_device_already_exists(generation: Literal[1, 2], new_shows_qr: bool) -> None:
-    link = run(generation, new_shows_qr, device_exists=True)
+@pytest.mark.parametrize("status", [200, 403, 500])
+def test_a_device_id_the_homeserver_does_not_answer_404_for_ends_with_device_already_exists(
+    generation: Literal[1, 2], new_shows_qr: bool, status: int
+) -> None:
+    link = run(generation, new_shows_qr, device_status=status)
 
+    # The new device is told right after its m.login.protocol: no URI opened, no protocol_accepted, no secrets.
+    assert link.wire_types()[-2:] == [("new", "m.login.protocol"), ("existing", "m.login.failure")]
     assert link.wire[-1] == ("existing", {"type": "m.login.failure", "reason": "device_already_exists"})
-    assert type(link.error("existing")) is DeviceAlreadyExists
+    assert not [a for n, a in link.events if isinstance(a, OpenVerificationUri | PollToken)]
+    assert type(link.error("existing")) is DeviceAlreadyExists and not link.error("existing").by_peer
     assert type(link.error("new")) is DeviceAlreadyExists and link.error("new").by_peer
 
 

@@ -94,9 +94,7 @@ async def test_the_qr_code_says_which_device_shows_it(http: httpx.AsyncClient, o
     existing = await show_qr(
         http, ShowGen1(our_server.gen1_create_url), reciprocate=True, server_name="example.org", options=FAST
     )
-    gen2 = await show_qr(
-        http, ShowGen2(our_server.base_url, qr_prefix=QrPrefix.MATRIX), reciprocate=True, options=FAST
-    )
+    gen2 = await show_qr(http, ShowGen2(our_server.base_url, qr_prefix=QrPrefix.MATRIX), reciprocate=True, options=FAST)
 
     assert isinstance(new_device.qr, Gen1QrCode) and new_device.qr.mode is Gen1Mode.LOGIN
     assert isinstance(existing.qr, Gen1QrCode)

@@ -120,9 +120,7 @@ def _handshake(profile: HpkeProfile) -> tuple[HpkeChannel, HpkeChannel]:
         scanner.initiate(generator.public_key, sequence_token=TOKENS["after_POST"]),
         sequence_token=TOKENS["after_POST"],
     )
-    ok = generator.ok_message(
-        sequence_token=TOKENS["after_S_PUT_initiate"], response_nonce=_h(p["response_nonce"])
-    )
+    ok = generator.ok_message(sequence_token=TOKENS["after_S_PUT_initiate"], response_nonce=_h(p["response_nonce"]))
     scanner.accept_ok(ok, sequence_token=TOKENS["after_S_PUT_initiate"])
     return generator, scanner
 
@@ -136,10 +134,7 @@ def test_public_keys_match_vector() -> None:
 
 
 def test_aad_matches_vector() -> None:
-    assert (
-        build_aad(V["base_url_text"], V["rendezvous_id_text"], "SEQ1").hex()
-        == _profile(HpkeProfile.MSC)["aad_SEQ1"]
-    )
+    assert build_aad(V["base_url_text"], V["rendezvous_id_text"], "SEQ1").hex() == _profile(HpkeProfile.MSC)["aad_SEQ1"]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -157,9 +152,7 @@ def test_main_context_key_schedule_matches_vector(profile: HpkeProfile) -> None:
 @pytest.mark.parametrize("profile", PROFILES)
 def test_response_key_and_nonce_match_vector(profile: HpkeProfile) -> None:
     p = _profile(profile)
-    schedule = primitives.key_schedule_base(
-        primitives.decap(b64decode(V["S_public_b64"]), KeyPair(G_SECRET)), INFO
-    )
+    schedule = primitives.key_schedule_base(primitives.decap(b64decode(V["S_public_b64"]), KeyPair(G_SECRET)), INFO)
     secret = schedule.context().export(p["response_export_label_text"].encode(), 32)
     key, nonce = response_key_material(secret, b64decode(V["S_public_b64"]), _h(p["response_nonce"]))
     assert (key.hex(), nonce.hex()) == (p["response_key"], p["response_base_nonce"])
@@ -183,9 +176,7 @@ def test_login_initiate_matches_vector(profile: HpkeProfile) -> None:
 @pytest.mark.parametrize("profile", PROFILES)
 def test_accept_initiate_returns_scanner_key_as_enc(profile: HpkeProfile) -> None:
     generator, _ = _vector_channels(profile)
-    enc = generator.accept_initiate(
-        _profile(profile)["login_initiate_b64"], sequence_token=TOKENS["after_POST"]
-    )
+    enc = generator.accept_initiate(_profile(profile)["login_initiate_b64"], sequence_token=TOKENS["after_POST"])
     assert b64encode(enc) == V["S_public_b64"]
 
 
@@ -194,9 +185,7 @@ def test_login_ok_matches_vector(profile: HpkeProfile) -> None:
     p = _profile(profile)
     generator, _ = _vector_channels(profile)
     generator.accept_initiate(p["login_initiate_b64"], sequence_token=TOKENS["after_POST"])
-    ok = generator.ok_message(
-        sequence_token=TOKENS["after_S_PUT_initiate"], response_nonce=_h(p["response_nonce"])
-    )
+    ok = generator.ok_message(sequence_token=TOKENS["after_S_PUT_initiate"], response_nonce=_h(p["response_nonce"]))
     assert ok == p["login_ok_b64"]
 
 
@@ -217,9 +206,7 @@ def test_later_messages_match_vector_in_both_directions(profile: HpkeProfile) ->
     s_wire = scanner.encrypt(s_msg["plaintext_text"].encode(), sequence_token=s_msg["aad_token_text"])
     assert (g_wire, s_wire) == (g_msg["wire_b64"], s_msg["wire_b64"])
     assert scanner.decrypt(g_wire, sequence_token=g_msg["aad_token_text"]) == g_msg["plaintext_text"].encode()
-    assert (
-        generator.decrypt(s_wire, sequence_token=s_msg["aad_token_text"]) == s_msg["plaintext_text"].encode()
-    )
+    assert generator.decrypt(s_wire, sequence_token=s_msg["aad_token_text"]) == s_msg["plaintext_text"].encode()
 
 
 # --- Element X vectors (element-x-vectors.json) -------------------------------------------------------------
@@ -297,8 +284,9 @@ def test_element_x_handshake_matches_vector(case: str) -> None:
     generator, scanner = _ex_channels(case)
     initiate = scanner.initiate(generator.public_key, sequence_token=_ex_token("login_initiate"))
     assert initiate == EX[case]["login_initiate_b64"]
-    assert b64encode(generator.accept_initiate(initiate, sequence_token=_ex_token("login_initiate"))) == (
-        EX["S_public_b64"]
+    assert (
+        b64encode(generator.accept_initiate(initiate, sequence_token=_ex_token("login_initiate")))
+        == (EX["S_public_b64"])
     )
     ok = generator.ok_message(sequence_token=_ex_token("login_ok"), response_nonce=_h(EX["response_nonce"]))
     assert ok == EX[case]["login_ok_b64"]
@@ -364,33 +352,25 @@ def test_base_url_slash_difference_breaks_the_handshake() -> None:
     generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID)
     scanner = HpkeChannel.scanner(BASE_URL + "/", RENDEZVOUS_ID)
     with pytest.raises(DecryptionError):
-        generator.accept_initiate(
-            scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
-        )
+        generator.accept_initiate(scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1")
 
 
 def test_other_rendezvous_id_breaks_the_handshake() -> None:
     generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID)
     scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID + "x")
     with pytest.raises(DecryptionError):
-        generator.accept_initiate(
-            scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
-        )
+        generator.accept_initiate(scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1")
 
 
 def test_profile_mismatch_fails_at_login_ok() -> None:
     generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.MSC)
     scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.VODOZEMAC)
-    generator.accept_initiate(
-        scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
-    )
+    generator.accept_initiate(scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1")
     with pytest.raises(DecryptionError):
         scanner.accept_ok(generator.ok_message(sequence_token="T2"), sequence_token="T2")
 
 
-@pytest.mark.parametrize(
-    "operation", ["initiate", "accept_initiate", "ok_message", "accept_ok", "encrypt", "decrypt"]
-)
+@pytest.mark.parametrize("operation", ["initiate", "accept_initiate", "ok_message", "accept_ok", "encrypt", "decrypt"])
 def test_missing_sequence_token_is_named_error(operation: str) -> None:
     generator, scanner = (
         HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID),
@@ -484,9 +464,7 @@ def test_element_x_base_url_may_exceed_255_bytes() -> None:
         HpkeChannel.generator(long_url, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X),
         HpkeChannel.scanner(long_url, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X),
     )
-    generator.accept_initiate(
-        scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
-    )
+    generator.accept_initiate(scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1")
     assert generator.aad("T1")[:2] == (len(long_url)).to_bytes(2, "big")
 
 
@@ -505,9 +483,7 @@ def test_element_x_binds_the_serialisation_so_a_root_slash_does_not_matter() -> 
     # G writes "…org" into the QR; Element X as S parses it into "…org/". Both bind "…org/".
     generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X)
     scanner = HpkeChannel.scanner(BASE_URL + "/", RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X)
-    generator.accept_initiate(
-        scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
-    )
+    generator.accept_initiate(scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1")
     scanner.accept_ok(generator.ok_message(sequence_token="T2"), sequence_token="T2")
     assert generator.check_code == scanner.check_code
 
@@ -516,9 +492,7 @@ def test_element_x_and_vodozemac_profiles_differ_in_the_aad() -> None:
     generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.VODOZEMAC)
     scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID, profile=HpkeProfile.ELEMENT_X)
     with pytest.raises(DecryptionError):
-        generator.accept_initiate(
-            scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
-        )
+        generator.accept_initiate(scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1")
 
 
 def test_element_x_pair_exchanges_messages() -> None:
@@ -534,9 +508,7 @@ def test_element_x_pair_exchanges_messages() -> None:
 def test_wrong_initiate_plaintext_is_handshake_error() -> None:
     generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID)
     enc, sender = primitives.setup_base_sender(generator.public_key, INFO, KeyPair())
-    forged = b64encode(
-        enc + sender.seal(build_aad(BASE_URL, RENDEZVOUS_ID, "T1"), b"MATRIX_QR_CODE_LOGIN_INITIATX")
-    )
+    forged = b64encode(enc + sender.seal(build_aad(BASE_URL, RENDEZVOUS_ID, "T1"), b"MATRIX_QR_CODE_LOGIN_INITIATX"))
     with pytest.raises(HandshakeError):
         generator.accept_initiate(forged, sequence_token="T1")
 
@@ -548,9 +520,7 @@ def test_initiate_to_low_order_key_is_non_contributory() -> None:
 
 def test_initiate_message_with_low_order_enc_is_non_contributory() -> None:
     with pytest.raises(NonContributoryKey):
-        HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID).accept_initiate(
-            b64encode(bytes(80)), sequence_token="T1"
-        )
+        HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID).accept_initiate(b64encode(bytes(80)), sequence_token="T1")
 
 
 def test_replayed_message_is_rejected() -> None:
@@ -579,9 +549,7 @@ def test_tampered_message_is_rejected() -> None:
         generator.decrypt(b64encode(bytes(raw)), sequence_token="T3")
 
 
-@pytest.mark.parametrize(
-    "message", ["", b64encode(bytes(47)), "*" * 80], ids=["empty", "short", "bad base64"]
-)
+@pytest.mark.parametrize("message", ["", b64encode(bytes(47)), "*" * 80], ids=["empty", "short", "bad base64"])
 def test_malformed_initiate_is_message_decode_error(message: str) -> None:
     with pytest.raises(MessageDecodeError):
         HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID).accept_initiate(message, sequence_token="T1")
@@ -597,9 +565,7 @@ def test_short_login_ok_is_message_decode_error() -> None:
 def test_response_nonce_of_wrong_length_is_invalid_key() -> None:
     generator = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID)
     scanner = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID)
-    generator.accept_initiate(
-        scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1"
-    )
+    generator.accept_initiate(scanner.initiate(generator.public_key, sequence_token="T1"), sequence_token="T1")
     with pytest.raises(InvalidKey):
         generator.ok_message(sequence_token="T2", response_nonce=bytes(16))
 

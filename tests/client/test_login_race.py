@@ -16,7 +16,7 @@ import pytest
 
 from qrlink_client.channel import DecryptionError
 from qrlink_client.handshake import ShowGen1, ShowGen2, ShowQr, scan_qr, show_qr
-from qrlink_client.login import _Link
+from qrlink_client.link import Link as _Link
 from qrlink_client.transport import ConcurrentWrite, Gen2Transport, RetryPolicy, TransportOptions
 from tests.support import transport as support
 from tests.support.transport import OurServer

@@ -152,9 +152,7 @@ def test_qr_encode_writes_the_legacy_u16_code_in_the_newest_layout(peer: PeerPro
     legacy = expected_qr_fields("gen2_unstable_u16_legacy")
     newest = qr_login()["qr"]["gen2_unstable_existing_device"]["hex"]
     # The legacy vector differs from the newest unstable one only in its layout and its intent byte.
-    expected = (
-        newest[: len("IO_ELEMENT_MSC4388") * 2 + 2] + "00" + newest[len("IO_ELEMENT_MSC4388") * 2 + 4 :]
-    )
+    expected = newest[: len("IO_ELEMENT_MSC4388") * 2 + 2] + "00" + newest[len("IO_ELEMENT_MSC4388") * 2 + 4 :]
     assert peer.ok("qr_encode", **legacy)["hex"] == expected
 
 
@@ -298,9 +296,7 @@ def gen2_vector(profile: str) -> dict[str, Any]:
 def test_gen2_initiate_is_the_vector_login_initiate_message(peer: PeerProcess, profile: str) -> None:
     v = gen2()
     _, s = gen2_pair(peer, profile)
-    response = peer.ok(
-        "initiate", channel=s, peer_public_b64=v["G_public_b64"], token=v["tokens"]["after_POST"]
-    )
+    response = peer.ok("initiate", channel=s, peer_public_b64=v["G_public_b64"], token=v["tokens"]["after_POST"])
     assert response["message"] == gen2_vector(profile)["login_initiate_b64"]
 
 
@@ -337,9 +333,7 @@ def established_gen2(peer: PeerProcess, profile: str) -> tuple[str, str]:
     g, s = gen2_pair(peer, profile)
     peer.ok("initiate", channel=s, peer_public_b64=v["G_public_b64"], token=tokens["after_POST"])
     peer.ok("accept_initiate", channel=g, message=pv["login_initiate_b64"], token=tokens["after_POST"])
-    peer.ok(
-        "ok_message", channel=g, token=tokens["after_S_PUT_initiate"], response_nonce_hex=pv["response_nonce"]
-    )
+    peer.ok("ok_message", channel=g, token=tokens["after_S_PUT_initiate"], response_nonce_hex=pv["response_nonce"])
     peer.ok("accept_ok", channel=s, message=pv["login_ok_b64"], token=tokens["after_S_PUT_initiate"])
     return g, s
 
@@ -361,9 +355,7 @@ def test_gen2_later_message_is_the_vector(peer: PeerProcess, profile: str, sende
     vector = gen2_vector(profile)[message]
     g, s = established_gen2(peer, profile)
     channel = g if sender == "G" else s
-    response = peer.ok(
-        "encrypt", channel=channel, plaintext=vector["plaintext_text"], token=vector["aad_token_text"]
-    )
+    response = peer.ok("encrypt", channel=channel, plaintext=vector["plaintext_text"], token=vector["aad_token_text"])
     assert response["message"] == vector["wire_b64"]
 
 
@@ -465,9 +457,7 @@ def test_element_x_transcript_is_element_xs_bytes(peer: PeerProcess, case: str, 
 
 @pytest.mark.parametrize("case", EX_CASES)
 @pytest.mark.parametrize("other", ["msc4388", "msc", "vodozemac"])
-def test_element_x_login_initiate_does_not_open_under_another_profile(
-    peer: PeerProcess, case: str, other: str
-) -> None:
+def test_element_x_login_initiate_does_not_open_under_another_profile(peer: PeerProcess, case: str, other: str) -> None:
     hpke, vector = ex(), ex()[case]
     g = peer.ok(
         "channel_new",
@@ -520,17 +510,13 @@ def test_two_peers_complete_a_gen1_handshake_and_talk(peer: PeerProcess, other_p
         s_code["check_bytes_hex"],
     )
     wire = other_peer.ok("encrypt", channel=s["channel"], plaintext='{"type":"m.login.protocols"}')["message"]
-    assert (
-        peer.ok("decrypt", channel=g["channel"], message=wire)["plaintext"] == '{"type":"m.login.protocols"}'
-    )
+    assert peer.ok("decrypt", channel=g["channel"], message=wire)["plaintext"] == '{"type":"m.login.protocols"}'
     wire = peer.ok("encrypt", channel=g["channel"], plaintext="réponse ✓")["message"]
     assert other_peer.ok("decrypt", channel=s["channel"], message=wire)["plaintext"] == "réponse ✓"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_two_peers_complete_a_gen2_handshake_and_talk(
-    peer: PeerProcess, other_peer: PeerProcess, profile: str
-) -> None:
+def test_two_peers_complete_a_gen2_handshake_and_talk(peer: PeerProcess, other_peer: PeerProcess, profile: str) -> None:
     where = {"generation": 2, "profile": profile, "base_url": BASE_URL, "rendezvous_id": RENDEZVOUS_ID}
     g = peer.ok("channel_new", role="G", **where)
     s = other_peer.ok("channel_new", role="S", **where)

@@ -24,8 +24,6 @@ from tests.support.server import free_port
 RENDEZVOUS = Path(sys.executable).with_name("rendezvous")
 
 
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """Base URL of a running rendezvous server."""
@@ -56,9 +54,7 @@ def server() -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"rendezvous server did not start: {proc.stderr.read() if proc.stderr else ''!r}"
-                )
+                raise RuntimeError(f"rendezvous server did not start: {proc.stderr.read() if proc.stderr else ''!r}")
             time.sleep(0.1)
         yield base_url
     finally:
@@ -83,9 +79,7 @@ def start_generator(peer: PeerProcess, server: str, generation: int, **extra: An
     return peer.ok("handshake_start", generation=generation, role="G", **where, **extra)
 
 
-def established(
-    generator: PeerProcess, scanner: PeerProcess, server: str, generation: int
-) -> tuple[str, str]:
+def established(generator: PeerProcess, scanner: PeerProcess, server: str, generation: int) -> tuple[str, str]:
     g = start_generator(generator, server, generation)
     s = scanner.ok("handshake_start", role="S", qr_hex=g["qr_hex"])
     scanner.ok("handshake_wait", handshake=s["handshake"], timeout_ms=10_000)
@@ -117,9 +111,7 @@ def test_handshake_is_running_until_the_scanner_joins(
 
 
 @pytest.mark.parametrize("generation", [1, 2])
-def test_two_peers_agree_on_the_check_code(
-    pair: tuple[PeerProcess, PeerProcess], server: str, generation: int
-) -> None:
+def test_two_peers_agree_on_the_check_code(pair: tuple[PeerProcess, PeerProcess], server: str, generation: int) -> None:
     generator, scanner = pair
     g = start_generator(generator, server, generation)
     s = scanner.ok("handshake_start", role="S", qr_hex=g["qr_hex"])
@@ -160,10 +152,7 @@ def test_wait_without_a_scanner_times_out_and_the_handshake_goes_on(
 ) -> None:
     generator, _ = pair
     g = start_generator(generator, server, 1)
-    assert (
-        generator.request("handshake_wait", handshake=g["handshake"], timeout_ms=200)["error"]
-        == "HandshakeTimeout"
-    )
+    assert generator.request("handshake_wait", handshake=g["handshake"], timeout_ms=200)["error"] == "HandshakeTimeout"
     assert generator.ok("handshake_status", handshake=g["handshake"])["state"] == "running"
 
 
@@ -174,9 +163,7 @@ def test_send_before_the_handshake_finishes_fails(pair: tuple[PeerProcess, PeerP
     assert response["error"] == "HandshakePending"
 
 
-def test_scanner_joining_a_deleted_session_fails_by_name(
-    pair: tuple[PeerProcess, PeerProcess], server: str
-) -> None:
+def test_scanner_joining_a_deleted_session_fails_by_name(pair: tuple[PeerProcess, PeerProcess], server: str) -> None:
     generator, scanner = pair
     g = start_generator(generator, server, 2)
     generator.ok("handshake_close", handshake=g["handshake"])
@@ -194,9 +181,7 @@ def test_closed_handshake_is_forgotten(pair: tuple[PeerProcess, PeerProcess], se
 
 def test_unreachable_server_is_a_named_failure(pair: tuple[PeerProcess, PeerProcess]) -> None:
     generator, _ = pair
-    response = generator.request(
-        "handshake_start", generation=2, role="G", base_url=f"http://127.0.0.1:{free_port()}"
-    )
+    response = generator.request("handshake_start", generation=2, role="G", base_url=f"http://127.0.0.1:{free_port()}")
     assert response["ok"] is False
     assert response["error"] != "Exception" and not response["message"].startswith("unexpected")
 
@@ -241,9 +226,7 @@ def test_generator_with_a_secret_of_the_wrong_length_fails_by_name(
     pair: tuple[PeerProcess, PeerProcess], server: str
 ) -> None:
     generator, _ = pair
-    response = generator.request(
-        "handshake_start", generation=2, role="G", base_url=server, secret_hex="00" * 31
-    )
+    response = generator.request("handshake_start", generation=2, role="G", base_url=server, secret_hex="00" * 31)
     assert (response["ok"], response["error"]) == (False, "InvalidKey")
 
 

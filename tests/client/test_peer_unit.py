@@ -20,9 +20,7 @@ OPS = sorted([*peer_module.SYNC_OPS, *peer_module.ASYNC_OPS])
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
 )
 FIELDS = [
@@ -165,9 +163,7 @@ def test_gen1_qr_with_another_prefix_is_rejected() -> None:
     assert response["error"] == "InvalidFieldValue"
 
 
-@pytest.mark.parametrize(
-    "name", ["gen1_reciprocate", "gen2_unstable_existing_device", "gen2_stable_new_device"]
-)
+@pytest.mark.parametrize("name", ["gen1_reciprocate", "gen2_unstable_existing_device", "gen2_stable_new_device"])
 def test_qr_fields_map_back_to_the_same_code(name: str) -> None:
     code = decode_qr(bytes.fromhex(qr_login()["qr"][name]["hex"]))
     assert qr_from_fields(qr_to_fields(code)) == code
@@ -176,10 +172,7 @@ def test_qr_fields_map_back_to_the_same_code(name: str) -> None:
 def test_gen2_qr_encode_defaults_to_the_unstable_prefix() -> None:
     fields = qr_to_fields(decode_qr(bytes.fromhex(qr_login()["qr"]["gen2_unstable_existing_device"]["hex"])))
     del fields["prefix"]
-    assert (
-        answer({"op": "qr_encode", **fields})["hex"]
-        == qr_login()["qr"]["gen2_unstable_existing_device"]["hex"]
-    )
+    assert answer({"op": "qr_encode", **fields})["hex"] == qr_login()["qr"]["gen2_unstable_existing_device"]["hex"]
 
 
 @pytest.mark.parametrize(

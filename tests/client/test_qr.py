@@ -145,9 +145,7 @@ def test_rust_sdk_vector_decodes_to_its_fields_in_the_element_x_layout(name: str
     vector = EXQ[name]
     key = base64.b64decode(vector.get("public_key_b64", EXQ["public_key_b64"]) + "=")
     code = decode_qr(_ex_qr(name))
-    assert code == Gen2QrCode(
-        key, Gen2Intent(vector["intent"]), vector["rendezvous_id_text"], vector["base_url_text"]
-    )
+    assert code == Gen2QrCode(key, Gen2Intent(vector["intent"]), vector["rendezvous_id_text"], vector["base_url_text"])
     assert isinstance(code, Gen2QrCode)
     assert code.layout is Gen2Layout.ELEMENT_X
     # rust-sdk's tests assert the parsed Url, which is what the element-x AAD binds.
@@ -361,9 +359,7 @@ def test_gen2_empty_legacy_id_is_invalid_field() -> None:
 
 
 def test_trailing_bytes_are_ignored() -> None:
-    assert decode_qr(_hex("gen2_stable_new_device") + b"\x00junk") == decode_qr(
-        _hex("gen2_stable_new_device")
-    )
+    assert decode_qr(_hex("gen2_stable_new_device") + b"\x00junk") == decode_qr(_hex("gen2_stable_new_device"))
 
 
 # --- encoding errors ----------------------------------------------------------------------------------------
@@ -443,9 +439,7 @@ _urls = st.builds(
 )
 
 
-@given(
-    st.binary(min_size=32, max_size=32), st.sampled_from(Gen2Intent), _ids, _urls, st.sampled_from(QrPrefix)
-)
+@given(st.binary(min_size=32, max_size=32), st.sampled_from(Gen2Intent), _ids, _urls, st.sampled_from(QrPrefix))
 def test_gen2_round_trips(key: bytes, intent: Gen2Intent, rid: str, url: str, prefix: QrPrefix) -> None:
     code = Gen2QrCode(key, intent, rid, url, prefix)
     assert decode_qr(code.to_bytes()) == code

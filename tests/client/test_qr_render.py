@@ -28,12 +28,8 @@ from tests.client._vectors import qr_login
 
 # Keys chosen to hold 0x00 and bytes >= 0x80, which text-oriented readers garble.
 KEY = bytes([0x00, 0xFF, 0x80, 0x00]) + bytes(range(0xE0, 0xFC))
-GEN1 = Gen1QrCode(
-    KEY, Gen1Mode.RECIPROCATE, "https://rv.example.org/_synapse/client/rendezvous/01ABC", "example.org"
-)
-GEN2 = Gen2QrCode(
-    KEY, Gen2Intent.LOGIN, "01HX9K00Q1H6KPD47EG4G1T3XG", "https://matrix.example.org", QrPrefix.MATRIX
-)
+GEN1 = Gen1QrCode(KEY, Gen1Mode.RECIPROCATE, "https://rv.example.org/_synapse/client/rendezvous/01ABC", "example.org")
+GEN2 = Gen2QrCode(KEY, Gen2Intent.LOGIN, "01HX9K00Q1H6KPD47EG4G1T3XG", "https://matrix.example.org", QrPrefix.MATRIX)
 PAYLOADS = {"gen1": GEN1.to_bytes(), "gen2": GEN2.to_bytes()}
 
 

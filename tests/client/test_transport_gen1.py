@@ -32,9 +32,7 @@ async def pair(http: httpx.AsyncClient, server: OurServer) -> tuple[Gen1Transpor
     return generator, scanner
 
 
-async def test_create_returns_a_session_url_on_the_server(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
+async def test_create_returns_a_session_url_on_the_server(http: httpx.AsyncClient, our_server: OurServer) -> None:
     generator = await Gen1Transport.create(http, our_server.gen1_create_url, options=FAST)
 
     assert generator.url.startswith(our_server.gen1_create_url + "/")
@@ -124,9 +122,7 @@ async def test_polls_are_spaced_by_the_poll_interval(
     assert 3 <= len(recorder.requests("GET")) <= 5
 
 
-async def test_ecies_handshake_and_messages_over_our_server(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
+async def test_ecies_handshake_and_messages_over_our_server(http: httpx.AsyncClient, our_server: OurServer) -> None:
     generator, scanner = await pair(http, our_server)
     g_channel, s_channel = EciesChannel.generator(), EciesChannel.scanner()
 

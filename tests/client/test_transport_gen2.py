@@ -56,9 +56,7 @@ async def test_discovery_reports_create_available(http: httpx.AsyncClient, our_s
     assert discovery.create_available is True
 
 
-async def test_create_learns_id_token_and_relative_expiry(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
+async def test_create_learns_id_token_and_relative_expiry(http: httpx.AsyncClient, our_server: OurServer) -> None:
     generator = await Gen2Transport.create(http, our_server.base_url, options=FAST)
 
     state = await server_state(http, generator)
@@ -111,9 +109,7 @@ async def test_sender_puts_with_the_token_it_last_saw(
     assert put_body(put) == {"sequence_token": token_seen_by_scanner, "data": "initiate"}
 
 
-async def test_tokens_follow_the_aad_rule_under_ping_pong(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
+async def test_tokens_follow_the_aad_rule_under_ping_pong(http: httpx.AsyncClient, our_server: OurServer) -> None:
     generator, scanner = await pair(http, our_server)
     t1 = generator.sequence_token
 
@@ -132,9 +128,7 @@ async def test_tokens_follow_the_aad_rule_under_ping_pong(
     assert scanner.sequence_token == generator.own_sequence_token
 
 
-async def test_hpke_handshake_and_messages_over_our_server(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
+async def test_hpke_handshake_and_messages_over_our_server(http: httpx.AsyncClient, our_server: OurServer) -> None:
     generator, scanner = await pair(http, our_server)
     base, rid = our_server.base_url, generator.rendezvous_id
     g_channel, s_channel = HpkeChannel.generator(base, rid), HpkeChannel.scanner(base, rid)
@@ -206,9 +200,7 @@ async def test_too_large_payload_is_a_named_error(http: httpx.AsyncClient, our_s
         await scanner.send("x" * 4097)
 
 
-async def test_join_of_an_unknown_session_is_session_not_found(
-    http: httpx.AsyncClient, our_server: OurServer
-) -> None:
+async def test_join_of_an_unknown_session_is_session_not_found(http: httpx.AsyncClient, our_server: OurServer) -> None:
     with pytest.raises(SessionNotFound):
         await Gen2Transport.join(http, our_server.base_url, "no-such-session", options=FAST)
 

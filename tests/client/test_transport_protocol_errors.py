@@ -27,9 +27,7 @@ from qrlink_client.transport import (
 from rendezvous.protocol import GEN2_UNSTABLE_PATH
 from tests.support.transport import UvicornThread
 
-OPTIONS = TransportOptions(
-    poll_interval=0.05, retry=RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.02)
-)
+OPTIONS = TransportOptions(poll_interval=0.05, retry=RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.02))
 
 
 async def gen1_create(request: Request) -> Response:
@@ -83,18 +81,14 @@ async def test_gen1_200_without_etag_is_a_protocol_error(http: httpx.AsyncClient
         await transport.receive(timeout=2)
 
 
-async def test_gen1_200_that_is_not_text_plain_is_a_protocol_error(
-    http: httpx.AsyncClient, broken_server: str
-) -> None:
+async def test_gen1_200_that_is_not_text_plain_is_a_protocol_error(http: httpx.AsyncClient, broken_server: str) -> None:
     transport = await Gen1Transport.join(http, f"{broken_server}/g1/json", options=OPTIONS)
 
     with pytest.raises(RendezvousProtocolError, match="text/plain"):
         await transport.receive(timeout=2)
 
 
-async def test_gen1_put_without_a_new_etag_is_a_protocol_error(
-    http: httpx.AsyncClient, broken_server: str
-) -> None:
+async def test_gen1_put_without_a_new_etag_is_a_protocol_error(http: httpx.AsyncClient, broken_server: str) -> None:
     transport = await Gen1Transport.join(http, f"{broken_server}/g1/put-no-etag", options=OPTIONS)
 
     with pytest.raises(RendezvousProtocolError, match="ETag"):
@@ -108,33 +102,25 @@ async def test_gen2_discovery_with_a_non_boolean_is_a_protocol_error(
         await Gen2Transport.discover(http, broken_server)
 
 
-async def test_gen2_create_answering_bad_json_is_a_protocol_error(
-    http: httpx.AsyncClient, broken_server: str
-) -> None:
+async def test_gen2_create_answering_bad_json_is_a_protocol_error(http: httpx.AsyncClient, broken_server: str) -> None:
     with pytest.raises(RendezvousProtocolError, match="JSON"):
         await Gen2Transport.create(http, broken_server, options=OPTIONS)
 
 
-async def test_gen2_create_forbidden_is_create_not_available(
-    http: httpx.AsyncClient, broken_server: str
-) -> None:
+async def test_gen2_create_forbidden_is_create_not_available(http: httpx.AsyncClient, broken_server: str) -> None:
     with pytest.raises(CreateNotAvailable) as caught:
         await Gen2Transport.create(http, f"{broken_server}/forbidden", options=OPTIONS)
 
     assert (caught.value.status, caught.value.errcode) == (403, "M_FORBIDDEN")
 
 
-async def test_gen2_discovery_forbidden_means_create_not_available(
-    http: httpx.AsyncClient, broken_server: str
-) -> None:
+async def test_gen2_discovery_forbidden_means_create_not_available(http: httpx.AsyncClient, broken_server: str) -> None:
     discovery = await Gen2Transport.discover(http, f"{broken_server}/forbidden")
 
     assert discovery.create_available is False
 
 
-async def test_persistent_5xx_ends_in_rendezvous_unavailable(
-    http: httpx.AsyncClient, broken_server: str
-) -> None:
+async def test_persistent_5xx_ends_in_rendezvous_unavailable(http: httpx.AsyncClient, broken_server: str) -> None:
     with pytest.raises(RendezvousUnavailable, match="503"):
         await Gen1Transport.create(http, f"{broken_server}/down", options=OPTIONS)
 

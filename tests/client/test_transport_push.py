@@ -170,9 +170,7 @@ class PushServer:
                 return JSONResponse({"errcode": "M_NOT_FOUND"}, 404)
         if request.headers.get("if-none-match") == session.tag:
             return Response(status_code=304, headers={**self.g1_headers(session), **extra})
-        return Response(
-            session.data, 200, headers={**self.g1_headers(session), **extra}, media_type="text/plain"
-        )
+        return Response(session.data, 200, headers={**self.g1_headers(session), **extra}, media_type="text/plain")
 
     # Gen-2
     async def g2_collection(self, request: Request) -> Response:
@@ -201,9 +199,7 @@ class PushServer:
             return JSONResponse({})
         since, timeout_ms = request.query_params.get("since"), request.query_params.get("timeout_ms")
         if since == str(session.version) and timeout_ms is not None:
-            await self.wait_for_change(
-                session, session.version, min(int(timeout_ms), self.max_wait_ms) / 1000
-            )
+            await self.wait_for_change(session, session.version, min(int(timeout_ms), self.max_wait_ms) / 1000)
             if self.live(request.path_params["sid"]) is None:
                 return JSONResponse({"errcode": "M_NOT_FOUND"}, 404)
         return JSONResponse(self.g2_state(session), headers=self.header())
@@ -372,7 +368,6 @@ async def test_gen1_long_poll_sends_prefer_wait_with_if_none_match(
     assert all("if-none-match" in p.headers for p in polls)
 
 
-
 @pytest.mark.parametrize("push_server", [LONG_POLL_ONLY], indirect=True)
 async def test_gen2_long_poll_sends_since_and_timeout_ms(
     http: httpx.AsyncClient,
@@ -416,13 +411,10 @@ async def test_push_disabled_by_options_polls_plainly(
     with pytest.raises(ReceiveTimeout):
         await scanner.receive(timeout=0.35)
 
-    assert [p.url.params.get("since") for p in recorder.requests("GET")] == [None] * len(
-        recorder.requests("GET")
-    )
+    assert [p.url.params.get("since") for p in recorder.requests("GET")] == [None] * len(recorder.requests("GET"))
 
 
 # --- delivery through our real server ----------------------------------------------------------------------
-
 
 
 @pytest.fixture(scope="module", params=["websocket", "long-poll"])
@@ -458,8 +450,6 @@ async def test_our_server_delivers_faster_than_the_poll_interval(
 
 
 # --- WebSocket watch ----------------------------------------------------------------------------------------
-
-
 
 
 async def test_watch_skips_the_echo_of_its_own_write(

@@ -87,7 +87,5 @@ async def test_async_api_signs_in_a_device(stack: DevStack) -> None:
     tokens = await stack.async_login_device(localpart, "ASYNC")
 
     async with httpx.AsyncClient(trust_env=False) as http:
-        whoami = await http.get(
-            under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(tokens.access_token)
-        )
+        whoami = await http.get(under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(tokens.access_token))
     assert whoami.json()["user_id"] == user_id

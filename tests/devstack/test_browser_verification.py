@@ -70,9 +70,7 @@ def test_approving_in_chromium_lets_the_device_fetch_working_tokens(
 
     done = browser.call("submit", selector="button[value=approve]")
     tokens = oauth.poll(client_id, grant["device_code"])
-    whoami = http.get(
-        under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(tokens.json()["access_token"])
-    )
+    whoami = http.get(under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(tokens.json()["access_token"]))
 
     assert (done["status"], done["title"]) == (200, "Device linked")
     assert tokens.status_code == 200, tokens.text

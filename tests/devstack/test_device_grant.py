@@ -34,9 +34,7 @@ def test_approved_grant_gives_a_token_synapse_accepts_for_that_user_and_device(
     assert body["refresh_token"]
     assert body["expires_in"] > 0
     assert body["scope"].split() == ["urn:matrix:client:api:*", f"urn:matrix:client:device:{device_id}"]
-    whoami = oauth.http.get(
-        under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(body["access_token"])
-    )
+    whoami = oauth.http.get(under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(body["access_token"]))
     assert whoami.json() == {"user_id": f"@{user[0]}:localhost", "is_guest": False, "device_id": device_id}
 
 
@@ -49,9 +47,7 @@ def test_unstable_msc2967_scope_is_granted_like_the_stable_one(
 
     token = oauth.poll(client_id, grant["device_code"]).json()
 
-    whoami = oauth.http.get(
-        under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(token["access_token"])
-    )
+    whoami = oauth.http.get(under(stack.homeserver_url, WHOAMI_PATH), headers=bearer(token["access_token"]))
     assert whoami.json()["device_id"] == device_id
 
 

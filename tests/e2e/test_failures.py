@@ -31,7 +31,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-import qrlink_client.login as login_module
 from devstack import DevStack
 from devstack.browser import VerificationPage
 from devstack.serving import ServerThread, bound_socket
@@ -59,13 +58,16 @@ from qrlink_client.flow import (
     WaitingForToken,
 )
 from qrlink_client.handshake import gen2_profile_of
+from qrlink_client.link import Link
 from qrlink_client.login import QrCodeReady, ShowGen1, ShowGen2, grant_login, login_new_device
 from qrlink_client.qr import Gen1QrCode, Gen2QrCode, decode_qr
 from qrlink_client.transport import SessionNotFound, TransportOptions
 from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
+from tests.e2e._limits import FAILURE_WITHIN, STEP_WITHIN
+from tests.support.deadlines import ended_within, step_within
 from tests.support.urls import under
 
-pytestmark = [pytest.mark.synapse, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.synapse
 
 SERVER_NAME = "localhost"
 SECRETS = "m.login.secrets"
@@ -145,6 +147,11 @@ class Side:
     def sent_types(self) -> list[str]:
         return [message["type"] for message in self.sent]
 
+    def describe(self) -> str:
+        """What this device did last, for a test that gave up waiting on it."""
+        last = type(self.progress[-1]).__name__ if self.progress else "nothing"
+        return f"last progress {last}, sent {self.sent_types or 'nothing'} after the handshake"
+
 
 @pytest.fixture
 async def sides(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Side, Side]]:
@@ -154,7 +161,7 @@ async def sides(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Side, Si
     plaintext message whose write the rendezvous took, and the device it came from.
     """
     by_client: dict[int, Side] = {}
-    real_send = login_module._Link.send
+    real_send = Link.send
 
     async def spy(link: Any, plaintext: bytes, **options: Any) -> None:
         side = by_client[id(link.transport._client)]
@@ -163,7 +170,7 @@ async def sides(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Side, Si
         if len(side.transport.puts) > writes:
             side.sent.append(json.loads(plaintext))
 
-    monkeypatch.setattr(login_module._Link, "send", spy)
+    monkeypatch.setattr(Link, "send", spy)
     made = []
     for name in ("new", "existing"):
         transport = RecordingTransport(name)
@@ -198,6 +205,9 @@ class Setup:
     wrong_code: bool = False  # the user types a code other than the one the scanner shows
     typed_code: Callable[[], Awaitable[str]] | None = None
     transport_options: TransportOptions | None = None  # both devices'
+    # What the test waits for, named when the devices have not both ended within `within` seconds.
+    waiting_for: str = "both devices to end"
+    within: float = FAILURE_WITHIN
 
 
 @dataclass
@@ -267,12 +277,15 @@ async def run_login(stack: DevStack, user: E2eeUser, new: Side, existing: Side, 
             )
         )
 
+    def shown_qr() -> Awaitable[bytes]:
+        return step_within(shower.qr, STEP_WITHIN, f"the {shower.name} device to show a QR code")
+
     if setup.new_device_shows:
         new_task = new_device(show=show, check_code_prompt=typed)
-        existing_task = existing_device(scanned=await shower.qr)
+        existing_task = existing_device(scanned=await shown_qr())
     else:
         existing_task = existing_device(show=show, server_name=SERVER_NAME, check_code_prompt=typed)
-        new_task = new_device(scanned=await shower.qr)
+        new_task = new_device(scanned=await shown_qr())
 
     def note_end(name: str) -> Callable[[asyncio.Task[Any]], None]:
         def ended(_: asyncio.Task[Any]) -> None:
@@ -282,10 +295,18 @@ async def run_login(stack: DevStack, user: E2eeUser, new: Side, existing: Side, 
 
     new_task.add_done_callback(note_end(new.name))
     existing_task.add_done_callback(note_end(existing.name))
-    outcomes = await asyncio.gather(new_task, existing_task, return_exceptions=True)
+    devices = {"new device": new_task, "existing device": existing_task}
+    by_name = {"new device": new, "existing device": existing}
+    await ended_within(devices, setup.within, setup.waiting_for, lambda name: by_name[name].describe())
     for answer in page.answers:
-        assert (await answer).status_code == 200
-    return Outcome(outcomes[0], outcomes[1], page, typed_at[0] if typed_at else None, ended_at)
+        assert (await step_within(answer, STEP_WITHIN, "the verification page to answer")).status_code == 200
+    return Outcome(_outcome(new_task), _outcome(existing_task), page, typed_at[0] if typed_at else None, ended_at)
+
+
+def _outcome(task: asyncio.Task[Any]) -> Any:
+    """What a device's call returned, or the exception it raised."""
+    error = task.exception()
+    return error if error is not None else task.result()
 
 
 @pytest.fixture
@@ -308,7 +329,13 @@ async def test_denial_sends_declined_and_both_devices_raise_login_declined(
 ) -> None:
     new, existing = sides
 
-    outcome = await run_login(stack, user, new, existing, Setup(generation=generation, page_action="deny"))
+    setup = Setup(
+        generation=generation,
+        page_action="deny",
+        waiting_for="the existing device to be told m.login.declined after the denial",
+    )
+
+    outcome = await run_login(stack, user, new, existing, setup)
 
     assert isinstance(outcome.new, LoginDeclined) and not outcome.new.by_peer
     assert isinstance(outcome.existing, LoginDeclined) and outcome.existing.by_peer
@@ -335,7 +362,13 @@ async def test_an_expired_grant_ends_both_devices_with_authorization_expired(
 ) -> None:
     new, existing = sides
 
-    outcome = await run_login(stack, user, new, existing, Setup(generation=generation, page_action="ignore"))
+    setup = Setup(
+        generation=generation,
+        page_action="ignore",
+        waiting_for="the existing device to be told authorization_expired once the 3 s device code expired",
+    )
+
+    outcome = await run_login(stack, user, new, existing, setup)
 
     assert isinstance(outcome.new, AuthorizationExpired) and not outcome.new.by_peer
     assert isinstance(outcome.existing, AuthorizationExpired) and outcome.existing.by_peer
@@ -352,7 +385,14 @@ async def test_a_device_id_in_use_ends_both_devices_with_device_already_exists(
     stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2]
 ) -> None:
     new, existing = sides
-    setup = Setup(generation=generation, new_device_shows=False, new_device_id=EXISTING_DEVICE_ID)
+    setup = Setup(
+        generation=generation,
+        new_device_shows=False,
+        new_device_id=EXISTING_DEVICE_ID,
+        # Told right after its m.login.protocol: the check is one GET before the user is asked anything.
+        waiting_for="the new device to be told device_already_exists",
+        within=10.0,
+    )
 
     outcome = await run_login(stack, user, new, existing, setup)
 
@@ -378,7 +418,11 @@ async def test_a_device_that_never_appears_ends_both_devices_with_device_not_fou
             await stack.async_delete_device(user.localpart, response.json()["device_id"])
 
     new.transport.after = remove_device_once_signed_in
-    setup = Setup(generation=generation, existing_timeouts=FlowTimeouts(device_appearance=1.5))
+    setup = Setup(
+        generation=generation,
+        existing_timeouts=FlowTimeouts(device_appearance=1.5),
+        waiting_for="the new device to be told device_not_found 1.5 s after m.login.success",
+    )
 
     outcome = await run_login(stack, user, new, existing, setup)
 
@@ -398,7 +442,13 @@ async def test_a_wrong_check_code_on_the_new_device_cancels_the_existing_device(
 ) -> None:
     new, existing = sides
 
-    outcome = await run_login(stack, user, new, existing, Setup(generation=generation, wrong_code=True))
+    setup = Setup(
+        generation=generation,
+        wrong_code=True,
+        waiting_for="the existing device to be told user_cancelled after the wrong check code",
+    )
+
+    outcome = await run_login(stack, user, new, existing, setup)
 
     assert isinstance(outcome.new, CheckCodeMismatch) and outcome.new.reason == "user_cancelled"
     assert isinstance(outcome.existing, LoginCancelled) and outcome.existing.by_peer
@@ -413,7 +463,12 @@ async def test_a_wrong_check_code_on_the_existing_device_sends_no_secrets(
     stack: DevStack, user: E2eeUser, sides: tuple[Side, Side], generation: Literal[1, 2]
 ) -> None:
     new, existing = sides
-    setup = Setup(generation=generation, new_device_shows=False, wrong_code=True)
+    setup = Setup(
+        generation=generation,
+        new_device_shows=False,
+        wrong_code=True,
+        waiting_for="the new device to be told user_cancelled after the wrong check code",
+    )
 
     outcome = await run_login(stack, user, new, existing, setup)
 
@@ -428,7 +483,7 @@ async def test_a_wrong_check_code_on_the_existing_device_sends_no_secrets(
 
 
 PROMPTLY = 10.0  # seconds within which the peer of a failing device ends (its message timeout is 1260 s)
-GATE_WAIT = 20.0  # seconds a gate waits for the other device's write before the test fails
+GATE_WAIT = STEP_WITHIN  # seconds a gate waits for the other device's write before the login fails
 
 
 def first_message_write(side: Side, request: httpx.Request) -> bool:
@@ -533,7 +588,12 @@ async def test_a_failure_that_loses_the_race_to_the_peers_message_is_sent_again_
     new, existing = sides
     typist, peer, peer_message = typist_and_peer(new, existing, new_device_shows)
     CrossingWrites(first=peer, second=typist)
-    setup = Setup(generation=generation, new_device_shows=new_device_shows, wrong_code=True)
+    setup = Setup(
+        generation=generation,
+        new_device_shows=new_device_shows,
+        wrong_code=True,
+        waiting_for=f"the {peer.name} device to be told user_cancelled after the wrong check code",
+    )
 
     outcome = await run_login(stack, user, new, existing, setup)
 
@@ -549,7 +609,12 @@ async def test_a_message_that_loses_the_race_to_a_failure_leaves_the_failure_to_
     new, existing = sides
     typist, peer, _ = typist_and_peer(new, existing, new_device_shows)
     CrossingWrites(first=typist, second=peer)
-    setup = Setup(generation=generation, new_device_shows=new_device_shows, wrong_code=True)
+    setup = Setup(
+        generation=generation,
+        new_device_shows=new_device_shows,
+        wrong_code=True,
+        waiting_for=f"the {peer.name} device to be told user_cancelled after the wrong check code",
+    )
 
     outcome = await run_login(stack, user, new, existing, setup)
 
@@ -570,6 +635,7 @@ async def test_a_failure_typed_after_an_unread_peer_message_is_sealed_after_read
         new_device_shows=new_device_shows,
         typed_code=unread.type_wrong_code,
         transport_options=NO_WATCH,
+        waiting_for=f"the {peer.name} device to be told user_cancelled after the wrong check code",
     )
 
     outcome = await run_login(stack, user, new, existing, setup)
@@ -609,7 +675,13 @@ async def test_a_session_deleted_mid_flow_aborts_both_devices_with_session_not_f
 
     new.on_step = delete_when_waiting_for_token
 
-    outcome = await run_login(stack, user, new, existing, Setup(generation=generation, page_action="ignore"))
+    setup = Setup(
+        generation=generation,
+        page_action="ignore",
+        waiting_for="both devices to abort once the rendezvous session was deleted",
+    )
+
+    outcome = await run_login(stack, user, new, existing, setup)
 
     assert [(await task).is_success for task in deleted] == [True]
     for error in (outcome.new, outcome.existing):
@@ -631,7 +703,13 @@ async def test_secrets_that_do_not_match_the_published_keys_are_refused_and_noth
     )
     device_id = f"QR/{uuid.uuid4().hex[:8]}+x"
 
-    outcome = await run_login(stack, user, new, existing, Setup(secrets=wrong, new_device_id=device_id))
+    setup = Setup(
+        secrets=wrong,
+        new_device_id=device_id,
+        waiting_for="the new device to refuse secrets that do not match the published keys",
+    )
+
+    outcome = await run_login(stack, user, new, existing, setup)
 
     assert isinstance(outcome.new, SecretsMismatch) and outcome.new.key_name == "self_signing_key"
     assert outcome.existing == device_id  # the existing device cannot tell: the check is the new device's
@@ -787,7 +865,13 @@ async def test_a_man_in_the_middle_is_detected_and_no_secret_leaves_the_existing
 
     shower.on_step = photograph
     scanner.on_step = scanner_step
-    setup = Setup(generation=generation, new_device_shows=new_device_shows, base_url=mitm.base_url, typed_code=guess)
+    setup = Setup(
+        generation=generation,
+        new_device_shows=new_device_shows,
+        base_url=mitm.base_url,
+        typed_code=guess,
+        waiting_for=f"the {shower.name} device to refuse the attacker's check code",
+    )
 
     outcome = await run_login(stack, user, new, existing, setup)
 

@@ -22,7 +22,7 @@ from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
 from tests.e2e.test_qr_login import assert_mixed_profiles_fail_fast, established, run_login
 from tests.support.urls import under
 
-pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.synapse
 
 _GEN2_CREATED = re.compile(r'^rendezvous_sessions_created_total\{generation="gen2"\} (\S+)$', re.MULTILINE)
 
@@ -70,6 +70,7 @@ async def approved_login(stack: DevStack, cache: dict[bool, Login], new_device_s
             new_device_shows=new_device_shows,
             page=VerificationPage(user, "approve"),
             show_profile=HpkeProfile.ELEMENT_X,
+            waiting_for="both devices to end an approved Gen-2 login through our rendezvous server",
         )
         if isinstance(new, BaseException):
             raise new

@@ -46,9 +46,11 @@ from qrlink_client.login import (
     login_new_device,
 )
 from rendezvous.protocol import GEN1_PATH
+from tests.e2e._limits import LOGIN_WITHIN, STEP_WITHIN
+from tests.support.deadlines import ended_within, step_within
 from tests.support.urls import under
 
-pytestmark = [pytest.mark.synapse, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.synapse
 
 SERVER_NAME = "localhost"  # DevStack's default server name, carried by a Gen-1 QR the existing device shows
 
@@ -71,6 +73,10 @@ class Sides:
     async def typed_code(self) -> str:
         return (await self.code).digits
 
+    def describe(self) -> str:
+        """What this device did last, for a test that gave up waiting on it."""
+        return f"last progress {type(self.progress[-1]).__name__ if self.progress else 'nothing'}"
+
 
 async def run_login(
     stack: DevStack,
@@ -81,11 +87,14 @@ async def run_login(
     page: VerificationPage,
     show_profile: HpkeProfile = HpkeProfile.ELEMENT_X,
     scan_profile: HpkeProfile | None = None,
+    waiting_for: str = "both devices to end the login",
+    within: float = LOGIN_WITHIN,
 ) -> tuple[NewDeviceLoginResult | BaseException, str | BaseException, Sides, Sides]:
     """Both devices concurrently: the one that shows the QR starts first, the other scans what it showed.
 
     Gen-2: the code is shown with ``show_profile``; the scanner takes ``scan_profile`` if given, else the one
-    the code's layout implies.
+    the code's layout implies. Fails the test, naming ``waiting_for``, when they have not both ended within
+    ``within`` seconds.
     """
     assert stack.rendezvous_url is not None
     show = (
@@ -132,14 +141,26 @@ async def run_login(
         existing_task: asyncio.Task[str]
         if new_device_shows:
             new_task = new_device(show=show, check_code_prompt=existing.typed_code)
-            existing_task = existing_device(scanned=await new.qr, **scanning)
+            existing_task = existing_device(
+                scanned=await step_within(new.qr, STEP_WITHIN, "the new device to show a QR code"), **scanning
+            )
         else:
             existing_task = existing_device(show=show, server_name=SERVER_NAME, check_code_prompt=new.typed_code)
-            new_task = new_device(scanned=await existing.qr, **scanning)
-        new_outcome, existing_outcome = await asyncio.gather(new_task, existing_task, return_exceptions=True)
+            new_task = new_device(
+                scanned=await step_within(existing.qr, STEP_WITHIN, "the existing device to show a QR code"), **scanning
+            )
+        devices: dict[str, asyncio.Task[Any]] = {"new device": new_task, "existing device": existing_task}
+        by_name = {"new device": new, "existing device": existing}
+        await ended_within(devices, within, waiting_for, lambda name: by_name[name].describe())
         for answer in page.answers:
-            assert (await answer).status_code == 200
-        return new_outcome, existing_outcome, new, existing
+            assert (await step_within(answer, STEP_WITHIN, "the verification page to answer")).status_code == 200
+        return _outcome(new_task), _outcome(existing_task), new, existing
+
+
+def _outcome(task: asyncio.Task[Any]) -> Any:
+    """What a device's call returned, or the exception it raised."""
+    error = task.exception()
+    return error if error is not None else task.result()
 
 
 def b64(data: bytes) -> str:
@@ -176,7 +197,12 @@ async def approved_login(stack: DevStack, cache: dict[tuple[int, bool], Login], 
         generation: Literal[1, 2] = 1 if gen == 1 else 2
         page = VerificationPage(user, "approve")
         new, existing, new_sides, existing_sides = await run_login(
-            stack, user, generation=generation, new_device_shows=shows, page=page
+            stack,
+            user,
+            generation=generation,
+            new_device_shows=shows,
+            page=page,
+            waiting_for="both devices to end an approved login",
         )
         if isinstance(new, BaseException):
             raise new
@@ -261,7 +287,14 @@ async def test_denying_on_the_verification_page_fails_both_devices_with_login_de
     user = await create_e2ee_user(stack, prefix="e2e", device_id="EXISTING")
     page = VerificationPage(user, "deny")
 
-    new, existing, _, _ = await run_login(stack, user, generation=generation, new_device_shows=True, page=page)
+    new, existing, _, _ = await run_login(
+        stack,
+        user,
+        generation=generation,
+        new_device_shows=True,
+        page=page,
+        waiting_for="the existing device to be told m.login.declined after the denial",
+    )
 
     assert isinstance(new, LoginDeclined) and not new.by_peer
     assert isinstance(existing, LoginDeclined) and existing.by_peer
@@ -299,17 +332,16 @@ async def assert_mixed_profiles_fail_fast(
     page = VerificationPage(user, "approve")
     started = asyncio.get_running_loop().time()
 
-    new, existing, _, _ = await asyncio.wait_for(
-        run_login(
-            stack,
-            user,
-            generation=2,
-            new_device_shows=new_device_shows,
-            page=page,
-            show_profile=shown,
-            scan_profile=scanning,
-        ),
-        timeout=15,
+    new, existing, _, _ = await run_login(
+        stack,
+        user,
+        generation=2,
+        new_device_shows=new_device_shows,
+        page=page,
+        show_profile=shown,
+        scan_profile=scanning,
+        waiting_for=f"both devices to stop on a {shown.value} code scanned as {scanning.value}",
+        within=15.0,
     )
 
     assert asyncio.get_running_loop().time() - started < 8

@@ -18,7 +18,6 @@ from tests.support.server import serve_cli
 pytestmark = [pytest.mark.node]
 
 
-
 @dataclass
 class Gen1Server:
     name: str

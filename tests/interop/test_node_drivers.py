@@ -36,9 +36,7 @@ def test_wasm_driver_channels_in_both_roles_agree(wasm: NodeDriver) -> None:
     inbound = wasm.call("ecies_inbound", handle=generator["handle"], message=scanner["message"])
 
     assert inbound["plaintext"] == "MATRIX_QR_CODE_LOGIN_INITIATE"
-    assert wasm.call("check_code", channel=inbound["channel"]) == wasm.call(
-        "check_code", channel=scanner["channel"]
-    )
+    assert wasm.call("check_code", channel=inbound["channel"]) == wasm.call("check_code", channel=scanner["channel"])
 
 
 def test_slow_command_does_not_block_later_commands(node_driver: NodeDriverFactory) -> None:

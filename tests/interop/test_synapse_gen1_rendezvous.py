@@ -28,9 +28,7 @@ def test_create_answers_201_with_absolute_session_url(synapse: SynapseServer) ->
 def test_put_with_if_match_answers_202_with_new_etag(synapse: SynapseServer) -> None:
     created = create(synapse)
 
-    response = httpx.put(
-        created.json()["url"], headers={**TEXT, "If-Match": created.headers["etag"]}, content=b"hello"
-    )
+    response = httpx.put(created.json()["url"], headers={**TEXT, "If-Match": created.headers["etag"]}, content=b"hello")
 
     assert response.status_code == 202
     assert response.headers["etag"] not in ("", created.headers["etag"])

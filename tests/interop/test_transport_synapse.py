@@ -28,9 +28,7 @@ pytestmark = [pytest.mark.synapse]
 # Fixture shared with the client transport tests.
 our_server = support.our_server
 
-OPTIONS = TransportOptions(
-    poll_interval=0.1, retry=RetryPolicy(attempts=4, initial_delay=0.02, max_delay=0.1)
-)
+OPTIONS = TransportOptions(poll_interval=0.1, retry=RetryPolicy(attempts=4, initial_delay=0.02, max_delay=0.1))
 
 
 async def gen2_pair(http: httpx.AsyncClient, synapse: SynapseServer) -> tuple[Gen2Transport, Gen2Transport]:
@@ -58,18 +56,12 @@ async def test_gen2_hpke_handshake_and_payloads_through_synapse(
     g_channel, s_channel = HpkeChannel.generator(base, rid), HpkeChannel.scanner(base, rid)
 
     await scanner.send(s_channel.initiate(g_channel.public_key, sequence_token=scanner.sequence_token))
-    g_channel.accept_initiate(
-        await generator.receive(timeout=10), sequence_token=generator.own_sequence_token
-    )
+    g_channel.accept_initiate(await generator.receive(timeout=10), sequence_token=generator.own_sequence_token)
     await generator.send(g_channel.ok_message(sequence_token=generator.sequence_token))
     s_channel.accept_ok(await scanner.receive(timeout=10), sequence_token=scanner.own_sequence_token)
-    await scanner.send(
-        s_channel.encrypt(b'{"type":"m.login.protocols"}', sequence_token=scanner.sequence_token)
-    )
+    await scanner.send(s_channel.encrypt(b'{"type":"m.login.protocols"}', sequence_token=scanner.sequence_token))
     to_g = g_channel.decrypt(await generator.receive(timeout=10), sequence_token=generator.own_sequence_token)
-    await generator.send(
-        g_channel.encrypt(b'{"type":"m.login.protocol"}', sequence_token=generator.sequence_token)
-    )
+    await generator.send(g_channel.encrypt(b'{"type":"m.login.protocol"}', sequence_token=generator.sequence_token))
     to_s = s_channel.decrypt(await scanner.receive(timeout=10), sequence_token=scanner.own_sequence_token)
 
     assert s_channel.check_code == g_channel.check_code
@@ -127,9 +119,7 @@ async def test_gen2_lost_legacy_put_response_is_replayed_and_applied_once_on_syn
     assert first.fault == "dropped" and first.status == 200
     assert (retry.url, retry.body) == (first.url, first.body)  # the same request again
     # Synapse's idempotence rule answers the replay with the token of the applied write: not advanced twice.
-    assert (
-        json.loads(retry.response_body)["sequence_token"] == json.loads(first.response_body)["sequence_token"]
-    )
+    assert json.loads(retry.response_body)["sequence_token"] == json.loads(first.response_body)["sequence_token"]
     state = (await http.get(scanner.session_url)).json()
     assert (state["data"], state["sequence_token"]) == ("next", scanner.own_sequence_token)
     assert await generator.receive(timeout=10) == "next"
@@ -149,9 +139,7 @@ async def test_gen2_concurrent_write_on_synapse_is_a_named_error(
     assert (caught.value.status, caught.value.errcode) == (409, "IO_ELEMENT_MSC4388_CONCURRENT_WRITE")
 
 
-async def test_gen2_delete_on_synapse_ends_the_peers_receive(
-    http: httpx.AsyncClient, synapse: SynapseServer
-) -> None:
+async def test_gen2_delete_on_synapse_ends_the_peers_receive(http: httpx.AsyncClient, synapse: SynapseServer) -> None:
     generator, scanner = await gen2_pair(http, synapse)
 
     await generator.delete()
@@ -160,9 +148,7 @@ async def test_gen2_delete_on_synapse_ends_the_peers_receive(
         await scanner.receive(timeout=10)
 
 
-async def test_gen2_expiry_comes_from_synapses_expires_in_ms(
-    http: httpx.AsyncClient, synapse: SynapseServer
-) -> None:
+async def test_gen2_expiry_comes_from_synapses_expires_in_ms(http: httpx.AsyncClient, synapse: SynapseServer) -> None:
     generator, _ = await gen2_pair(http, synapse)
 
     assert generator.expires_in is not None and 115 <= generator.expires_in <= 120  # Synapse: 120 s TTL
@@ -171,9 +157,7 @@ async def test_gen2_expiry_comes_from_synapses_expires_in_ms(
 # --- Gen-1 --------------------------------------------------------------------------------------------------
 
 
-async def test_gen1_ecies_both_sides_ours_through_synapse(
-    http: httpx.AsyncClient, synapse: SynapseServer
-) -> None:
+async def test_gen1_ecies_both_sides_ours_through_synapse(http: httpx.AsyncClient, synapse: SynapseServer) -> None:
     generator = await Gen1Transport.create(http, synapse.gen1_create_url, options=OPTIONS)
     scanner = await Gen1Transport.join(http, generator.url, options=OPTIONS)
     g_channel, s_channel = EciesChannel.generator(), EciesChannel.scanner()
@@ -190,9 +174,7 @@ async def test_gen1_ecies_both_sides_ours_through_synapse(
     assert to_s == b"to S"
 
 
-async def test_gen1_expiry_from_synapse_is_its_60_second_ttl(
-    http: httpx.AsyncClient, synapse: SynapseServer
-) -> None:
+async def test_gen1_expiry_from_synapse_is_its_60_second_ttl(http: httpx.AsyncClient, synapse: SynapseServer) -> None:
     generator = await Gen1Transport.create(http, synapse.gen1_create_url, options=OPTIONS)
 
     assert generator.expires_in is not None and 58 <= generator.expires_in <= 61

@@ -70,9 +70,7 @@ def ours_generator(wasm: NodeDriver) -> Established:
     ours = EciesChannel.generator()
     scanner = wasm.call("ecies_outbound", public_key=b64(ours.public_key))
     assert ours.accept_initiate(scanner["message"]) == unb64(scanner["public_key"])
-    assert (
-        wasm.call("decrypt", channel=scanner["channel"], message=ours.ok_message())["plaintext"] == LOGIN_OK
-    )
+    assert wasm.call("decrypt", channel=scanner["channel"], message=ours.ok_message())["plaintext"] == LOGIN_OK
     return Established(ours, wasm, scanner["channel"], scanner["public_key"])
 
 
@@ -93,9 +91,7 @@ both_roles = pytest.mark.parametrize("establish", ROLES.values(), ids=ROLES.keys
 
 
 @both_roles
-def test_handshake_completes_with_equal_check_codes(
-    wasm: NodeDriver, establish: Callable[..., Established]
-) -> None:
+def test_handshake_completes_with_equal_check_codes(wasm: NodeDriver, establish: Callable[..., Established]) -> None:
     channel = establish(wasm)
 
     theirs = channel.wasm_check_code()
@@ -113,9 +109,7 @@ def test_check_code_matches_what_the_wasm_side_displays(
 
 
 @both_roles
-def test_alternating_messages_decrypt_on_both_sides(
-    wasm: NodeDriver, establish: Callable[..., Established]
-) -> None:
+def test_alternating_messages_decrypt_on_both_sides(wasm: NodeDriver, establish: Callable[..., Established]) -> None:
     channel = establish(wasm)
 
     for payload in PAYLOADS:
@@ -174,9 +168,7 @@ def test_ours_rejects_skipped_wasm_message(wasm: NodeDriver, establish: Callable
 
 
 @both_roles
-def test_wasm_rejects_tampered_message_from_ours(
-    wasm: NodeDriver, establish: Callable[..., Established]
-) -> None:
+def test_wasm_rejects_tampered_message_from_ours(wasm: NodeDriver, establish: Callable[..., Established]) -> None:
     channel = establish(wasm)
     message = channel.ours.encrypt(PAYLOADS[0].encode())
 
@@ -185,9 +177,7 @@ def test_wasm_rejects_tampered_message_from_ours(
 
 
 @both_roles
-def test_wasm_rejects_replayed_message_from_ours(
-    wasm: NodeDriver, establish: Callable[..., Established]
-) -> None:
+def test_wasm_rejects_replayed_message_from_ours(wasm: NodeDriver, establish: Callable[..., Established]) -> None:
     channel = establish(wasm)
     message = channel.ours.encrypt(PAYLOADS[0].encode())
     wasm.call("decrypt", channel=channel.theirs, message=message)

@@ -34,24 +34,16 @@ def key() -> bytes:
 
 
 def test_wasm_gen1_login_bytes_decode_to_same_fields(wasm: NodeDriver, key: bytes) -> None:
-    data = bytes.fromhex(
-        wasm.call("qr_encode_gen1", public_key=b64(key), rendezvous_url=RENDEZVOUS_URL)["hex"]
-    )
+    data = bytes.fromhex(wasm.call("qr_encode_gen1", public_key=b64(key), rendezvous_url=RENDEZVOUS_URL)["hex"])
 
     assert decode_qr(data) == Gen1QrCode(key, Gen1Mode.LOGIN, RENDEZVOUS_URL, None)
 
 
 @pytest.mark.parametrize("server_name", SERVER_NAMES)
-def test_wasm_gen1_reciprocate_bytes_decode_to_same_fields(
-    wasm: NodeDriver, key: bytes, server_name: str
-) -> None:
-    reply = wasm.call(
-        "qr_encode_gen1", public_key=b64(key), rendezvous_url=RENDEZVOUS_URL, server_name=server_name
-    )
+def test_wasm_gen1_reciprocate_bytes_decode_to_same_fields(wasm: NodeDriver, key: bytes, server_name: str) -> None:
+    reply = wasm.call("qr_encode_gen1", public_key=b64(key), rendezvous_url=RENDEZVOUS_URL, server_name=server_name)
 
-    assert decode_qr(bytes.fromhex(reply["hex"])) == Gen1QrCode(
-        key, Gen1Mode.RECIPROCATE, RENDEZVOUS_URL, server_name
-    )
+    assert decode_qr(bytes.fromhex(reply["hex"])) == Gen1QrCode(key, Gen1Mode.RECIPROCATE, RENDEZVOUS_URL, server_name)
 
 
 def test_our_gen1_login_bytes_decode_in_wasm(wasm: NodeDriver, key: bytes) -> None:
@@ -76,9 +68,7 @@ def test_our_gen1_reciprocate_bytes_decode_in_wasm(wasm: NodeDriver, key: bytes,
 @pytest.mark.parametrize("server_name", [None, *SERVER_NAMES])
 def test_our_gen1_bytes_equal_wasm_bytes(wasm: NodeDriver, key: bytes, server_name: str | None) -> None:
     mode = Gen1Mode.LOGIN if server_name is None else Gen1Mode.RECIPROCATE
-    reply = wasm.call(
-        "qr_encode_gen1", public_key=b64(key), rendezvous_url=RENDEZVOUS_URL, server_name=server_name
-    )
+    reply = wasm.call("qr_encode_gen1", public_key=b64(key), rendezvous_url=RENDEZVOUS_URL, server_name=server_name)
 
     assert Gen1QrCode(key, mode, RENDEZVOUS_URL, server_name).to_bytes().hex() == reply["hex"]
 

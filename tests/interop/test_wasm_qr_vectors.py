@@ -26,8 +26,7 @@ def expected_fields(parsed: dict[str, Any]) -> dict[str, Any]:
         "public_key": parsed["publicKey"],
         "rendezvous_url": parsed["rendezvousUrl"],
         "server_name": parsed["serverName"],
-        "msc4108": msc4108
-        and {"rendezvous_url": msc4108["rendezvousUrl"], "server_name": msc4108["serverName"]},
+        "msc4108": msc4108 and {"rendezvous_url": msc4108["rendezvousUrl"], "server_name": msc4108["serverName"]},
         "msc4388": msc4388 and {"rendezvous_id": msc4388["rendezvousId"], "base_url": msc4388["baseUrl"]},
     }
 

@@ -40,9 +40,7 @@ class NodePeerError(RuntimeError):
 class NodeDriverError(RuntimeError):
     """A driver command failed (``error`` is the JavaScript error name) or the driver process died."""
 
-    def __init__(
-        self, message: str, *, error: str = "DriverError", reply: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, error: str = "DriverError", reply: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.error = error
         self.reply = reply or {}
@@ -102,9 +100,7 @@ class NodeDriver:
     failed; :meth:`submit` returns a future instead, for commands that wait on the other device.
     """
 
-    def __init__(
-        self, kind: DriverKind, *, start_timeout: float = 30.0, default_timeout: float = 30.0
-    ) -> None:
+    def __init__(self, kind: DriverKind, *, start_timeout: float = 30.0, default_timeout: float = 30.0) -> None:
         node, _ = _node_tools()
         ensure_node_packages()
         self.kind = kind
@@ -112,9 +108,7 @@ class NodeDriver:
         self._ids = itertools.count(1)
         self._pending: dict[Any, concurrent.futures.Future[dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self._exited = (
-            False  # set by the reader under _lock once stdout closes; no command may be added after
-        )
+        self._exited = False  # set by the reader under _lock once stdout closes; no command may be added after
         self._stray: list[str] = []
         # stderr goes to a file, not a pipe: js-sdk logs every request and a full pipe would block the driver.
         self._stderr: IO[bytes] = tempfile.TemporaryFile(prefix=f"qrlink-{kind}-driver-")
@@ -159,9 +153,7 @@ class NodeDriver:
         code = self.process.wait()
         for future in pending.values():
             if not future.done():
-                future.set_exception(
-                    NodeDriverError(f"{self.kind} driver exited with {code}\n{self.stderr_tail()}")
-                )
+                future.set_exception(NodeDriverError(f"{self.kind} driver exited with {code}\n{self.stderr_tail()}"))
 
     def submit(self, op: str, **fields: Any) -> concurrent.futures.Future[dict[str, Any]]:
         """Send a command without waiting; the future resolves to the raw reply (``ok`` true or false)."""
@@ -180,17 +172,13 @@ class NodeDriver:
             raise NodeDriverError(f"{self.kind} driver is gone\n{self.stderr_tail()}") from None
         return future
 
-    def wait(
-        self, future: concurrent.futures.Future[dict[str, Any]], timeout: float | None = None
-    ) -> dict[str, Any]:
+    def wait(self, future: concurrent.futures.Future[dict[str, Any]], timeout: float | None = None) -> dict[str, Any]:
         """Wait for a submitted command and return its result fields (without ``id``/``ok``).
 
         Raises :class:`NodeDriverError` if the command failed or the driver died, and
         :class:`NodeDriverTimeout` if no answer came within ``timeout`` seconds (default ``default_timeout``).
         """
-        reply = self._wait(
-            future, self.default_timeout if timeout is None else timeout, getattr(future, "op", "?")
-        )
+        reply = self._wait(future, self.default_timeout if timeout is None else timeout, getattr(future, "op", "?"))
         if not reply.get("ok"):
             raise NodeDriverError(
                 f"{self.kind} op failed: {reply.get('error')}: {reply.get('message')}\n"
@@ -200,9 +188,7 @@ class NodeDriver:
             )
         return {key: value for key, value in reply.items() if key not in ("id", "ok")}
 
-    def _wait(
-        self, future: concurrent.futures.Future[dict[str, Any]], timeout: float, op: str
-    ) -> dict[str, Any]:
+    def _wait(self, future: concurrent.futures.Future[dict[str, Any]], timeout: float, op: str) -> dict[str, Any]:
         try:
             return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:

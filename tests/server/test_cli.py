@@ -82,8 +82,7 @@ def test_unknown_variable_is_a_warning_with_a_suggestion() -> None:
     result = run_cli(["check-config"], {"RENDEZVOUS_TTL": "100"})
     assert result.returncode == 0, result.stderr
     assert (
-        "warning: RENDEZVOUS_TTL is not a setting and is ignored; did you mean RENDEZVOUS_TTL_SECONDS?"
-        in result.stderr
+        "warning: RENDEZVOUS_TTL is not a setting and is ignored; did you mean RENDEZVOUS_TTL_SECONDS?" in result.stderr
     )
 
 
@@ -96,9 +95,7 @@ def test_unknown_variable_is_reported_next_to_a_configuration_error() -> None:
 
 def test_check_config_show_names_every_value_and_its_source(tmp_path: Path) -> None:
     config = tmp_path / "rendezvous.toml"
-    config.write_text(
-        'store_url = "redis://:hunter2@redis.internal:6379/0"\nttl_seconds = 150\nmax_sessions = 500\n'
-    )
+    config.write_text('store_url = "redis://:hunter2@redis.internal:6379/0"\nttl_seconds = 150\nmax_sessions = 500\n')
     env = {"RENDEZVOUS_CONFIG": str(config), "RENDEZVOUS_MAX_SESSIONS": "600"}
     result = run_cli(["check-config", "--show", "--port", "9000"], env)
     assert result.returncode == 0, result.stderr
@@ -159,9 +156,7 @@ def test_console_script_reports_its_version() -> None:
 
 def test_settings_precedence_is_flags_then_environment_then_file(tmp_path: Path) -> None:
     config = tmp_path / "rendezvous.toml"
-    config.write_text(
-        'ttl_seconds = 150\nmax_payload_bytes = 100\npublic_base_url = "https://from-file.example"\n'
-    )
+    config.write_text('ttl_seconds = 150\nmax_payload_bytes = 100\npublic_base_url = "https://from-file.example"\n')
     env = {"RENDEZVOUS_MAX_PAYLOAD_BYTES": "200", "RENDEZVOUS_PUBLIC_BASE_URL": "https://from-env.example"}
     args = ["--config", str(config), "--public-base-url", "https://from-flag.example"]
     with serve_cli(env, args) as base, httpx.Client(base_url=base) as client:

@@ -37,10 +37,7 @@ async def test_gen2_simultaneous_puts_with_one_token_have_one_winner(server: str
         path = f"{GEN2}/{session['id']}"
         data = [f"writer-{i}" for i in range(WRITERS)]
         responses = await asyncio.gather(
-            *(
-                client.put(f"{path}/{secrets.token_urlsafe(12)}", json={"sequence_token": "1", "data": d})
-                for d in data
-            )
+            *(client.put(f"{path}/{secrets.token_urlsafe(12)}", json={"sequence_token": "1", "data": d}) for d in data)
         )
         statuses = [r.status_code for r in responses]
         assert statuses.count(200) == 1

@@ -52,9 +52,7 @@ def test_unknown_variable_is_reported_with_the_setting_it_resembles(variable: st
 
 
 def test_unknown_variable_without_a_near_miss_gets_no_suggestion() -> None:
-    assert unknown_variable_warnings({"RENDEZVOUS_XYZZY": "1"}) == [
-        "RENDEZVOUS_XYZZY is not a setting and is ignored"
-    ]
+    assert unknown_variable_warnings({"RENDEZVOUS_XYZZY": "1"}) == ["RENDEZVOUS_XYZZY is not a setting and is ignored"]
 
 
 def test_a_prefix_of_several_settings_suggests_them_all() -> None:

@@ -169,9 +169,7 @@ def test_whoami_answers_are_cached(homeserver: tuple[str, StandInHomeserver]) ->
 
 def test_with_cache_off_every_request_asks_the_homeserver(homeserver: tuple[str, StandInHomeserver]) -> None:
     base, app = homeserver
-    with serve_settings(
-        gen2_create_policy="authenticated", homeserver_url=base, token_cache_seconds=0
-    ) as server:
+    with serve_settings(gen2_create_policy="authenticated", homeserver_url=base, token_cache_seconds=0) as server:
         before = app.whoami_calls
         for _ in range(2):
             httpx.get(f"{server}{GEN2}", headers=_bearer(ALICE_TOKEN))
@@ -185,9 +183,7 @@ def test_homeserver_error_is_503_with_retry_after(authenticated: str) -> None:
 
 
 def test_unreachable_homeserver_is_503_with_retry_after() -> None:
-    with serve_settings(
-        gen2_create_policy="authenticated", homeserver_url=f"http://127.0.0.1:{free_port()}"
-    ) as server:
+    with serve_settings(gen2_create_policy="authenticated", homeserver_url=f"http://127.0.0.1:{free_port()}") as server:
         response = httpx.post(f"{server}{GEN2}", json={"data": ""}, headers=_bearer(ALICE_TOKEN))
         body = assert_matrix_error(response, 503, "M_UNKNOWN")
         assert int(response.headers["retry-after"]) >= 1

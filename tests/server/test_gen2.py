@@ -170,9 +170,7 @@ def test_put_with_stale_token_is_409_unstable_errcode(client: httpx.Client) -> N
 @pytest.mark.parametrize("token", ["0", "01", "abc", "", "1.0", "٢", "99999999999999999999999"])
 def test_put_with_token_that_is_not_ours_is_409(client: httpx.Client, token: str) -> None:
     session = gen2_session(client)
-    assert_matrix_error(
-        _put(client, session["id"], token, "x", _txn()), 409, "IO_ELEMENT_MSC4388_CONCURRENT_WRITE"
-    )
+    assert_matrix_error(_put(client, session["id"], token, "x", _txn()), 409, "IO_ELEMENT_MSC4388_CONCURRENT_WRITE")
 
 
 def test_repeated_txn_id_replays_success_without_writing_again(client: httpx.Client) -> None:

@@ -83,9 +83,7 @@ def test_forwarded_for_from_an_untrusted_peer_does_not_dodge_the_limit() -> None
         serve_settings(create_rate_per_second=0.01, create_burst=1) as base,
         httpx.Client(base_url=base) as c,
     ):
-        assert (
-            c.post(GEN1, content=b"", headers={**TEXT, "X-Forwarded-For": "198.51.100.1"}).status_code == 201
-        )
+        assert c.post(GEN1, content=b"", headers={**TEXT, "X-Forwarded-For": "198.51.100.1"}).status_code == 201
         response = c.post(GEN1, content=b"", headers={**TEXT, "X-Forwarded-For": "198.51.100.2"})
         _assert_rate_limited(response)
 
@@ -178,8 +176,7 @@ def _raw_request(base_url: str, head: bytes, body_parts: list[bytes]) -> bytes:
 
 def test_declared_oversized_body_is_refused_before_any_of_it_is_sent(server: str) -> None:
     head = (
-        f"POST {GEN1} HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
-        f"Content-Length: {50 * 1024 * 1024}\r\n\r\n"
+        f"POST {GEN1} HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nContent-Length: {50 * 1024 * 1024}\r\n\r\n"
     ).encode()
     answer = _raw_request(server, head, [])
     assert answer.startswith(b"HTTP/1.1 413 ")
@@ -187,8 +184,7 @@ def test_declared_oversized_body_is_refused_before_any_of_it_is_sent(server: str
 
 def test_streamed_body_is_refused_as_soon_as_it_passes_the_limit(server: str) -> None:
     head = (
-        f"POST {GEN1} HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n"
+        f"POST {GEN1} HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
     ).encode()
     chunk = b"%x\r\n%s\r\n" % (3000, b"a" * 3000)
     # 6000 bytes sent and the body left unfinished: the server must answer without waiting for the rest.

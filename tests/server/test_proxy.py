@@ -35,9 +35,7 @@ def test_x_forwarded_headers_from_trusted_proxy_are_used() -> None:
 
 def test_nearest_proxy_value_wins_in_a_forwarded_list() -> None:
     with serve_settings(trusted_proxies=["127.0.0.1"]) as base:
-        url = _created_url(
-            base, {"X-Forwarded-Proto": "http, https", "X-Forwarded-Host": "a.example, b.example"}
-        )
+        url = _created_url(base, {"X-Forwarded-Proto": "http, https", "X-Forwarded-Host": "a.example, b.example"})
         assert url.startswith(f"https://b.example{GEN1}/")
 
 
@@ -48,9 +46,7 @@ def test_rfc7239_forwarded_header_from_trusted_proxy_is_used() -> None:
 
 
 def test_configured_public_base_url_wins() -> None:
-    with serve_settings(
-        public_base_url="https://rz.example.com/prefix/", trusted_proxies=["127.0.0.1"]
-    ) as base:
+    with serve_settings(public_base_url="https://rz.example.com/prefix/", trusted_proxies=["127.0.0.1"]) as base:
         url = _created_url(base, {"X-Forwarded-Host": "other.example"})
         assert url.startswith(f"https://rz.example.com/prefix{GEN1}/")
 
@@ -103,9 +99,7 @@ _ONE_CREATE = {"create_rate_per_second": 0.01, "create_burst": 1, "trusted_proxi
 
 def test_rotating_a_client_forwarded_header_does_not_dodge_the_rate_limit() -> None:
     with serve_settings(**_ONE_CREATE) as base:
-        headers = [
-            {"Forwarded": f"for=203.0.113.{n}", "X-Forwarded-For": "198.51.100.7"} for n in range(1, 4)
-        ]
+        headers = [{"Forwarded": f"for=203.0.113.{n}", "X-Forwarded-For": "198.51.100.7"} for n in range(1, 4)]
         assert _limited(base, headers) == [201, 429, 429]
 
 

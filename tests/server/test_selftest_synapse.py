@@ -40,9 +40,13 @@ def test_selftest_passes_against_synapse_serving_both_generations(synapse: Synap
 
 def test_selftest_follows_synapse_delegation_to_our_server(server: str) -> None:
     with SynapseServer(msc4108_delegation_endpoint=server + GEN1) as homeserver:
-        status, report = selftest(homeserver.base_url, "--skip-gen2")
+        refused_status, refused = selftest(homeserver.base_url, "--skip-gen2")
+        status, report = selftest(homeserver.base_url, "--skip-gen2", "--allow-origin", server)
     assert status == 0, report
     assert statuses(report)["gen1.discovery"] == "pass"
     create = next(c for c in report["checks"] if c["name"] == "gen1.create")
     assert create["status"] == "pass"
     assert "redirect" in create["message"]
+    # Without --allow-origin the delegated host is another origin: the test stays off it and says how to allow it.
+    assert refused_status != 0
+    assert "--allow-origin" in json.dumps(refused)

@@ -60,12 +60,8 @@ def test_sigterm_answers_parked_long_polls_and_watches_and_exits_quickly(server:
         ws_base = base.replace("http://", "ws://")
         held_url, held_etag = gen1_session(client, b"held")
         with ThreadPoolExecutor(4) as pool:
-            gen1_poll = pool.submit(
-                client.get, gen1_url, headers={"If-None-Match": etag, "Prefer": "wait=300"}
-            )
-            gen2_poll = pool.submit(
-                client.get, f"{GEN2}/{gen2['id']}", params={"since": "1", "timeout_ms": "300000"}
-            )
+            gen1_poll = pool.submit(client.get, gen1_url, headers={"If-None-Match": etag, "Prefer": "wait=300"})
+            gen2_poll = pool.submit(client.get, f"{GEN2}/{gen2['id']}", params={"since": "1", "timeout_ms": "300000"})
             watch = pool.submit(_watch_close_code, f"{ws_base}{GEN2}/{gen2['id']}/watch")
             # A plain poll, as Element sends it: held, not parked as a long-poll.
             held = pool.submit(client.get, held_url, headers={"If-None-Match": held_etag})
@@ -88,8 +84,10 @@ def test_sigterm_answers_parked_long_polls_and_watches_and_exits_quickly(server:
             third = held.result(timeout=EXIT_WITHIN_S)
             assert (third.status_code, third.headers["etag"]) == (304, held_etag)
             assert "preference-applied" not in third.headers
-            # 1001 from the app, or 1012 from uvicorn closing WebSockets itself: either way, at once.
-            assert watch.result(timeout=EXIT_WITHIN_S) in (1001, 1012)
+            # 1001 from the app, or 1012 from uvicorn closing WebSockets itself: either way, at once. granian may
+            # drop the connection before the app's close frame is out.
+            closes = (1001, 1012, None) if server == "granian" else (1001, 1012)
+            assert watch.result(timeout=EXIT_WITHIN_S) in closes
         proc.wait(timeout=EXIT_WITHIN_S + 5)
         assert time.monotonic() - started < EXIT_WITHIN_S
         # uvicorn re-raises the signal once it has shut down cleanly.

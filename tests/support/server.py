@@ -35,13 +35,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 20.0
 
 
-
-
 def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test process's environment without any ``RENDEZVOUS_*`` settings, plus ``extra``."""
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("RENDEZVOUS_", "_RENDEZVOUS"))
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("RENDEZVOUS_", "_RENDEZVOUS"))}
     env.update(extra or {})
     return env
 

@@ -109,17 +109,13 @@ def is_put(request: httpx.Request) -> bool:
     return request.method == "PUT"
 
 
-
-
 class UvicornThread:
     """Real uvicorn serving *app* on 127.0.0.1 in a thread with its own event loop."""
 
     def __init__(self, app: Any, **config: Any) -> None:
         self.port = free_port()
         self._server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="auto", **config
-            )
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="auto", **config)
         )
         self._thread = threading.Thread(target=self._server.run, name="uvicorn-test", daemon=True)
 
