@@ -140,6 +140,8 @@ def startup_fields(settings: Settings) -> dict[str, str]:
         "public_url": public_url,
         "metrics": metrics,
         "push": push,
+        # Held Gen-1 polls: how long, so that an operator can compare it with the proxy's read timeout.
+        "gen1_holds": f"{settings.hold_ms}ms" if settings.hold_enabled and settings.gen1_enabled else "off",
     }
 
 

@@ -131,6 +131,7 @@ def test_serve_says_what_it_serves_in_one_line_and_names_an_unreachable_store(tm
         "public_url=built-from-Host",
         "metrics=http://127.0.0.1:",
         "push=long-poll+websocket",
+        "gen1_holds=20000ms",
     ):
         assert field in startup, startup
     host_port = store.split("@")[1].split("/")[0]
