@@ -13,8 +13,8 @@ Two measurements, interleaved server by server so that a slow spell of the share
   writer waits 0.1-1.1 s; a sample is the time from the writer's ``send`` starting to the reader's ``receive``
   returning, so it includes the PUT, the driver pipes (about 1-2 ms) and js-sdk itself. 8 hops per session, as
   a login has, then a fresh pair. Every server is reached directly: the Synapse of the first stack, and two
-  ``rendezvous serve`` processes with default settings, holds off and on (the dev stacks' front proxy, a small
-  Python forwarder, adds tens of milliseconds to some hops and is measured apart with ``--hops-via-front``).
+  ``rendezvous serve`` processes with default settings, holds off and on (``--hops-via-front`` measures our
+  servers' hops through the dev stacks' front proxy instead).
 - **whole login**: js-sdk's ``MSC4108SignInWithQR`` as the new device against ``grant_login`` as the existing
   one, in both QR roles (``tests/interop/test_jssdk_signin.py``'s ``run_login``), on the dev stack with the
   device grant polled every second. ``grant_login`` polls once a second too (``TransportOptions(push=False)``),
