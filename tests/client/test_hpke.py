@@ -436,6 +436,25 @@ def test_sequence_token_over_255_bytes_is_invalid_aad_field() -> None:
         generator.encrypt(b"x", sequence_token="t" * 256)
 
 
+def test_sequence_token_of_exactly_255_bytes_fits_the_aad() -> None:
+    generator, scanner = hpke_pair()
+    token = "t" * 255
+    assert build_aad(BASE_URL, RENDEZVOUS_ID, token).endswith(b"\xff" + token.encode())
+    assert generator.decrypt(scanner.encrypt(b"x", sequence_token=token), sequence_token=token) == b"x"
+
+
+def test_base_url_of_exactly_255_bytes_fits_the_aad() -> None:
+    base_url = "https://h/" + "p" * 245
+    assert build_aad(base_url, RENDEZVOUS_ID, "1").startswith(b"\xff" + base_url.encode())
+    HpkeChannel.generator(base_url, RENDEZVOUS_ID)
+
+
+@pytest.mark.parametrize(("key_length", "nonce_length"), [(31, 12), (33, 12), (32, 11), (32, 13)])
+def test_context_refuses_a_key_or_base_nonce_of_the_wrong_length(key_length: int, nonce_length: int) -> None:
+    with pytest.raises(ValueError):
+        primitives.Context(bytes(key_length), bytes(nonce_length), exporter_secret=None)
+
+
 def test_base_url_over_255_bytes_is_invalid_aad_field() -> None:
     with pytest.raises(InvalidAadField):
         HpkeChannel.generator("https://h/" + "p" * 250, RENDEZVOUS_ID)
