@@ -6,12 +6,17 @@ nothing, so every server mutant would count as "no tests". This plugin replaces 
 module imports it: the same ``RENDEZVOUS_*`` settings, read by the same :func:`load_settings`, build the app,
 which runs under uvicorn in a thread of the test process (:func:`serve_app`). Calls with CLI arguments still
 get the real subprocess; none of the tests in the mutation selection pass any.
+
+It also loads a Hypothesis profile with fewer examples: every mutant reruns the property tests that reach it,
+and at the default 100 examples a few of them take seconds each.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+
+from hypothesis import settings
 
 from rendezvous.app import create_app
 from rendezvous.config import load_settings
@@ -32,3 +37,6 @@ def serve_in_process(env: Mapping[str, str] | None = None, args: Sequence[str] =
 
 
 server.serve_cli = serve_in_process
+
+settings.register_profile("mutation", max_examples=25, deadline=None)
+settings.load_profile("mutation")
