@@ -7,14 +7,16 @@ module imports it: the same ``RENDEZVOUS_*`` settings, read by the same :func:`l
 which runs under uvicorn in a thread of the test process (:func:`serve_app`). Calls with CLI arguments still
 get the real subprocess; none of the tests in the mutation selection pass any.
 
-It also loads a Hypothesis profile with fewer examples: every mutant reruns the property tests that reach it,
-and at the default 100 examples a few of them take seconds each.
+It also caps Hypothesis at a few examples per property test (the profile, and tests that set their own
+``max_examples``): every mutant reruns the property tests that reach it, and at a few hundred examples some
+take seconds each.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from hypothesis import settings
 
@@ -38,5 +40,16 @@ def serve_in_process(env: Mapping[str, str] | None = None, args: Sequence[str] =
 
 server.serve_cli = serve_in_process
 
-settings.register_profile("mutation", max_examples=25, deadline=None)
+MAX_EXAMPLES = 25
+
+settings.register_profile("mutation", max_examples=MAX_EXAMPLES, deadline=None)
 settings.load_profile("mutation")
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    # A test's own @settings are kept on the test function, where Hypothesis reads them when the test runs.
+    for item in items:
+        test = getattr(item, "obj", None)
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if isinstance(own, settings) and own.max_examples > MAX_EXAMPLES:
+            test._hypothesis_internal_use_settings = settings(own, max_examples=MAX_EXAMPLES)
