@@ -7,6 +7,8 @@ import secrets
 import httpx
 import pytest
 
+from rendezvous.gen2 import json_body_limit
+
 from .helpers import GEN1, GEN2, GEN2_STABLE, assert_matrix_error, gen1_session, gen2_session
 
 
@@ -98,6 +100,27 @@ def test_data_at_limit_with_every_character_escaped_is_accepted(client: httpx.Cl
     # json.dumps escapes control characters as \u00XX: six body bytes per data byte.
     response = client.post(GEN2, content=('{"data": "' + "\\u0001" * 4096 + '"}').encode())
     assert response.status_code == 200, response.text
+
+
+def _padded_create_body(size: int) -> bytes:
+    """A valid create body of exactly ``size`` bytes: empty data, padded with JSON whitespace."""
+    body = b'{"data": ""}'
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+def test_json_bound_is_six_bytes_per_data_byte_plus_4096() -> None:
+    # 6 bytes per data byte (every byte escaped as \u00XX) plus 4,096 for the rest: 28,672 for the default.
+    assert json_body_limit(4096) == 6 * 4096 + 4096
+
+
+def test_create_body_of_exactly_the_json_bound_is_accepted(client: httpx.Client) -> None:
+    response = client.post(GEN2, content=_padded_create_body(json_body_limit(4096)))
+    assert response.status_code == 200, response.text
+
+
+def test_create_body_one_byte_over_the_json_bound_is_too_large(client: httpx.Client) -> None:
+    response = client.post(GEN2, content=_padded_create_body(json_body_limit(4096) + 1))
+    assert_matrix_error(response, 413, "M_TOO_LARGE")
 
 
 # -- receive -------------------------------------------------------------------------------------------------
