@@ -17,9 +17,12 @@ import httpx
 import pytest
 
 from devstack import DevStack
-from tests.devstack.flow import Browser, OAuthClient, bearer
+from devstack.browser import Browser
+from rendezvous.protocol import WHOAMI_PATH
+from tests.devstack.flow import OAuthClient, bearer
 from tests.server.helpers import GEN2, assert_matrix_error
 from tests.support.server import serve_settings
+from tests.support.urls import under
 
 pytestmark = pytest.mark.synapse
 
@@ -66,7 +69,7 @@ def test_token_of_a_logged_out_device_is_refused(
 
     assert oauth.revoke(client_id, tokens["access_token"]).status_code == 200
 
-    whoami = f"{stack.homeserver_url}_matrix/client/v3/account/whoami"
+    whoami = under(stack.homeserver_url, WHOAMI_PATH)
     assert oauth.http.get(whoami, headers=bearer(tokens["access_token"])).status_code == 401
     assert_matrix_error(_create(rendezvous, tokens["access_token"]), 401, "M_UNKNOWN_TOKEN")
 
