@@ -45,6 +45,14 @@ def test_does_not_match_other_input(entered: str) -> None:
     assert not CheckCode.allow_leading_zero(b"\x00\x07").matches(entered)
 
 
+def test_codes_with_the_same_digits_from_other_bytes_are_not_equal() -> None:
+    # Gen-1 digits are b0 % 10, b1 % 10: bytes 0 and 10 both give 0, bytes 7 and 17 both give 7.
+    one, other = CheckCode.allow_leading_zero(b"\x00\x07"), CheckCode.allow_leading_zero(b"\x0a\x11")
+    assert one.digits == other.digits
+    assert one != other
+    assert one == CheckCode.allow_leading_zero(b"\x00\x07")
+
+
 def test_repr_hides_the_code() -> None:
     assert "07" not in repr(CheckCode.allow_leading_zero(b"\x00\x07"))
 

@@ -160,3 +160,42 @@ def test_wrong_key_error_does_not_contain_key_material() -> None:
     with pytest.raises(WrongRecoveryKey) as caught:
         key.check(KNOWN_DESCRIPTION)
     assert key.recovery_key().replace(" ", "")[:8] not in str(caught.value).replace(" ", "")
+
+
+@pytest.mark.parametrize("present", ["iv", "mac"])
+def test_a_key_description_with_only_one_of_iv_and_mac_is_malformed(present: str) -> None:
+    key = SecretStorageKey.generate()
+    description = {"algorithm": "m.secret_storage.v1.aes-hmac-sha2", present: key.key_description()[present]}
+
+    with pytest.raises(MalformedSecretStorageData):
+        key.check(description)
+
+
+def test_fresh_ivs_stay_random_apart_from_bit_63() -> None:
+    key = SecretStorageKey.generate()
+
+    eighth_bytes = {key.encrypt("s", b"x").iv[8] for _ in range(16)}
+
+    assert all(byte < 0x80 for byte in eighth_bytes)
+    assert len(eighth_bytes) > 1  # 16 draws of 7 random bits are all equal with probability 2**-105
+
+
+def test_key_description_names_the_key_only_when_given_a_name() -> None:
+    key = SecretStorageKey.generate()
+
+    assert key.key_description(name="Recovery key")["name"] == "Recovery key"
+    assert "name" not in key.key_description()
+
+
+def test_generated_key_ids_are_32_letters_and_digits() -> None:
+    key_id = SecretStorageKey.generate().key_id
+
+    assert len(key_id) == 32 and key_id.isascii() and key_id.isalnum()
+
+
+@pytest.mark.parametrize("encrypted", [["not", "a", "mapping"], "text", None])
+def test_account_data_whose_encrypted_field_is_not_an_object_has_no_secret(encrypted: object) -> None:
+    key = SecretStorageKey.generate()
+
+    with pytest.raises(SecretNotFound):
+        key.decrypt_secret_content("m.cross_signing.master", {"encrypted": encrypted})

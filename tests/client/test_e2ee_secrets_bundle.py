@@ -263,3 +263,31 @@ def test_backup_secret_and_key_reprs_contain_no_private_key(bundle: SecretsBundl
 
 def test_bundle_str_contains_no_private_key(bundle: SecretsBundle) -> None:
     assert not any(secret in str(bundle) for secret in secret_strings(bundle))
+
+
+def test_upload_body_names_the_user_and_usage_of_each_key(bundle: SecretsBundle) -> None:
+    body = bundle.cross_signing.device_signing_upload_body(USER)
+
+    usages = {"master_key": ["master"], "self_signing_key": ["self_signing"], "user_signing_key": ["user_signing"]}
+    for name, usage in usages.items():
+        assert (body[name]["user_id"], body[name]["usage"]) == (USER, usage)
+
+
+@pytest.mark.parametrize("key_object", ["ed25519:abc", ["a"], 5], ids=["string", "list", "number"])
+def test_a_published_key_that_is_not_an_object_is_a_mismatch(bundle: SecretsBundle, key_object: object) -> None:
+    response = keys_query_for(bundle.cross_signing)
+    response["master_keys"][USER] = key_object
+
+    with pytest.raises(SecretsMismatch) as raised:
+        bundle.check_against(user_id=USER, keys_query_response=response)
+    assert raised.value.key_name == "master_key"
+
+
+def test_a_published_key_object_with_two_keys_is_a_mismatch(bundle: SecretsBundle) -> None:
+    response = keys_query_for(bundle.cross_signing)
+    other = Ed25519SigningKey.generate()
+    response["master_keys"][USER]["keys"][other.key_id] = other.public_key_base64
+
+    with pytest.raises(SecretsMismatch) as raised:
+        bundle.check_against(user_id=USER, keys_query_response=response)
+    assert raised.value.key_name == "master_key"

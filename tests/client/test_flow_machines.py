@@ -1,4 +1,5 @@
-"""Each login machine on its own: transitions the table forbids, deadlines, cancellation, tolerance rules."""
+"""Each login machine on its own: transitions the table forbids, deadlines, cancellation, tolerance rules, and
+what the flow errors carry."""
 
 from __future__ import annotations
 
@@ -24,17 +25,22 @@ from qrlink_client.flow import (
     FlowTimeouts,
     Homeserver,
     IllegalTransition,
+    InvalidField,
     LoginAborted,
     LoginCancelled,
     LoginDeclined,
     LoginFailed,
+    MissingField,
     NewDeviceLogin,
     OpenVerificationUri,
     PollToken,
     SendMessage,
     StartDeviceAuthorization,
+    UnknownMessageType,
+    UnsupportedProtocol,
     WaitForDevice,
     WaitingForAuth,
+    WaitingForToken,
 )
 from qrlink_client.transport import SessionExpired, SessionNotFound
 
@@ -512,3 +518,180 @@ def test_waiting_for_follows_the_state() -> None:
 
     assert machine.waiting_for == "the user to approve the new device on the verification page"
     assert machine.waited(10.0) == 7.0
+
+
+# --- what the user is shown -----------------------------------------------------------------------------
+
+
+def test_new_device_shows_the_user_code_and_both_verification_uris() -> None:
+    machine = NewDeviceLogin.scanning_qr("DEV", Homeserver(base_url=HS))
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    grant = Grant(user_code="WDJB-MJHT", verification_uri_complete="https://auth.example/link?c=WDJB-MJHT")
+    machine.device_authorization_ready(grant, now=10.0)
+
+    actions = machine.message_received(b'{"type":"m.login.protocol_accepted"}', now=11.0)
+
+    assert WaitingForToken("WDJB-MJHT", "https://auth.example/link", "https://auth.example/link?c=WDJB-MJHT") in actions
+
+
+def test_existing_device_names_the_verification_uri_while_waiting_for_approval() -> None:
+    machine = existing_awaiting_protocol()
+    machine.message_received(protocol_json(verification_uri_complete="https://auth.example/link?c=1"), now=1.0)
+
+    actions = machine.device_absent(now=2.0)
+
+    assert WaitingForAuth("https://auth.example/link") in actions
+
+
+# --- protocol checks ------------------------------------------------------------------------------------
+
+
+def test_existing_device_refuses_another_protocol_even_with_a_grant() -> None:
+    machine = existing_awaiting_protocol()
+    message = json.loads(protocol_json())
+    message["protocol"] = "some_other_grant"
+
+    actions = machine.message_received(json.dumps(message).encode(), now=1.0)
+
+    assert failure_reasons(actions) == ["unsupported_protocol"]
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is UnsupportedProtocol
+    assert not any(isinstance(a, CheckDeviceUnused) for a in actions)
+
+
+# --- the new device's deadlines around the grant --------------------------------------------------------
+
+
+def _new_awaiting_acceptance(timeouts: FlowTimeouts, expires_in: float) -> NewDeviceLogin:
+    machine = NewDeviceLogin.scanning_qr("DEV", Homeserver(base_url=HS), timeouts=timeouts)
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    machine.device_authorization_ready(Grant(expires_in=expires_in), now=10.0)
+    assert machine.state is FlowState.AWAITING_PROTOCOL_ACCEPTED
+    return machine
+
+
+def test_waiting_for_acceptance_ends_at_the_message_timeout_when_that_comes_first() -> None:
+    machine = _new_awaiting_acceptance(FlowTimeouts(message=5.0), expires_in=100.0)
+
+    assert machine.deadline == 15.0
+    actions = machine.timeout(now=15.0)
+
+    assert failure_reasons(actions) == ["user_cancelled"]
+    assert isinstance(actions[-1], Failed) and type(actions[-1].error) is FlowTimeout
+
+
+def test_waits_after_the_token_are_not_bounded_by_the_spent_grant() -> None:
+    machine = _new_awaiting_acceptance(FlowTimeouts(message=500.0), expires_in=100.0)
+    machine.message_received(b'{"type":"m.login.protocol_accepted"}', now=11.0)
+
+    machine.token_granted(now=50.0)
+
+    assert machine.deadline == 550.0
+
+
+def test_local_failure_carries_the_reason_sent_and_a_detail() -> None:
+    machine = existing_awaiting_protocol(FlowTimeouts(message=30.0))
+
+    actions = machine.timeout(now=30.0)
+
+    assert isinstance(actions[-1], Failed)
+    error = actions[-1].error
+    assert error.reason == "user_cancelled" and not error.by_peer
+    assert str(error) and str(error) != "None"
+
+
+# --- messages held until the check code is typed --------------------------------------------------------
+
+
+def test_every_held_message_is_handled_once_the_code_is_typed() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    protocols = b'{"type":"m.login.protocols","protocols":["device_authorization_grant"],"homeserver":"example.org"}'
+    assert machine.message_received(protocols, now=1.0) == []
+    assert machine.message_received(b"garbage", now=1.0) == []
+
+    actions = machine.check_code_entered("83", now=2.0)
+
+    assert StartDeviceAuthorization(Homeserver(server_name="example.org"), "DEV") in actions
+    assert failure_reasons(actions) == ["unexpected_message_received"]
+
+
+def test_held_messages_after_one_that_ends_the_login_are_dropped() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+    machine.start(now=0.0)
+    machine.channel_established(CODE, now=0.0)
+    machine.message_received(b"garbage", now=1.0)
+    machine.message_received(b"more garbage", now=1.0)
+
+    actions = machine.check_code_entered("83", now=2.0)
+
+    assert failure_reasons(actions) == ["unexpected_message_received"]
+    assert isinstance(actions[-1], Failed) and machine.finished
+
+
+# --- what the errors carry -------------------------------------------------------------------------------
+
+
+def test_illegal_transition_names_the_machine_the_state_and_the_input() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+
+    with pytest.raises(IllegalTransition) as raised:
+        machine.token_granted(now=0.0)
+
+    assert (raised.value.state, raised.value.input) == (FlowState.IDLE.name, "token_granted")
+    assert str(raised.value) == "NewDeviceLogin: token_granted is not allowed in state IDLE"
+
+
+def test_illegal_message_names_the_message_input() -> None:
+    machine = NewDeviceLogin.showing_qr("DEV")
+    machine.start(now=0.0)
+
+    with pytest.raises(IllegalTransition) as raised:
+        machine.message_received(b'{"type":"m.login.success"}', now=0.0)
+
+    assert raised.value.input == "message_received"
+    assert str(raised.value).startswith("NewDeviceLogin: message_received is not allowed in state ")
+
+
+def test_unknown_message_type_keeps_the_type_and_shows_at_most_64_characters_of_it() -> None:
+    long_type = "m.login." + "x" * 200
+
+    error = UnknownMessageType(long_type)
+
+    assert error.message_type == long_type
+    assert str(error) == f"unknown message type {long_type[:64] + '…'!r}"
+
+
+def test_unknown_message_type_of_64_characters_is_shown_whole() -> None:
+    exact = "t" * 64
+
+    assert str(UnknownMessageType(exact)) == f"unknown message type {exact!r}"
+
+
+def test_field_errors_name_the_message_type_and_the_field() -> None:
+    missing = MissingField("m.login.protocol", "device_id")
+    invalid = InvalidField("m.login.protocol", "device_id", "must be a string")
+
+    assert (missing.message_type, missing.field) == ("m.login.protocol", "device_id")
+    assert (invalid.message_type, invalid.field) == ("m.login.protocol", "device_id")
+    assert "m.login.protocol" in str(missing) and "device_id" in str(missing)
+    assert "m.login.protocol" in str(invalid) and "must be a string" in str(invalid)
+
+
+def test_login_failed_text_is_the_detail_or_the_default_of_its_kind() -> None:
+    assert str(LoginFailed("the grant ran out")) == "the grant ran out"
+    assert str(LoginFailed()) == LoginFailed.default_detail
+    assert str(LoginCancelled()) == LoginCancelled.default_detail
+    assert str(LoginCancelled(by_peer=True)) == f"the other device reported: {LoginCancelled.default_detail}"
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8008", "HTTPS://matrix.example.org/"])
+def test_homeserver_web_urls_are_base_urls(url: str) -> None:
+    assert Homeserver.parse(url) == Homeserver(base_url=url)
+
+
+@pytest.mark.parametrize("name", ["example.org", "example.org:8448", "http:no-host"])
+def test_homeserver_anything_else_is_a_server_name(name: str) -> None:
+    assert Homeserver.parse(name) == Homeserver(server_name=name)

@@ -144,6 +144,19 @@ def test_rust_sdk_null_failure_homeserver_is_accepted() -> None:
     assert parsed == FailureMessage(FailureReason.DEVICE_NOT_FOUND)
 
 
+def test_failure_homeserver_is_parsed() -> None:
+    parsed = parse_message(b'{"type":"m.login.failure","reason":"unsupported_protocol","homeserver":"https://hs/"}')
+
+    assert parsed == FailureMessage(FailureReason.UNSUPPORTED_PROTOCOL, homeserver="https://hs/")
+
+
+def test_failure_homeserver_that_is_not_a_string_is_invalid_field() -> None:
+    with pytest.raises(InvalidField) as raised:
+        parse_message(b'{"type":"m.login.failure","reason":"user_cancelled","homeserver":5}')
+
+    assert (raised.value.message_type, raised.value.field) == ("m.login.failure", "homeserver")
+
+
 def test_homeserver_as_url_with_trailing_slash() -> None:
     parsed = parse_message(
         b'{"type":"m.login.protocols","protocols":["device_authorization_grant"],"homeserver":"https://hs.example/"}'

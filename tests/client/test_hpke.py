@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from qrlink_client._b64 import b64decode, b64encode
 from qrlink_client.channel import (
@@ -156,6 +159,39 @@ def test_response_key_and_nonce_match_vector(profile: HpkeProfile) -> None:
     secret = schedule.context().export(p["response_export_label_text"].encode(), 32)
     key, nonce = response_key_material(secret, b64decode(V["S_public_b64"]), _h(p["response_nonce"]))
     assert (key.hex(), nonce.hex()) == (p["response_key"], p["response_base_nonce"])
+
+
+def _independent_response_key_material(secret: bytes, salt: bytes) -> tuple[bytes, bytes]:
+    """RFC 9458 §4.4's response key and nonce through ``cryptography``'s HKDF, not our HKDF helpers."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"key").derive(secret)
+    nonce = HKDF(algorithm=hashes.SHA256(), length=12, salt=salt, info=b"nonce").derive(secret)
+    return key, nonce
+
+
+def test_response_salt_is_enc_then_response_nonce() -> None:
+    # Distinct, non-repeating inputs: any other order, or either part alone, gives another salt.
+    secret, enc, response_nonce = bytes(range(32)), bytes(range(32, 64)), bytes(range(64, 96))
+    expected = _independent_response_key_material(secret, enc + response_nonce)
+    assert response_key_material(secret, enc, response_nonce) == expected
+    for wrong_salt in (response_nonce + enc, enc, response_nonce, b""):
+        assert _independent_response_key_material(secret, wrong_salt) != expected
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_login_ok_opens_with_a_response_key_derived_independently(profile: HpkeProfile) -> None:
+    # The whole response context, end to end: G's LoginOk ciphertext opens under the key and nonce that
+    # cryptography's HKDF derives with salt Sp ‖ response_nonce from G's exported response secret.
+    g = HpkeChannel.generator(BASE_URL, RENDEZVOUS_ID, G_SECRET, profile)
+    s = HpkeChannel.scanner(BASE_URL, RENDEZVOUS_ID, None, profile)
+    scanner_key = g.accept_initiate(s.initiate(g.public_key, sequence_token="T1"), sequence_token="T1")
+    response_nonce = bytes(range(100, 132))
+    ok = b64decode(g.ok_message(sequence_token="T2", response_nonce=response_nonce))
+    assert ok[:32] == response_nonce
+    schedule = primitives.key_schedule_base(primitives.decap(scanner_key, KeyPair(G_SECRET)), INFO)
+    secret = schedule.context().export(profile.response_label(), 32)
+    key, nonce = _independent_response_key_material(secret, scanner_key + response_nonce)
+    aad = build_aad(BASE_URL, RENDEZVOUS_ID, "T2")
+    assert ChaCha20Poly1305(key).decrypt(nonce, ok[32:], aad) == b"MATRIX_QR_CODE_LOGIN_OK"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -398,6 +434,25 @@ def test_sequence_token_over_255_bytes_is_invalid_aad_field() -> None:
     generator, _ = hpke_pair()
     with pytest.raises(InvalidAadField):
         generator.encrypt(b"x", sequence_token="t" * 256)
+
+
+def test_sequence_token_of_exactly_255_bytes_fits_the_aad() -> None:
+    generator, scanner = hpke_pair()
+    token = "t" * 255
+    assert build_aad(BASE_URL, RENDEZVOUS_ID, token).endswith(b"\xff" + token.encode())
+    assert generator.decrypt(scanner.encrypt(b"x", sequence_token=token), sequence_token=token) == b"x"
+
+
+def test_base_url_of_exactly_255_bytes_fits_the_aad() -> None:
+    base_url = "https://h/" + "p" * 245
+    assert build_aad(base_url, RENDEZVOUS_ID, "1").startswith(b"\xff" + base_url.encode())
+    HpkeChannel.generator(base_url, RENDEZVOUS_ID)
+
+
+@pytest.mark.parametrize(("key_length", "nonce_length"), [(31, 12), (33, 12), (32, 11), (32, 13)])
+def test_context_refuses_a_key_or_base_nonce_of_the_wrong_length(key_length: int, nonce_length: int) -> None:
+    with pytest.raises(ValueError):
+        primitives.Context(bytes(key_length), bytes(nonce_length), exporter_secret=None)
 
 
 def test_base_url_over_255_bytes_is_invalid_aad_field() -> None:

@@ -358,6 +358,30 @@ def test_gen2_empty_legacy_id_is_invalid_field() -> None:
         decode_qr(b"MATRIX\x03\x00" + KEY + b"\x00\x00\x00\x09https://h")
 
 
+@pytest.mark.parametrize("control", ["\x00", "\n", "\x1f", "\x7f"], ids=["nul", "newline", "unit-sep", "del"])
+def test_url_with_a_control_character_is_invalid_url(control: str) -> None:
+    with pytest.raises(InvalidUrl):
+        Gen2QrCode(KEY, Gen2Intent.LOGIN, "id", f"https://h/a{control}b")
+    with pytest.raises(InvalidUrl):
+        Gen1QrCode(KEY, Gen1Mode.LOGIN, f"https://h/a{control}b")
+
+
+def test_gen2_payload_ending_where_a_length_is_due_is_not_enough_data() -> None:
+    # The decoder peeks at the next length's first byte to tell the layouts apart; at the very end there is none.
+    full = Gen2QrCode(KEY, Gen2Intent.LOGIN, "id", "https://h").to_bytes()
+    before_id_length = len(QrPrefix.IO_ELEMENT_MSC4388.value) + 2 + len(KEY)
+    before_url_length = before_id_length + 1 + len("id")
+
+    for end in (before_id_length, before_url_length):
+        with pytest.raises(NotEnoughData):
+            decode_qr(full[:end])
+
+
+def test_mode_and_intent_given_as_numbers_become_the_enums() -> None:
+    assert Gen1QrCode(KEY, 3, "https://h").mode is Gen1Mode.LOGIN  # type: ignore[arg-type]
+    assert Gen2QrCode(KEY, 1, "id", "https://h").intent is Gen2Intent.RECIPROCATE  # type: ignore[arg-type]
+
+
 def test_trailing_bytes_are_ignored() -> None:
     assert decode_qr(_hex("gen2_stable_new_device") + b"\x00junk") == decode_qr(_hex("gen2_stable_new_device"))
 
@@ -383,6 +407,20 @@ def test_gen2_field_length_counts_utf8_bytes_not_characters() -> None:
 def test_gen1_rendezvous_url_over_65535_bytes_is_field_too_long() -> None:
     with pytest.raises(FieldTooLong):
         Gen1QrCode(KEY, Gen1Mode.LOGIN, "https://h/" + "p" * 65530).to_bytes()
+
+
+def test_gen2_fields_of_exactly_255_bytes_round_trip() -> None:
+    code = Gen2QrCode(KEY, Gen2Intent.LOGIN, "i" * 255, "https://h/" + "p" * 245)
+
+    assert decode_qr(code.to_bytes()) == code
+
+
+@pytest.mark.parametrize("path_length", [246, 40_000, 65_525], ids=["over-u8", "over-i16", "u16-max"])
+def test_gen1_rendezvous_url_lengths_are_unsigned_16_bit(path_length: int) -> None:
+    # Gen-1 lengths are u16: past 255 bytes, past 32,767 (a signed read would go negative), up to 65,535.
+    code = Gen1QrCode(KEY, Gen1Mode.LOGIN, "https://h/" + "p" * path_length)
+
+    assert decode_qr(code.to_bytes()) == code
 
 
 def test_public_key_of_wrong_length_is_rejected() -> None:

@@ -163,6 +163,18 @@ def test_get_with_weak_form_of_current_etag_is_304(client: httpx.Client) -> None
     assert client.get(url, headers={"If-None-Match": f"W/{etag}"}).status_code == 304
 
 
+def test_get_with_if_none_match_star_is_304(client: httpx.Client) -> None:
+    url, _ = gen1_session(client, b"x")
+    assert client.get(url, headers={"If-None-Match": "*"}).status_code == 304
+
+
+@pytest.mark.parametrize("separator", [",", ", "], ids=["comma", "comma-space"])
+def test_get_with_current_etag_in_an_if_none_match_list_is_304(client: httpx.Client, separator: str) -> None:
+    url, etag = gen1_session(client, b"x")
+    header = separator.join(['"someone-else"', etag, 'W/"older"'])
+    assert client.get(url, headers={"If-None-Match": header}).status_code == 304
+
+
 def test_get_with_garbage_if_none_match_is_200(client: httpx.Client) -> None:
     url, _ = gen1_session(client, b"x")
     response = client.get(url, headers={"If-None-Match": 'garbage, "unterminated'})

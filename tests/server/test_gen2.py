@@ -7,6 +7,8 @@ import secrets
 import httpx
 import pytest
 
+from rendezvous.gen2 import json_body_limit
+
 from .helpers import GEN1, GEN2, GEN2_STABLE, assert_matrix_error, gen1_session, gen2_session
 
 
@@ -82,10 +84,43 @@ def test_data_limit_is_4096_utf8_bytes_not_characters(client: httpx.Client) -> N
     assert_matrix_error(client.post(GEN2, json={"data": "é" * 2049}), 413, "M_TOO_LARGE")
 
 
+@pytest.mark.parametrize("data", ["a" * 4096, "é" * 2047 + "ab"], ids=["ascii", "two-byte"])
+def test_create_with_data_of_exactly_4096_bytes_is_accepted(client: httpx.Client, data: str) -> None:
+    session = gen2_session(client, data)
+    assert client.get(f"{GEN2}/{session['id']}").json()["data"] == data
+
+
+@pytest.mark.parametrize("data", ["a" * 4097, "é" * 2048 + "a"], ids=["ascii", "two-byte"])
+def test_create_with_data_of_4097_bytes_is_too_large(client: httpx.Client, data: str) -> None:
+    # One byte over: the existing test above steps from 4,096 straight to 4,098 bytes.
+    assert_matrix_error(client.post(GEN2, json={"data": data}), 413, "M_TOO_LARGE")
+
+
 def test_data_at_limit_with_every_character_escaped_is_accepted(client: httpx.Client) -> None:
     # json.dumps escapes control characters as \u00XX: six body bytes per data byte.
     response = client.post(GEN2, content=('{"data": "' + "\\u0001" * 4096 + '"}').encode())
     assert response.status_code == 200, response.text
+
+
+def _padded_create_body(size: int) -> bytes:
+    """A valid create body of exactly ``size`` bytes: empty data, padded with JSON whitespace."""
+    body = b'{"data": ""}'
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+def test_json_bound_is_six_bytes_per_data_byte_plus_4096() -> None:
+    # 6 bytes per data byte (every byte escaped as \u00XX) plus 4,096 for the rest: 28,672 for the default.
+    assert json_body_limit(4096) == 6 * 4096 + 4096
+
+
+def test_create_body_of_exactly_the_json_bound_is_accepted(client: httpx.Client) -> None:
+    response = client.post(GEN2, content=_padded_create_body(json_body_limit(4096)))
+    assert response.status_code == 200, response.text
+
+
+def test_create_body_one_byte_over_the_json_bound_is_too_large(client: httpx.Client) -> None:
+    response = client.post(GEN2, content=_padded_create_body(json_body_limit(4096) + 1))
+    assert_matrix_error(response, 413, "M_TOO_LARGE")
 
 
 # -- receive -------------------------------------------------------------------------------------------------
@@ -244,6 +279,20 @@ def test_put_with_malformed_json_is_not_json(client: httpx.Client) -> None:
 def test_put_over_data_limit_is_too_large(client: httpx.Client) -> None:
     session = gen2_session(client)
     assert_matrix_error(_put(client, session["id"], "1", "a" * 4097, _txn()), 413, "M_TOO_LARGE")
+
+
+def test_put_with_data_of_exactly_4096_bytes_is_accepted(client: httpx.Client) -> None:
+    session = gen2_session(client)
+    response = _put(client, session["id"], "1", "é" * 2047 + "ab", _txn())
+    assert response.status_code == 200, response.text
+    assert client.get(f"{GEN2}/{session['id']}").json()["data"] == "é" * 2047 + "ab"
+
+
+def test_put_with_two_byte_data_of_4097_bytes_is_too_large_and_changes_nothing(client: httpx.Client) -> None:
+    session = gen2_session(client, "before")
+    assert_matrix_error(_put(client, session["id"], "1", "é" * 2048 + "a", _txn()), 413, "M_TOO_LARGE")
+    after = client.get(f"{GEN2}/{session['id']}").json()
+    assert (after["data"], after["sequence_token"]) == ("before", "1")
 
 
 def test_put_unknown_session_is_not_found(client: httpx.Client) -> None:
