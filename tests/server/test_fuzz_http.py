@@ -43,7 +43,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -58,9 +58,9 @@ from tests.support.server import REPO_ROOT, clean_environ, free_port, serve_app
 
 from .test_create_policy import ALICE_TOKEN, StandInHomeserver
 
-EXAMPLES = int(os.environ.get("QRLINK_FUZZ_EXAMPLES", "250"))
+EXAMPLES = int(os.environ.get("QRLINK_FUZZ_EXAMPLES", "1000"))
 #: Unset: derandomized (the same examples on every run). Set: a different, reproducible, set of examples.
-SEED = os.environ.get("QRLINK_FUZZ_SEED")
+SEED = os.environ.get("QRLINK_FUZZ_SEED") or None
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -142,7 +142,15 @@ def fuzz_server(env: Mapping[str, str], *args: str, create_headers: Mapping[str,
 
 @pytest.fixture(scope="module")
 def memory_server() -> Iterator[Target]:
-    with fuzz_server({"RENDEZVOUS_TRUSTED_PROXIES": "127.0.0.1/32"}) as target:
+    # Rate limits on, but too generous to refuse anything: their buckets are keyed by the forwarded address.
+    env = {
+        "RENDEZVOUS_TRUSTED_PROXIES": "127.0.0.1/32",
+        "RENDEZVOUS_CREATE_RATE_PER_SECOND": "10000",
+        "RENDEZVOUS_CREATE_BURST": "10000",
+        "RENDEZVOUS_SESSION_RATE_PER_SECOND": "10000",
+        "RENDEZVOUS_SESSION_BURST": "10000",
+    }
+    with fuzz_server(env) as target:
         yield target
 
 
@@ -322,7 +330,7 @@ HEADER_CHOICES: dict[str, st.SearchStrategy[str]] = {
         st.sampled_from(["https", "http", "ftp", "", "HTTPS", "https, http"]), _header_text()
     ),
     "X-Forwarded-Host": st.one_of(
-        st.sampled_from(["rz.example.org", "rz.example.org:8443", "a b", "", "[::1]", "[::1", "x:y:z", "é.example"]),
+        st.sampled_from(["rz.example.org", "rz.example.org:8443", "a b", "", "[::1]", "[::1", "x:y:z", "x:70000"]),
         _header_text(),
     ),
     "Forwarded": st.one_of(
@@ -339,7 +347,10 @@ HEADER_CHOICES: dict[str, st.SearchStrategy[str]] = {
         ),
         _header_text(),
     ),
-    "Host": st.one_of(st.sampled_from(["", "localhost", "[::1]:8008", "a b", "x:notaport", "é"]), _header_text()),
+    "Host": st.one_of(
+        st.sampled_from(["", "localhost", "[::1]:8008", "a b", "x:notaport", "é", "x:65536", "[::1]:99999", "x:"]),
+        _header_text(),
+    ),
     "Sec-Fetch-Dest": st.one_of(st.sampled_from(["empty", "document", "iframe", ""]), _header_text()),
     "Sec-Fetch-Mode": st.one_of(st.sampled_from(["cors", "navigate", "no-cors", ""]), _header_text()),
     "Sec-Fetch-Site": st.one_of(st.sampled_from(["none", "same-origin", "cross-site", ""]), _header_text()),
@@ -347,6 +358,7 @@ HEADER_CHOICES: dict[str, st.SearchStrategy[str]] = {
     "Origin": st.one_of(st.sampled_from(["https://app.element.io", "null", ""]), _header_text()),
     "Accept": st.one_of(st.sampled_from(["application/json", "text/plain", "*/*", ""]), _header_text()),
     "Accept-Encoding": st.sampled_from(["gzip", "br", "identity", "*;q=0"]),
+    "Expect": st.sampled_from(["100-continue", "200-ok", ""]),
     # A WebSocket upgrade (the watch routes), whole or in pieces.
     "Upgrade": st.sampled_from(["websocket", "WebSocket", "h2c", "websocket, h2c", ""]),
     "Connection": st.sampled_from(["Upgrade", "upgrade, keep-alive", "keep-alive", "close"]),
@@ -455,6 +467,9 @@ class Fuzzed:
     body: bytes
     framing: str
     raw_target: bool
+    #: ``http://host`` before the path (absolute-form), and the HTTP version.
+    absolute: bool = False
+    version: str = "HTTP/1.1"
 
     @property
     def broken(self) -> bool:
@@ -500,7 +515,9 @@ def requests(draw: st.DrawFn) -> Fuzzed:
     framing = _mostly(draw, st.just("exact"), st.sampled_from(FRAMINGS))
     if framing in ("short", "long") and not body:
         framing = "exact"
-    return Fuzzed(method, mount, target, headers, body, framing, raw)
+    absolute = draw(st.integers(0, 9)) == 0
+    version = "HTTP/1.0" if draw(st.integers(0, 9)) == 0 else "HTTP/1.1"
+    return Fuzzed(method, mount, target, headers, body, framing, raw, absolute, version)
 
 
 # -- sending one and checking its answer ---------------------------------------------------------------------
@@ -559,7 +576,11 @@ def _wire(request: Fuzzed, target: Target, live: Live) -> bytes:
         headers.append(("Content-Length", "-1" if len(body) % 2 else "abc"))
         headers.append(("Content-Length", str(len(body))))
     target_text = _substitute(request.target, request, live)
-    head = f"{request.method} {target_text} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+    if request.absolute:
+        target_text = f"http://elsewhere.example{target_text}"
+    head = (
+        f"{request.method} {target_text} {request.version}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+    )
     return head.encode("utf-8" if request.raw_target else "latin-1", "surrogatepass") + body
 
 
@@ -600,6 +621,9 @@ def _parse_answer(received: bytes, method: str) -> Answer | None:
     head, separator, rest = received.partition(b"\r\n\r\n")
     if not separator:
         return None
+    if head.startswith(b"HTTP/1.1 100 "):
+        # The interim answer to "Expect: 100-continue"; the answer follows.
+        return _parse_answer(rest, method)
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers: dict[str, str] = {}
     for line in header_lines:
@@ -629,6 +653,11 @@ def _check(request: Fuzzed, answer: Answer | None) -> None:
     assert answer.status < 500, f"{answer.status} {answer.body[:300]!r}"
     if answer.status == 304:
         assert answer.body == b""
+    if answer.status == 201 and request.method != "HEAD":
+        # A Gen-1 session URL, built from Host or forwarding headers: one a client can use.
+        url = urlsplit(json.loads(answer.body)["url"])
+        assert url.scheme in ("http", "https") and url.hostname, url
+        assert url.port is None or 0 < url.port, url  # .port raises for a port out of range
     if 400 <= answer.status < 500:
         assert answer.headers.get("content-type") == "application/json", answer.headers
         if answer.status == 405:
@@ -675,6 +704,52 @@ def test_fuzz_redis_two_workers(redis_workers_server: Target) -> None:
 
 def test_fuzz_authenticated_policy(authenticated_server: Target) -> None:
     _fuzz(authenticated_server)
+
+
+authority_text = st.text(st.sampled_from("az09.-:[]@%_~!$&'()*+,;= /?#é"), max_size=25)
+authorities = st.one_of(
+    authority_text,
+    st.builds(lambda host, port: f"{host}:{port}", st.sampled_from(["x", "[::1]", "1.2.3.4"]), st.integers(0, 10**6)),
+)
+
+
+@st.composite
+def url_headers(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """Host and forwarding headers for a Gen-1 create, whose answer is a URL built from them."""
+    headers = [("Host", draw(authorities))] if draw(st.booleans()) else []
+    if draw(st.booleans()):
+        headers.append(("X-Forwarded-Host", draw(authorities)))
+    if draw(st.booleans()):
+        headers.append(
+            ("X-Forwarded-Proto", draw(st.sampled_from(["https", "http", "HTTPS", "ftp", "", "https, http"])))
+        )
+    if draw(st.booleans()):
+        params = draw(st.lists(st.tuples(st.sampled_from(["host", "proto", "for"]), authorities), max_size=3))
+        headers.append(("Forwarded", ";".join(f"{name}={value}" for name, value in params)))
+    return headers
+
+
+def _fuzz_session_urls(target: Target) -> None:
+    @FUZZ_SETTINGS
+    @seed(int(SEED or 0))
+    @given(headers=url_headers())
+    def run(headers: list[tuple[str, str]]) -> None:
+        request = Fuzzed("POST", MOUNTS[0], GEN1_PATH, [("Content-Type", "text/plain"), *headers], b"", "exact", False)
+        answer = _send(target.port, _wire(request, target, Live("", "", "", "")), "POST", half_close=False)
+        _check(request, answer)
+        assert answer is not None and answer.status in (201, 400), answer
+
+    run()
+    _assert_no_crash_logged(target)
+
+
+def test_fuzz_session_urls_from_x_forwarded(memory_server: Target) -> None:
+    """The URL of a Gen-1 create comes from Host or a trusted proxy's headers: a usable one, or a 400."""
+    _fuzz_session_urls(memory_server)
+
+
+def test_fuzz_session_urls_from_forwarded(redis_workers_server: Target) -> None:
+    _fuzz_session_urls(redis_workers_server)
 
 
 def test_every_mount_is_fuzzed() -> None:
