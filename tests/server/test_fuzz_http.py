@@ -1,32 +1,38 @@
 """Hostile HTTP against a real server: no input gets a 5xx, every 4xx is a Matrix error, nothing is logged as a crash.
 
-Every path shape of the route table (:data:`rendezvous.routes.MOUNTS`, read here so that a new route is fuzzed
+Every operation of the route table (:data:`rendezvous.routes.MOUNTS`, read here so that a new route is fuzzed
 without touching this file) gets hypothesis-generated requests over a raw socket: methods (odd ones included),
 ids and txnIds (live sessions of either generation, random identifiers, percent-encodings, overlong and dot
 segments), query strings (``since``, ``timeout_ms``, ``access_token`` with NUL, LF and non-ASCII), headers
 (Content-Type variants, If-Match / If-None-Match junk and weak ETags, ``Prefer``, ``Authorization``, forwarding
-headers, ``Sec-Fetch-*``, ``Host``, values of several KiB), bodies (random bytes, JSON of every shape, deep
-nesting, escaped surrogates, huge numbers, UTF-16) and framings (exact, chunked, and ``Content-Length`` lies).
+headers, ``Sec-Fetch-*``, ``Host``, ``Expect``, WebSocket handshakes whole or broken, values of several KiB),
+bodies (random bytes, JSON of every shape, deep nesting, escaped surrogates, huge numbers, UTF-16), framings
+(exact, chunked, ``Content-Length`` lies), absolute-form targets and HTTP/1.0. Each part of a request is
+plausible three times in four, so that most requests get past a handler's first check and into the next.
 
 Each request goes to ``rendezvous serve`` in a subprocess whose stderr is written to a file, against three
-configurations: the memory store (trusting ``X-Forwarded-*`` from 127.0.0.1), Redis with ``--workers 2`` on a
-throwaway ``redis-server`` (trusting ``Forwarded``), and the ``authenticated`` create policy. Its homeserver
-is the stand-in of ``test_create_policy.py``: the point here is hostile requests, and a stand-in answers
-every token at once and never refuses for its own reasons; the real Synapse whoami is exercised by
-``test_selftest_synapse.py`` and the e2e tests.
+configurations: the memory store (trusting ``X-Forwarded-*`` from 127.0.0.1, rate limits on but generous),
+Redis with ``--workers 2`` on a throwaway ``redis-server`` (trusting ``Forwarded``), and the ``authenticated``
+create policy. Its homeserver is the stand-in of ``test_create_policy.py``, not Synapse: the point here is the
+hostile requests, the stand-in answers each token check at once and never fails for reasons of its own (a
+503 would hide everything else), and a real Synapse would need an OAuth server to issue the token the
+authenticated creates need.
 
 Asserted per answer: status below 500 (a 503 is documented only for a store or homeserver outage, and neither
 happens here); every 4xx is ``application/json`` with string ``errcode`` and ``error`` (bodiless for HEAD),
-a 405 names ``Allow``, a 304 has no body. The one answer not from the app is uvicorn's own
-"Invalid HTTP request received." 400, accepted only for requests whose framing is deliberately broken.
-After the run the server's stderr must hold no traceback.
+a 405 names ``Allow``, a 304 has no body, a 101 answers only a request that asked for a WebSocket, and a
+Gen-1 session URL has a host and a usable port. The one answer allowed not to come from the app is uvicorn's own
+"Invalid HTTP request received." 400, and only for requests whose framing is deliberately broken. After each
+run the server's stderr must hold no traceback. A separate property fuzzes only the Host and forwarding headers
+of Gen-1 creates: the URL built from them is usable, or the answer is 400.
 
-Hypothesis alone, not schemathesis: schemathesis (4.x is installable here) would add a dozen packages to the
-dev dependencies, and it generates requests that match the OpenAPI document, whereas the failures that matter
-here are requests that do not (lying framings, junk conditional headers, odd methods, paths outside it).
+Hypothesis alone, not schemathesis: schemathesis 4 is installable here but would bring 14 packages into the
+dev dependencies (requests, Werkzeug, graphql-core, rich, …), and it generates requests that match the OpenAPI
+document, whereas what breaks servers are requests that do not (lying framings, junk conditional headers,
+broken handshakes, odd methods, paths outside the document).
 
-Runs are derandomized, so CI sees the same examples every time. ``QRLINK_FUZZ_EXAMPLES=2000`` runs more
-examples per configuration locally (the default keeps each one well under a minute).
+Runs are derandomized (the same examples on every run; 1000 per configuration, about 7 s each).
+``QRLINK_FUZZ_EXAMPLES=5000`` runs more locally, and ``QRLINK_FUZZ_SEED=N`` a different reproducible set.
 """
 
 from __future__ import annotations
