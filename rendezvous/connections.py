@@ -127,8 +127,12 @@ _busy = _refusing(MatrixError(503, M_UNKNOWN, "Server busy; try again later", re
 _headers_too_large = _refusing(MatrixError(431, M_TOO_LARGE, "Request headers are too large"))
 
 
-#: Logs nothing the operator needs: a refused handshake is the client's error, answered as such.
-_handshake_logger = logging.getLogger("rendezvous.connections.handshake")
+#: The WebSocket library's logger for the check: silent, outside the logger tree (so no logging configuration
+#: turns it on). At debug level the library logs the whole request, session id included; a refused handshake
+#: is the client's error, answered as such.
+_handshake_logger = logging.Logger("rendezvous.connections.handshake", level=logging.CRITICAL + 1)
+_handshake_logger.addHandler(logging.NullHandler())
+_handshake_logger.propagate = False
 
 
 def _handshake_refusal(wire: bytes, per_message_deflate: bool) -> str | None:
