@@ -13,6 +13,8 @@ uvicorn's httptools protocol with, per connection:
 * a connection cap (``max_connections`` per process): past it every request but ``/health`` gets 503 and the
   header deadline shrinks to :data:`BUSY_HEADER_TIMEOUT_S`, and past it plus :data:`HEALTH_RESERVE`
   connections are dropped as soon as they are accepted, before they can take the last file descriptors;
+* a WebSocket handshake the WebSocket library would refuse (a bad ``Sec-WebSocket-Key``, not a GET, …) is
+  answered as ``400 M_INVALID_PARAM`` instead of the library's ``text/plain`` answer;
 * a shutdown notice: uvicorn asks every connection to shut down before it waits for requests in flight, and that
   is when the app answers its parked long-polls (:meth:`rendezvous.app.RendezvousApp.begin_shutdown`).
 
@@ -33,10 +35,13 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.http11 import Request as HandshakeRequest
+from websockets.server import ServerProtocol
 
 from .config import Settings
 from .http import MatrixError, Receive, Scope, Send, json_bytes
-from .protocol import M_TOO_LARGE, M_UNKNOWN
+from .protocol import M_INVALID_PARAM, M_TOO_LARGE, M_UNKNOWN
 
 logger = logging.getLogger("rendezvous.connections")
 
@@ -120,6 +125,38 @@ def _refusing(error: MatrixError) -> Callable[[Scope, Receive, Send], Awaitable[
 _busy = _refusing(MatrixError(503, M_UNKNOWN, "Server busy; try again later", retry_after_ms=BUSY_RETRY_AFTER_MS))
 #: The app for a request whose headers arrived in one piece but are too large.
 _headers_too_large = _refusing(MatrixError(431, M_TOO_LARGE, "Request headers are too large"))
+
+
+#: The WebSocket library's logger for the check: silent, outside the logger tree (so no logging configuration
+#: turns it on). At debug level the library logs the whole request, session id included; a refused handshake
+#: is the client's error, answered as such.
+_handshake_logger = logging.Logger("rendezvous.connections.handshake", level=logging.CRITICAL + 1)
+_handshake_logger.addHandler(logging.NullHandler())
+_handshake_logger.propagate = False
+
+
+def _handshake_refusal(wire: bytes, per_message_deflate: bool) -> str | None:
+    """Why the WebSocket library would refuse the upgrade request ``wire``, or ``None`` if it would accept it.
+
+    The same checks uvicorn's websockets protocol makes after the upgrade, made before it: a refused handshake
+    is then answered by the app's error path (a Matrix error) instead of the library's ``text/plain`` 400.
+    """
+    # The extensions uvicorn's websockets-sansio protocol offers.
+    deflate = ServerPerMessageDeflateFactory(
+        server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
+    )
+    extensions = [deflate] if per_message_deflate else []
+    protocol = ServerProtocol(extensions=extensions, logger=_handshake_logger)
+    protocol.receive_data(wire)
+    if protocol.handshake_exc is not None:
+        return str(protocol.handshake_exc)
+    request = next((event for event in protocol.events_received() if isinstance(event, HandshakeRequest)), None)
+    if request is None:
+        return "incomplete handshake request"
+    response = protocol.accept(request)
+    if response.status_code != 101:
+        return response.body.decode("utf-8", "replace").strip()
+    return None
 
 
 def _raw_error(status: int, errcode: str, message: str) -> bytes:
@@ -250,13 +287,15 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._deadline is not None:
             self._disarm()
         limits = self._limits
-        if self._header_bytes + self._chunk_len <= limits.max_header_bytes and (
-            len(self.connections) <= limits.max_connections
+        if (
+            self._header_bytes + self._chunk_len <= limits.max_header_bytes
+            and len(self.connections) <= limits.max_connections
+            and not self.parser.should_upgrade()
         ):
             self._refusal = None  # the usual case, decided without a call
             super().on_headers_complete()
             return
-        self._refusal = self._refusal_for_request()
+        self._refusal = self._refusal_for_request() or self._refusal_for_upgrade()
         if self._refusal is None:
             super().on_headers_complete()
             return
@@ -275,6 +314,21 @@ class GuardedProtocol(HttpToolsProtocol):
         if len(self.connections) > self._limits.max_connections and not self._is_health():
             return _busy
         return None
+
+    def _refusal_for_upgrade(self) -> Callable[[Scope, Receive, Send], Awaitable[None]] | None:
+        """A Matrix 400 for a WebSocket upgrade the WebSocket library would refuse; ``None`` for any other."""
+        if not (self.parser.should_upgrade() and super()._should_upgrade()):
+            return None
+        # The request exactly as handle_websocket_upgrade hands it to the WebSocket protocol.
+        wire = b"".join(
+            [self.parser.get_method(), b" ", self.url, b" HTTP/1.1\r\n"]
+            + [name + b": " + value + b"\r\n" for name, value in self.headers]
+            + [b"\r\n"]
+        )
+        reason = _handshake_refusal(wire, self.config.ws_per_message_deflate)
+        if reason is None:
+            return None
+        return _refusing(MatrixError(400, M_INVALID_PARAM, f"Invalid WebSocket handshake: {reason}"))
 
     def _head_size(self) -> int:
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)

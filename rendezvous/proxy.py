@@ -23,7 +23,7 @@ ForwardedHeader = Literal["x-forwarded", "forwarded"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # host[:port] as it may appear in a URL authority: a reg-name or IPv4, or a bracketed IPv6 literal.
-_HOST_RE = re.compile(r"^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?$")
 _FORWARDED_PAIR_RE = re.compile(r'\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*')
 
 
@@ -58,8 +58,12 @@ def _node_ip(node: str) -> str | None:
 
 
 def valid_host(value: str) -> bool:
-    """Whether ``value`` can stand as the authority of an http(s) URL."""
-    return len(value) <= 255 and _HOST_RE.match(value) is not None
+    """Whether ``value`` can stand as the authority of an http(s) URL (a port, if any, from 1 to 65535)."""
+    match = _HOST_RE.match(value) if len(value) <= 255 else None
+    if match is None:
+        return False
+    port = match.group("port")
+    return port is None or 0 < int(port) <= 65535
 
 
 def _joined(request: Request, name: bytes) -> str | None:

@@ -161,6 +161,59 @@ def test_headers_within_the_limit_are_served(server: tuple[str, int]) -> None:
     assert response.status_code == 200
 
 
+# -- WebSocket handshakes --------------------------------------------------------------------------------------
+
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+HANDSHAKE = f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"
+
+
+def _gen1_watch_path(host: str, port: int) -> str:
+    created = httpx.post(f"http://{host}:{port}{GEN1}", headers={"Content-Type": "text/plain"})
+    return f"{GEN1}/{created.json()['url'].rsplit('/', 1)[1]}/watch"
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("GET", "Sec-WebSocket-Key: junk\r\n"),  # a second, invalid key
+        ("GET", "Sec-WebSocket-Version: 8\r\n"),
+        ("GET", "Sec-WebSocket-Extensions: ;;;\r\n"),
+        ("GET", "Sec-WebSocket-Protocol: a b\r\n"),
+        ("GET", "Content-Length: 3\r\n"),
+        ("POST", "Content-Length: 0\r\n"),
+    ],
+    ids=["two-keys", "version-8", "bad-extensions", "bad-protocol", "body", "post"],
+)
+def test_a_refused_websocket_handshake_is_a_matrix_error(server: tuple[str, int], method: str, extra: str) -> None:
+    # Found by tests/server/test_fuzz_http.py: the WebSocket library answered these with a text/plain 400 or 405.
+    path = _gen1_watch_path(*server)
+    with socket.create_connection(server) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{HANDSHAKE}{extra}\r\nabc".encode())
+        status, headers, body = _answer(_read_until_closed(sock, 5))
+    assert status == 400
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert headers["access-control-allow-origin"] == "*"
+    error = json.loads(body)
+    assert error["errcode"] == "M_INVALID_PARAM"
+    assert error["error"].startswith("Invalid WebSocket handshake: ")
+
+
+def test_a_valid_websocket_handshake_still_upgrades(server: tuple[str, int]) -> None:
+    path = _gen1_watch_path(*server)
+    with socket.create_connection(server, timeout=5) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\n{HANDSHAKE}"
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n".encode()
+        )
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(65536)
+    status, headers, _ = _answer(received)
+    assert status == 101
+    assert headers["upgrade"] == "websocket"
+
+
 # -- stalled bodies --------------------------------------------------------------------------------------------
 
 

@@ -51,11 +51,26 @@ def test_configured_public_base_url_wins() -> None:
         assert url.startswith(f"https://rz.example.com/prefix{GEN1}/")
 
 
-@pytest.mark.parametrize("host", ["bad host", "a/b", "x@y"])
+# The ports out of range were found by tests/server/test_fuzz_http.py: they made URLs no client can use.
+UNUSABLE_HOSTS = ["bad host", "a/b", "x@y", "x:0", "x:65536", "[::1]:99999"]
+
+
+@pytest.mark.parametrize("host", UNUSABLE_HOSTS)
 def test_unusable_forwarded_host_is_invalid_param(host: str) -> None:
     with serve_settings(trusted_proxies=["127.0.0.1"]) as base:
         response = httpx.post(f"{base}{GEN1}", content=b"", headers={**TEXT, "X-Forwarded-Host": host})
         assert_matrix_error(response, 400, "M_INVALID_PARAM")
+
+
+@pytest.mark.parametrize("host", UNUSABLE_HOSTS)
+def test_unusable_host_is_invalid_param(server: str, host: str) -> None:
+    response = httpx.post(f"{server}{GEN1}", content=b"", headers={**TEXT, "Host": host})
+    assert_matrix_error(response, 400, "M_INVALID_PARAM")
+
+
+@pytest.mark.parametrize("host", ["x:1", "x:65535", "[::1]:8448", "rz.example.org"])
+def test_host_with_a_port_in_range_is_used(server: str, host: str) -> None:
+    assert _created_url(server, {"Host": host}).startswith(f"http://{host}{GEN1}/")
 
 
 def test_unknown_forwarded_protocol_is_invalid_param() -> None:
