@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -119,6 +120,97 @@ async def until_disconnected(receive: Receive, disconnect: str, waiting: Awaitab
         listener.cancel()
 
 
+class _Hold:
+    """One held poll, as the store's change callback and the deadline queue know it: the task to wake.
+
+    Calling it wakes the hold (once: ``task`` is cleared), by cancelling the request's task where it waits on
+    its connection; the hold takes that one cancellation back. Every wake goes through here, so a task is never
+    cancelled twice for one hold. ``queued``: its deadline entry is still in :class:`_Deadlines`.
+    """
+
+    __slots__ = ("queued", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task: asyncio.Task[Any] | None = task
+        self.queued = False
+
+    def __call__(self) -> None:
+        task = self.task
+        if task is not None:
+            self.task = None
+            task.cancel()
+
+
+class _Deadlines:
+    """The deadlines of every held poll in one heap, on a single loop timer: no timer handle per hold.
+
+    An entry whose hold ended before its deadline stays until that deadline comes (holding no task any more);
+    once such entries outnumber the live ones the heap is rebuilt without them.
+    """
+
+    __slots__ = ("_handle", "_heap", "_seq", "_stale", "_when")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Hold]] = []
+        self._seq = 0
+        self._stale = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = 0.0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, hold: _Hold, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + timeout_s
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, hold))
+        hold.queued = True
+        if self._handle is None or when < self._when:
+            self._schedule(loop, when)
+
+    def ended(self, hold: _Hold) -> None:
+        """``hold`` has ended (its task cleared): its entry, if still queued, is stale from now on."""
+        if not hold.queued:
+            return
+        self._stale += 1
+        heap = self._heap
+        if self._stale > 1024 and self._stale * 2 > len(heap):
+            live = []
+            for entry in heap:
+                if entry[2].task is None:
+                    entry[2].queued = False
+                else:
+                    live.append(entry)
+            heap[:] = live
+            heapq.heapify(heap)
+            self._stale = 0
+
+    def wake_all(self) -> None:
+        for _, _, hold in self._heap:
+            hold()
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._when = when
+        self._handle = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            hold = heapq.heappop(heap)[2]
+            if hold.task is None and hold.queued and self._stale:
+                self._stale -= 1  # counted as stale when its hold ended
+            hold.queued = False
+            hold()
+        if heap:
+            self._schedule(loop, heap[0][0])
+
+
 class Push:
     """Parking of long-polls and watches for one app: the cap, the gauges and the disconnect handling."""
 
@@ -151,6 +243,7 @@ class Push:
         self._hold_outcomes = metrics.hold_outcomes
         self._hold_wake = metrics.hold_wake
         self._wall_clock = time.time
+        self._deadlines = _Deadlines()
 
     @property
     def parked(self) -> int:
@@ -177,6 +270,7 @@ class Push:
         self._closed = True
         for task in self._waiting:
             task.cancel()
+        self._deadlines.wake_all()
 
     async def changed(self, session_id: str, version: int, timeout_s: float) -> Session | None:
         """The store's ``wait_for_change``, cut short by :meth:`close`: then the session as it is now.
@@ -263,9 +357,7 @@ class Push:
         # Expiry wakes nobody: look again just after the session's deadline, and answer 404 then.
         timeout = min(self.hold_s, session.expires_in_ms / 1000 + _EXPIRY_SLACK_S)
         try:
-            current = await until_disconnected(
-                request.receive, "http.disconnect", self.changed(session.id, version, timeout)
-            )
+            current = await self._held(request, session, timeout)
         except ClientDisconnected:
             outcomes["disconnect"].inc()
             raise
@@ -287,6 +379,49 @@ class Push:
         else:
             outcomes["timeout"].inc()
         return current
+
+    async def _held(self, request: Request, session: Session, timeout_s: float) -> Session | None:
+        """Wait in the request's own task on its connection, until the store's change callback, the shared
+        deadline or :meth:`close` wakes it: then the session as it is. Raises :class:`ClientDisconnected`.
+
+        A held poll is thus this coroutine, one store callback entry and one deadline entry: no second task, no
+        future, no timer of its own. Stores without change callbacks (Redis) wait as long-polls do.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        hold = _Hold(task)
+        store = self._store
+        registered = store.on_change(session.id, session.version, hold)
+        if registered is None:
+            return await until_disconnected(
+                request.receive, "http.disconnect", self.changed(session.id, session.version, timeout_s)
+            )
+        if not registered:
+            return await store.get(session.id)
+        self._deadlines.add(hold, timeout_s)
+        receive = request.receive
+        try:
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            except asyncio.CancelledError:
+                if hold.task is None and task.uncancel() == 0:
+                    return await store.get(session.id)  # woken: a write, the deadline or the shutdown
+                raise
+            except Exception:  # noqa: S110 - a connection whose messages cannot be read is as good as gone
+                pass
+            if hold.task is None:
+                # Woken in the same turn as the disconnect: take that cancellation back before leaving.
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    if task.uncancel() > 0:
+                        raise
+            raise ClientDisconnected
+        finally:
+            hold.task = None
+            self._deadlines.ended(hold)
+            store.forget_change(session.id, hold)
 
 
 # -- the WebSocket watch -------------------------------------------------------------------------------------
