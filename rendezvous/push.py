@@ -356,12 +356,51 @@ class Push:
         version = session.version
         # Expiry wakes nobody: look again just after the session's deadline, and answer 404 then.
         timeout = min(self.hold_s, session.expires_in_ms / 1000 + _EXPIRY_SLACK_S)
+        # The poll waits in the request's own task on its connection, until the store's change callback, the
+        # shared deadline or close() wakes it. A held poll is thus this one coroutine (no second one: this frame
+        # is part of the cost), one store callback entry and one deadline entry: no second task, no future, no
+        # timer of its own. Stores without change callbacks (Redis) wait as long-polls do.
+        task = asyncio.current_task()
+        assert task is not None
+        hold = _Hold(task)
+        store = self._store
         try:
-            current = await self._held(request, session, timeout)
+            registered = store.on_change(session.id, version, hold)
+            if registered is None:
+                current = await until_disconnected(
+                    request.receive, "http.disconnect", self.changed(session.id, version, timeout)
+                )
+            elif not registered:
+                current = await store.get(session.id)
+            else:
+                self._deadlines.add(hold, timeout)
+                try:
+                    while (await request.receive())["type"] != "http.disconnect":
+                        pass
+                    gone = True
+                except asyncio.CancelledError:
+                    if hold.task is not None or task.uncancel() > 0:
+                        raise  # not (only) our wake: the server cancelling the request
+                    gone = False
+                except Exception:  # a connection whose messages cannot be read is as good as gone
+                    gone = True
+                if gone:
+                    if hold.task is None:
+                        # Woken in the same turn as the disconnect: take that cancellation back first.
+                        try:
+                            await asyncio.sleep(0)
+                        except asyncio.CancelledError:
+                            if task.uncancel() > 0:
+                                raise
+                    raise ClientDisconnected
+                current = await store.get(session.id)  # woken: a write, the deadline or the shutdown
         except ClientDisconnected:
             outcomes["disconnect"].inc()
             raise
         finally:
+            hold.task = None
+            self._deadlines.ended(hold)
+            store.forget_change(session.id, hold)
             self._holds -= 1
             self._hold_gauge.dec()
             left = by_address[address] - 1
@@ -379,49 +418,6 @@ class Push:
         else:
             outcomes["timeout"].inc()
         return current
-
-    async def _held(self, request: Request, session: Session, timeout_s: float) -> Session | None:
-        """Wait in the request's own task on its connection, until the store's change callback, the shared
-        deadline or :meth:`close` wakes it: then the session as it is. Raises :class:`ClientDisconnected`.
-
-        A held poll is thus this coroutine, one store callback entry and one deadline entry: no second task, no
-        future, no timer of its own. Stores without change callbacks (Redis) wait as long-polls do.
-        """
-        task = asyncio.current_task()
-        assert task is not None
-        hold = _Hold(task)
-        store = self._store
-        registered = store.on_change(session.id, session.version, hold)
-        if registered is None:
-            return await until_disconnected(
-                request.receive, "http.disconnect", self.changed(session.id, session.version, timeout_s)
-            )
-        if not registered:
-            return await store.get(session.id)
-        self._deadlines.add(hold, timeout_s)
-        receive = request.receive
-        try:
-            try:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-            except asyncio.CancelledError:
-                if hold.task is None and task.uncancel() == 0:
-                    return await store.get(session.id)  # woken: a write, the deadline or the shutdown
-                raise
-            except Exception:  # noqa: S110 - a connection whose messages cannot be read is as good as gone
-                pass
-            if hold.task is None:
-                # Woken in the same turn as the disconnect: take that cancellation back before leaving.
-                try:
-                    await asyncio.sleep(0)
-                except asyncio.CancelledError:
-                    if task.uncancel() > 0:
-                        raise
-            raise ClientDisconnected
-        finally:
-            hold.task = None
-            self._deadlines.ended(hold)
-            store.forget_change(session.id, hold)
 
 
 # -- the WebSocket watch -------------------------------------------------------------------------------------
