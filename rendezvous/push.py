@@ -10,7 +10,9 @@ that knows the extension reads its advertisement (the ``X-Qrlink-Push`` header o
   session is gone.
 
 A parked request holds one store waiter (a future, or a share of a Redis subscription) and one small task that
-listens for the client going away, and costs no CPU until one of them fires. A disconnect cancels the wait at
+listens for the client going away, and costs no CPU until one of them fires. A held Gen-1 poll on the memory
+store is leaner still: it waits in its request's own task on the connection, woken by a store callback or by one
+shared deadline heap (:meth:`Push.hold`). A disconnect cancels the wait at
 once, which releases the waiter. Past ``push_max_waiters`` parked requests in a process, long-polls are answered
 at once like ordinary polls and new watches are refused; clients then poll at their normal pace.
 """
