@@ -150,13 +150,14 @@ class _Deadlines:
     once such entries outnumber the live ones the heap is rebuilt without them.
     """
 
-    __slots__ = ("_handle", "_heap", "_seq", "_stale", "_when")
+    __slots__ = ("_handle", "_heap", "_loop", "_seq", "_stale", "_when")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, _Hold]] = []
         self._seq = 0
         self._stale = 0
         self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._when = 0.0
 
     def __len__(self) -> int:
@@ -168,7 +169,7 @@ class _Deadlines:
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, hold))
         hold.queued = True
-        if self._handle is None or when < self._when:
+        if self._handle is None or when < self._when or loop is not self._loop:
             self._schedule(loop, when)
 
     def ended(self, hold: _Hold) -> None:
@@ -196,6 +197,7 @@ class _Deadlines:
         if self._handle is not None:
             self._handle.cancel()
         self._when = when
+        self._loop = loop
         self._handle = loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
