@@ -85,6 +85,13 @@ TARGETS: dict[str, Target] = {
         Target("redis", "ours, Redis store, 2 workers, uvicorn", "ours", workers=2, redis=True),
         Target("memory-granian", "ours, memory store, 1 worker, granian", "ours", stack="granian"),
         Target(
+            "memory-holds-granian",
+            "ours, memory store, 1 worker, granian, held Gen-1 polls on",
+            "ours",
+            stack="granian",
+            holds=True,
+        ),
+        Target(
             "redis-granian", "ours, Redis store, 2 workers, granian", "ours", stack="granian", workers=2, redis=True
         ),
         Target("synapse", "Synapse 1.163.2, Gen-1 + Gen-2 rendezvous, 1 process", "synapse", stack="twisted"),

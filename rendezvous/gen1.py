@@ -209,25 +209,25 @@ class Gen1Api:
             wait = preferred_wait(prefer) if prefer is not None else None
             if wait is None:
                 if self._hold and if_none_match.strip() == headers[1][1] and request.method == "GET":
-                    del headers  # a held poll keeps as little as it can: rebuilt when it ends
-                    return await self._held(request, session)
+                    # Held here, not in a helper coroutine: every frame a held poll keeps counts, and so do
+                    # the headers (rebuilt when it ends) and the request's parsed header dict.
+                    del headers, if_none_match, prefer
+                    request.route = self._hold_route
+                    address = self._context.proxies.client_ip(request)
+                    request.forget_headers()
+                    changed = await self._push.hold(request, address, session)
+                    if changed is None or changed.generation is not Generation.GEN1:
+                        raise _not_found()
+                    if changed.version == session.version:
+                        return Response(304, _session_headers(session, session.version, extra=self._push_headers))
+                    return Response(
+                        200, _session_headers(changed, changed.version, extra=self._push_headers), changed.data
+                    )
                 return Response(304, headers)
             if not wait or not self._push.long_poll:
                 return Response(304, headers)
             return await self._long_poll(request, session, if_none_match, min(wait, self._push.max_wait_s))
         return Response(200, headers, session.data)
-
-    async def _held(self, request: Request, session: Session) -> Response:
-        """A plain poll naming the current ETag, held until a write (200), the session's end (404) or
-        ``hold_ms`` (304): what any Gen-1 client would see from polling, sooner (``docs/push.md``)."""
-        push = self._push
-        request.route = self._hold_route
-        changed = await push.hold(request, self._context.proxies.client_ip(request), session)
-        if changed is None or changed.generation is not Generation.GEN1:
-            raise _not_found()
-        if changed.version == session.version:
-            return Response(304, _session_headers(session, session.version, extra=self._push_headers))
-        return Response(200, _session_headers(changed, changed.version, extra=self._push_headers), changed.data)
 
     async def _long_poll(self, request: Request, session: Session, if_none_match: bytes, wait: int) -> Response:
         if not self._push.has_room():

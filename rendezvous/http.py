@@ -170,6 +170,10 @@ class Request:
             headers = self._headers = dict(self.scope["headers"])
         return headers.get(name)
 
+    def forget_headers(self) -> None:
+        """Drop the parsed headers (a request about to wait long keeps less); :meth:`header` parses them again."""
+        self._headers = None
+
     def content_length(self) -> int | None:
         """The declared body length, ``None`` when the body is streamed (chunked) or absent."""
         value = self.header(b"content-length")

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from prometheus_client import (
@@ -319,6 +319,12 @@ class InstrumentedStore(SessionStore):
 
     def waiter_count(self) -> int:
         return self.inner.waiter_count()
+
+    def on_change(self, session_id: str, after_version: int, callback: Callable[[], object]) -> bool | None:
+        return self.inner.on_change(session_id, after_version, callback)
+
+    def forget_change(self, session_id: str, callback: Callable[[], object]) -> None:
+        self.inner.forget_change(session_id, callback)
 
     async def ping(self) -> None:
         await self._timed("ping", self.inner.ping())

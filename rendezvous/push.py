@@ -10,7 +10,9 @@ that knows the extension reads its advertisement (the ``X-Qrlink-Push`` header o
   session is gone.
 
 A parked request holds one store waiter (a future, or a share of a Redis subscription) and one small task that
-listens for the client going away, and costs no CPU until one of them fires. A disconnect cancels the wait at
+listens for the client going away, and costs no CPU until one of them fires. A held Gen-1 poll on the memory
+store is leaner still: it waits in its request's own task on the connection, woken by a store callback or by one
+shared deadline heap (:meth:`Push.hold`). A disconnect cancels the wait at
 once, which releases the waiter. Past ``push_max_waiters`` parked requests in a process, long-polls are answered
 at once like ordinary polls and new watches are refused; clients then poll at their normal pace.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -119,6 +122,99 @@ async def until_disconnected(receive: Receive, disconnect: str, waiting: Awaitab
         listener.cancel()
 
 
+class _Hold:
+    """One held poll, as the store's change callback and the deadline queue know it: the task to wake.
+
+    Calling it wakes the hold (once: ``task`` is cleared), by cancelling the request's task where it waits on
+    its connection; the hold takes that one cancellation back. Every wake goes through here, so a task is never
+    cancelled twice for one hold. ``queued``: its deadline entry is still in :class:`_Deadlines`.
+    """
+
+    __slots__ = ("queued", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task: asyncio.Task[Any] | None = task
+        self.queued = False
+
+    def __call__(self) -> None:
+        task = self.task
+        if task is not None:
+            self.task = None
+            task.cancel()
+
+
+class _Deadlines:
+    """The deadlines of every held poll in one heap, on a single loop timer: no timer handle per hold.
+
+    An entry whose hold ended before its deadline stays until that deadline comes (holding no task any more);
+    once such entries outnumber the live ones the heap is rebuilt without them.
+    """
+
+    __slots__ = ("_handle", "_heap", "_loop", "_seq", "_stale", "_when")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Hold]] = []
+        self._seq = 0
+        self._stale = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._when = 0.0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, hold: _Hold, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + timeout_s
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, hold))
+        hold.queued = True
+        if self._handle is None or when < self._when or loop is not self._loop:
+            self._schedule(loop, when)
+
+    def ended(self, hold: _Hold) -> None:
+        """``hold`` has ended (its task cleared): its entry, if still queued, is stale from now on."""
+        if not hold.queued:
+            return
+        self._stale += 1
+        heap = self._heap
+        if self._stale > 1024 and self._stale * 2 > len(heap):
+            live = []
+            for entry in heap:
+                if entry[2].task is None:
+                    entry[2].queued = False
+                else:
+                    live.append(entry)
+            heap[:] = live
+            heapq.heapify(heap)
+            self._stale = 0
+
+    def wake_all(self) -> None:
+        for _, _, hold in self._heap:
+            hold()
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._when = when
+        self._loop = loop
+        self._handle = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            hold = heapq.heappop(heap)[2]
+            if hold.task is None and hold.queued and self._stale:
+                self._stale -= 1  # counted as stale when its hold ended
+            hold.queued = False
+            hold()
+        if heap:
+            self._schedule(loop, heap[0][0])
+
+
 class Push:
     """Parking of long-polls and watches for one app: the cap, the gauges and the disconnect handling."""
 
@@ -151,6 +247,7 @@ class Push:
         self._hold_outcomes = metrics.hold_outcomes
         self._hold_wake = metrics.hold_wake
         self._wall_clock = time.time
+        self._deadlines = _Deadlines()
 
     @property
     def parked(self) -> int:
@@ -177,6 +274,7 @@ class Push:
         self._closed = True
         for task in self._waiting:
             task.cancel()
+        self._deadlines.wake_all()
 
     async def changed(self, session_id: str, version: int, timeout_s: float) -> Session | None:
         """The store's ``wait_for_change``, cut short by :meth:`close`: then the session as it is now.
@@ -262,14 +360,51 @@ class Push:
         version = session.version
         # Expiry wakes nobody: look again just after the session's deadline, and answer 404 then.
         timeout = min(self.hold_s, session.expires_in_ms / 1000 + _EXPIRY_SLACK_S)
+        # The poll waits in the request's own task on its connection, until the store's change callback, the
+        # shared deadline or close() wakes it. A held poll is thus this one coroutine (no second one: this frame
+        # is part of the cost), one store callback entry and one deadline entry: no second task, no future, no
+        # timer of its own. Stores without change callbacks (Redis) wait as long-polls do.
+        task = asyncio.current_task()
+        assert task is not None
+        hold = _Hold(task)
+        store = self._store
         try:
-            current = await until_disconnected(
-                request.receive, "http.disconnect", self.changed(session.id, version, timeout)
-            )
+            registered = store.on_change(session.id, version, hold)
+            if registered is None:
+                current = await until_disconnected(
+                    request.receive, "http.disconnect", self.changed(session.id, version, timeout)
+                )
+            elif not registered:
+                current = await store.get(session.id)
+            else:
+                self._deadlines.add(hold, timeout)
+                try:
+                    while (await request.receive())["type"] != "http.disconnect":
+                        pass
+                    gone = True
+                except asyncio.CancelledError:
+                    if hold.task is not None or task.uncancel() > 0:
+                        raise  # not (only) our wake: the server cancelling the request
+                    gone = False
+                except Exception:  # a connection whose messages cannot be read is as good as gone
+                    gone = True
+                if gone:
+                    if hold.task is None:
+                        # Woken in the same turn as the disconnect: take that cancellation back first.
+                        try:
+                            await asyncio.sleep(0)
+                        except asyncio.CancelledError:
+                            if task.uncancel() > 0:
+                                raise
+                    raise ClientDisconnected
+                current = await store.get(session.id)  # woken: a write, the deadline or the shutdown
         except ClientDisconnected:
             outcomes["disconnect"].inc()
             raise
         finally:
+            hold.task = None
+            self._deadlines.ended(hold)
+            store.forget_change(session.id, hold)
             self._holds -= 1
             self._hold_gauge.dec()
             left = by_address[address] - 1

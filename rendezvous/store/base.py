@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import enum
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # The identifier grammar is protocol, not storage: it lives in rendezvous.protocol and is re-exported here.
@@ -164,7 +165,22 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     def waiter_count(self) -> int:
-        """How many :meth:`wait_for_change` calls are parked in this process right now."""
+        """How many :meth:`wait_for_change` calls (and :meth:`on_change` callbacks) are parked in this process."""
+
+    def on_change(self, session_id: str, after_version: int, callback: Callable[[], object]) -> bool | None:
+        """Call ``callback`` once, from the event loop, when the session moves past ``after_version`` or is gone.
+
+        The cheap form of :meth:`wait_for_change` for a caller that waits on something else meanwhile (a held
+        poll waits on its connection): no future, no timer, no coroutine. Returns ``True`` once registered,
+        ``False`` when the session has already moved past ``after_version`` or is gone (``callback`` is not
+        called), and ``None`` when this backend has no such callbacks (use :meth:`wait_for_change`). Expiry
+        calls nobody: the caller looks again after the session's deadline. :meth:`forget_change` unregisters.
+        """
+        return None
+
+    def forget_change(self, session_id: str, callback: Callable[[], object]) -> None:
+        """Unregister an :meth:`on_change` callback; nothing happens if it has been called or is unknown."""
+        return None
 
     async def limited_get(self, session_id: str, limit: RateLimit) -> tuple[int, Session | None]:
         """:meth:`rate_limit` on ``limit``, then :meth:`get` if a token was taken: one call where the backend can.

@@ -91,6 +91,9 @@ class MemoryStore(SessionStore):
         self._buckets: dict[str, _Bucket] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._waiter_count = 0
+        #: The :meth:`on_change` callbacks per session: a held poll is one entry here and nothing else.
+        self._callbacks: dict[str, set[Callable[[], object]]] = {}
+        self._callback_count = 0
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
@@ -110,6 +113,11 @@ class MemoryStore(SessionStore):
         for future in self._waiters.pop(session_id, ()):
             if not future.done():
                 future.set_result(None)
+        callbacks = self._callbacks.pop(session_id, None)
+        if callbacks:
+            self._callback_count -= len(callbacks)
+            for callback in callbacks:
+                callback()
 
     def _sweep_expired(self) -> None:
         now = self._monotonic()
@@ -264,4 +272,24 @@ class MemoryStore(SessionStore):
         return await self.get(session_id)
 
     def waiter_count(self) -> int:
-        return self._waiter_count
+        return self._waiter_count + self._callback_count
+
+    def on_change(self, session_id: str, after_version: int, callback: Callable[[], object]) -> bool | None:
+        entry = self._live(session_id)
+        if entry is None or entry.version != after_version:
+            return False
+        callbacks = self._callbacks.get(session_id)
+        if callbacks is None:
+            callbacks = self._callbacks[session_id] = set()
+        if callback not in callbacks:
+            callbacks.add(callback)
+            self._callback_count += 1
+        return True
+
+    def forget_change(self, session_id: str, callback: Callable[[], object]) -> None:
+        callbacks = self._callbacks.get(session_id)
+        if callbacks is not None and callback in callbacks:
+            callbacks.remove(callback)
+            self._callback_count -= 1
+            if not callbacks:
+                del self._callbacks[session_id]

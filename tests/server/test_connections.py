@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -312,3 +313,21 @@ def test_connections_past_the_health_reserve_are_dropped_at_once(capped: tuple[s
     finally:
         for sock in idle:
             sock.close()
+
+
+# -- pipelining ------------------------------------------------------------------------------------------------
+
+
+def test_pipelined_requests_are_answered_in_order(server: tuple[str, int]) -> None:
+    """Three requests in one write: uvicorn queues the later ones (in our list-based pipeline) and answers each,
+    in the order sent, on the one connection."""
+    host, port = server
+    with socket.create_connection((host, port), timeout=5) as sock:
+        requests = [
+            f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+            for path, extra in (("/health", ""), ("/nowhere", ""), ("/health", "Connection: close\r\n"))
+        ]
+        sock.sendall(b"".join(requests))
+        raw = _read_until_closed(sock, 5)
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", raw)]
+    assert statuses == [200, 404, 200]

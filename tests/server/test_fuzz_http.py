@@ -87,6 +87,8 @@ BASE_ENV = {
     "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
     "RENDEZVOUS_GEN2_STABLE_API": "true",
     "RENDEZVOUS_PUSH_MAX_WAIT_SECONDS": "1",
+    # A poll naming the current ETag is held: a short hold keeps it well inside the answer timeout.
+    "RENDEZVOUS_HOLD_MS": "200",
     # Every example creates sessions; a long local run must not reach the default cap of 10,000.
     "RENDEZVOUS_MAX_SESSIONS": "1000000",
     "RENDEZVOUS_LOG_LEVEL": "warning",

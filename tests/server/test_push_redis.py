@@ -64,3 +64,21 @@ async def test_gen1_watch_is_woken_by_a_write_and_a_delete_in_another_process(
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 2)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+
+
+async def test_a_held_gen1_poll_is_woken_by_a_write_to_another_process(two_servers: tuple[str, str]) -> None:
+    """The Redis store has no change callbacks: a held poll waits there as a long-poll does."""
+    first, second = two_servers
+    async with httpx.AsyncClient(timeout=10) as http:
+        created = await http.post(f"{first}{GEN1}", content=b"", headers=TEXT)
+        url, etag = created.json()["url"], created.headers["etag"]
+        poll = asyncio.create_task(http.get(url, headers={"If-None-Match": etag}))
+        await asyncio.sleep(0.3)
+        assert not poll.done()
+        put_at = time.monotonic()
+        put = await http.put(url.replace(first, second), content=b"held", headers={**TEXT, "If-Match": etag})
+        assert put.status_code == 202
+        response = await poll
+        assert time.monotonic() - put_at < 0.5
+        assert response.status_code == 200
+        assert response.content == b"held"
