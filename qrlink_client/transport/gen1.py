@@ -228,6 +228,11 @@ class Gen1Transport(_Transport):
         if wait is not None:
             headers["Prefer"] = f"wait={int(wait)}"  # RFC 7240 wait is whole seconds
             extra["timeout"] = self._long_poll_timeout(wait)
+        elif "If-None-Match" in headers:
+            # A poll that names the current ETag may be held by a server (ours holds it up to hold_ms); this one
+            # is meant to be answered now (interval polling, receive_pending before an out-of-turn write): the
+            # transport does its own waiting, bounded by the caller's timeout. Servers without holds ignore it.
+            headers["Prefer"] = "wait=0"
         reply = await self._request("GET", self._url, "receive", headers=headers, **extra)
         response = reply.response
         self._absorb_expiry(reply)

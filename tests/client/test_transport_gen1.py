@@ -5,6 +5,9 @@ What both generations do alike is tested once per generation in ``test_transport
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -17,6 +20,7 @@ from qrlink_client.transport import (
     TransportOptions,
 )
 from tests.support import transport as support
+from tests.support.server import serve_cli
 from tests.support.transport import OurServer, RecordingTransport, is_put
 
 # Fixtures shared with the other transport tests.
@@ -173,3 +177,40 @@ async def test_polls_after_a_put_use_the_etag_that_put_returned(
         await scanner.receive(timeout=0.2)
 
     assert {p.headers["if-none-match"] for p in recorder.requests("GET")} == {put.response_headers["etag"]}
+
+
+@pytest.fixture(scope="module")
+def holding_server() -> Iterator[OurServer]:
+    """Our server with held polls on (the default) and push off, as a server that holds plain polls."""
+    env = {
+        "RENDEZVOUS_SESSION_RATE_PER_SECOND": "0",
+        "RENDEZVOUS_CREATE_RATE_PER_SECOND": "0",
+        "RENDEZVOUS_PUSH_ENABLED": "false",
+        "RENDEZVOUS_HOLD_MS": "10000",
+    }
+    with serve_cli(env) as base_url:
+        yield OurServer(base_url)
+
+
+async def test_receive_pending_is_answered_at_once_by_a_server_that_holds_polls(
+    http: httpx.AsyncClient, holding_server: OurServer
+) -> None:
+    # An out-of-turn write first reads what it has not read; a held answer would delay it by the whole hold.
+    generator, scanner = await pair(http, holding_server)
+    await scanner.send("initiate")
+    assert await generator.receive(timeout=5) == "initiate"
+
+    started = time.monotonic()
+    assert await generator.receive_pending() is None
+    assert time.monotonic() - started < 2
+
+
+async def test_receive_timeout_holds_against_a_server_that_holds_polls(
+    http: httpx.AsyncClient, holding_server: OurServer
+) -> None:
+    generator, _ = await pair(http, holding_server)
+
+    started = time.monotonic()
+    with pytest.raises(ReceiveTimeout):
+        await generator.receive(timeout=1)
+    assert time.monotonic() - started < 3

@@ -222,7 +222,8 @@ class Generation:
     def is_long_poll(self, exchange: Exchange) -> bool:
         """Whether a GET asked the server to hold it: ``Prefer: wait`` (Gen-1), ``since`` (Gen-2)."""
         if self.number == 1:
-            return "prefer" in exchange.headers
+            # ``Prefer: wait=0`` asks for the answer now (a poll a server could otherwise hold).
+            return exchange.headers.get("prefer", "wait=0") != "wait=0"
         return "since" in exchange.url.params
 
 
