@@ -239,7 +239,7 @@ class _Transport:
         """
         async with self._lock:
             self._check_usable()
-            revision = await self._poll(None)
+            revision = await self._poll_now()
             return None if revision is None else self._accept(revision)
 
     def _time_left(self, give_up: float | None) -> float | None:
@@ -410,6 +410,10 @@ class _Transport:
 
     async def _poll(self, wait: float | None) -> _Revision | None:
         raise NotImplementedError
+
+    async def _poll_now(self) -> _Revision | None:
+        """One GET that the server must answer at once (a generation whose server may hold polls says so)."""
+        return await self._poll(None)
 
     def _frame_revision(self, frame: dict[str, Any]) -> _Revision:
         raise NotImplementedError

@@ -219,8 +219,12 @@ class Gen1Transport(_Transport):
     async def _poll(self, wait: float | None) -> _Revision | None:
         return await self._get(wait, conditional=True)
 
-    async def _get(self, wait: float | None, *, conditional: bool) -> _Revision | None:
-        """One GET: ``If-None-Match: <current ETag>`` if *conditional*, ``Prefer: wait`` if *wait*."""
+    async def _poll_now(self) -> _Revision | None:
+        return await self._get(None, conditional=True, now=True)
+
+    async def _get(self, wait: float | None, *, conditional: bool, now: bool = False) -> _Revision | None:
+        """One GET: ``If-None-Match: <current ETag>`` if *conditional*, ``Prefer: wait`` if *wait*, and
+        ``Prefer: wait=0`` if the answer is needed *now*."""
         headers = {}
         if conditional and self._current is not None:
             headers["If-None-Match"] = self._current
@@ -228,10 +232,10 @@ class Gen1Transport(_Transport):
         if wait is not None:
             headers["Prefer"] = f"wait={int(wait)}"  # RFC 7240 wait is whole seconds
             extra["timeout"] = self._long_poll_timeout(wait)
-        elif "If-None-Match" in headers:
+        elif now and "If-None-Match" in headers:
             # A poll that names the current ETag may be held by a server (ours holds it up to hold_ms); this one
-            # is meant to be answered now (interval polling, receive_pending before an out-of-turn write): the
-            # transport does its own waiting, bounded by the caller's timeout. Servers without holds ignore it.
+            # must be answered at once (receive_pending before an out-of-turn write). Servers without holds
+            # ignore the preference.
             headers["Prefer"] = "wait=0"
         reply = await self._request("GET", self._url, "receive", headers=headers, **extra)
         response = reply.response

@@ -186,6 +186,7 @@ def test_startup_fields_of_the_defaults() -> None:
         "public_url": "built-from-Host",
         "metrics": f"http://127.0.0.1:{DEFAULT_PORT}/metrics",
         "push": "long-poll+websocket",
+        "gen1_holds": "20000ms",
     }
     assert all(" " not in value for value in fields.values())
 
