@@ -19,7 +19,20 @@ Two measurements, interleaved server by server so that a slow spell of the share
   one, in both QR roles (``tests/interop/test_jssdk_signin.py``'s ``run_login``), on the dev stack with the
   device grant polled every second. ``grant_login`` polls once a second too (``TransportOptions(push=False)``),
   like Element X, so both devices are standard clients. A sample is the wall time of the login from the QR
-  code's creation to the secrets read on the new device; the dev user is created before it.
+  code's creation to the secrets read on the new device; the dev user is created before it. Each login is run
+  twice per round (``--approval both``, the default):
+
+  - *instant*: the verification page is answered the moment ``grant_login`` opens it, as a script would;
+  - *person*: the page opens at once, and the user reads it for ``--consent-s`` seconds (uniform between the
+    two values, one draw per round and role, the same for every server) before pressing the button. The sample
+    is then the wall time minus that consent time: what the login costs besides the person.
+
+  The two differ in how the device grant's token polling falls. The new device polls the token endpoint at
+  once after ``m.login.protocol_accepted`` and then every ``interval`` (1 s). Answered instantly, the approval
+  lands a few tens of ms after ``protocol_accepted`` is sent: a server that delivers that message at once has
+  the new device's first poll miss it by those ms and wait the whole interval, while a server that delivers it
+  half a second late has the approval in place for the first poll. With a person on the page the approval
+  falls anywhere in an interval, and each server waits half of one on average.
 
 Needs the Node peers (``make peers``) and Synapse (installed on first use).
 """
@@ -45,28 +58,35 @@ if TYPE_CHECKING:
 
 SERVERS = ("synapse", "ours-holds-off", "ours-holds-on")
 HOPS_PER_SESSION = 8
+ROLES = ("new-shows", "existing-shows")
+APPROVALS = ("instant", "person")
 
 
 @dataclass
 class ServerResult:
     name: str
     hop_ms: list[float] = field(default_factory=list)
-    login_s: dict[str, list[float]] = field(default_factory=lambda: {"new-shows": [], "existing-shows": []})
+    #: Login seconds by approval (``instant`` / ``person``, the latter without the consent time) and QR role.
+    login_s: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: {approval: {role: [] for role in ROLES} for approval in APPROVALS}
+    )
     failures: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        logins = [s for samples in self.login_s.values() for s in samples]
-        return {
+        row: dict[str, Any] = {
             "server": self.name,
             "hops": len(self.hop_ms),
             "hop_p50_ms": median(self.hop_ms),
             "hop_p99_ms": percentile(self.hop_ms, 0.99),
-            "login_median_s": median(logins),
-            "login_new_shows_median_s": median(self.login_s["new-shows"]),
-            "login_existing_shows_median_s": median(self.login_s["existing-shows"]),
-            "logins": len(logins),
             "failures": len(self.failures),
         }
+        for approval, by_role in self.login_s.items():
+            logins = [s for samples in by_role.values() for s in samples]
+            row[f"{approval}_logins"] = len(logins)
+            row[f"{approval}_median_s"] = median(logins)
+            for role, samples in by_role.items():
+                row[f"{approval}_{role}_median_s"] = median(samples)
+        return row
 
 
 def _progress(message: str) -> None:
@@ -76,7 +96,23 @@ def _progress(message: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench jssdk", description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=5, help=f"sessions of {HOPS_PER_SESSION} hops per server")
-    parser.add_argument("--logins", type=int, default=5, help="whole logins per server and QR role (default 5)")
+    parser.add_argument(
+        "--logins", type=int, default=5, help="rounds of whole logins: per server, QR role and approval (default 5)"
+    )
+    parser.add_argument(
+        "--approval",
+        choices=(*APPROVALS, "both"),
+        default="both",
+        help="how the verification page is answered: at once (instant), after a person's consent time, or both",
+    )
+    parser.add_argument(
+        "--consent-s",
+        type=float,
+        nargs=2,
+        default=(2.0, 4.0),
+        metavar=("MIN", "MAX"),
+        help="seconds a person spends on the consent page, drawn uniformly per round and role (default 2 4)",
+    )
     parser.add_argument(
         "--hops-via-front",
         action="store_true",
@@ -141,7 +177,8 @@ def _hops(create_url: str, rng: random.Random) -> Iterator[float]:
         scanner.close()
 
 
-async def _login(dev: DevStack, create_url: str, new_device_shows: bool) -> float:
+async def _login(dev: DevStack, create_url: str, new_device_shows: bool, consent_s: float) -> float:
+    """One whole login's wall time; ``consent_s``: the person's time on the consent page before answering it."""
     from devstack.users import create_e2ee_user
     from qrlink_client.transport import TransportOptions
     from tests.interop.test_jssdk_signin import ExistingDevice, Login, run_login
@@ -150,6 +187,7 @@ async def _login(dev: DevStack, create_url: str, new_device_shows: bool) -> floa
     driver = NodeDriver("jssdk")
     try:
         existing = ExistingDevice(await create_e2ee_user(dev, prefix="bench", device_id="EXISTING"))
+        existing.page.think_s = consent_s
         started = time.monotonic()
         outcome = await run_login(
             dev,
@@ -170,25 +208,36 @@ async def _login(dev: DevStack, create_url: str, new_device_shows: bool) -> floa
 def _render(results: dict[str, ServerResult], elapsed_s: float) -> str:
     rows = [result.summary() for result in results.values()]
     lines = [
-        "| server | hops | hop p50 ms | hop p99 ms | logins | login median s | new device shows s | "
+        "| server | hops | hop p50 ms | hop p99 ms | approval | logins | login median s | new device shows s | "
         "existing shows s | failed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(
-            f"| {row['server']} | {row['hops']} | {row['hop_p50_ms']:.1f} | {row['hop_p99_ms']:.1f} | "
-            f"{row['logins']} | {row['login_median_s']:.2f} | {row['login_new_shows_median_s']:.2f} | "
-            f"{row['login_existing_shows_median_s']:.2f} | {row['failures']} |"
-        )
+        shown = [approval for approval in APPROVALS if row[f"{approval}_logins"]] or [APPROVALS[0]]
+        for approval in shown:
+            lines.append(
+                f"| {row['server']} | {row['hops']} | {row['hop_p50_ms']:.1f} | {row['hop_p99_ms']:.1f} | "
+                f"{approval} | {row[f'{approval}_logins']} | {row[f'{approval}_median_s']:.2f} | "
+                f"{row[f'{approval}_new-shows_median_s']:.2f} | {row[f'{approval}_existing-shows_median_s']:.2f} | "
+                f"{row['failures']} |"
+            )
     base = results["synapse"].summary()
     for name in ("ours-holds-off", "ours-holds-on"):
         row = results[name].summary()
         lines.append("")
-        lines.append(
-            f"- {name} vs synapse: hop p50 {row['hop_p50_ms']:.1f} vs {base['hop_p50_ms']:.1f} ms; whole login "
-            f"{row['login_median_s']:.2f} vs {base['login_median_s']:.2f} s "
-            f"({base['login_median_s'] - row['login_median_s']:+.2f} s faster)"
-        )
+        lines.append(f"- {name} vs synapse: hop p50 {row['hop_p50_ms']:.1f} vs {base['hop_p50_ms']:.1f} ms")
+        for approval in APPROVALS:
+            if not row[f"{approval}_logins"]:
+                continue
+            ours, theirs = row[f"{approval}_median_s"], base[f"{approval}_median_s"]
+            faster = ", ".join(
+                f"{role} {base[f'{approval}_{role}_median_s'] - row[f'{approval}_{role}_median_s']:+.2f}"
+                for role in ROLES
+            )
+            lines.append(
+                f"  - whole login, {approval} approval: {ours:.2f} vs {theirs:.2f} s ({theirs - ours:+.2f} s faster; "
+                f"by role: {faster})"
+            )
     lines.append(f"\n({elapsed_s:.0f} s)")
     return "\n".join(lines)
 
@@ -211,19 +260,31 @@ def main(argv: Sequence[str]) -> int:
                 except Exception as exc:  # one broken session is reported, the run goes on
                     results[name].failures.append(f"hops: {exc!r}")
                 _progress(f"{name} session {session + 1}: hop p50 so far {median(results[name].hop_ms):.1f} ms")
+        approvals = APPROVALS if args.approval == "both" else (args.approval,)
+        low, high = sorted(args.consent_s)
         for round_ in range(args.logins):
-            for shows in (True, False):
-                for name in SERVERS:
-                    dev, create_url = stacks[name]
-                    role = "new-shows" if shows else "existing-shows"
-                    try:
-                        seconds = asyncio.run(_login(dev, create_url, shows))
-                    except Exception as exc:
-                        results[name].failures.append(f"login {role}: {exc!r}")
-                        _progress(f"{name} login {role} failed: {exc!r}")
-                        continue
-                    results[name].login_s[role].append(seconds)
-                    _progress(f"{name} login {role} round {round_ + 1}: {seconds:.2f} s")
+            for role in ROLES:
+                for approval in approvals:
+                    # One consent time per round and role, the same for every server.
+                    consent_s = rng.uniform(low, high) if approval == "person" else 0.0
+                    for name in SERVERS:
+                        dev, create_url = stacks[name]
+                        label = f"{role} ({approval} approval)"
+                        try:
+                            seconds = asyncio.run(_login(dev, create_url, role == "new-shows", consent_s))
+                        except Exception as exc:
+                            results[name].failures.append(f"login {label}: {exc!r}")
+                            _progress(f"{name} login {label} failed: {exc!r}")
+                            continue
+                        results[name].login_s[approval][role].append(seconds - consent_s)
+                        _progress(
+                            f"{name} login {label} round {round_ + 1}: {seconds:.2f} s"
+                            + (
+                                f" ({seconds - consent_s:.2f} s besides {consent_s:.2f} s of consent)"
+                                if consent_s
+                                else ""
+                            )
+                        )
     elapsed = time.monotonic() - started
     print(_render(results, elapsed))
     if args.json is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import time
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -129,10 +130,15 @@ class Browser:
         consent = self.sign_in_with_code(grant["verification_uri_complete"], grant["user_code"], username, password)
         return self.answer(consent, grant["user_code"], action)
 
-    def visit(self, uri: str, user_code: str, username: str, password: str, action: str) -> httpx.Response:
+    def visit(
+        self, uri: str, user_code: str, username: str, password: str, action: str, *, think_s: float = 0.0
+    ) -> httpx.Response:
         """The whole visit at ``uri`` (``verification_uri_complete``, or ``verification_uri`` with the code typed
-        in): the last page, whatever it says."""
+        in): the last page, whatever it says. ``think_s``: seconds the person reads the consent page before
+        pressing the button."""
         consent = self.sign_in_with_code(uri, user_code, username, password)
+        if think_s > 0:
+            time.sleep(think_s)
         return self.answer(consent, user_code, action)
 
 
@@ -178,12 +184,16 @@ class VerificationPage:
     """The user's browser at the verification URI the existing device opens (``open_verification_uri``).
 
     :meth:`open` notes the URI and, unless the action is ``ignore``, answers the page in the background with
-    :class:`Browser`; :attr:`answers` holds those visits, each ending with the last page it saw.
+    :class:`Browser`; :attr:`answers` holds those visits, each ending with the last page it saw. ``think_s``:
+    seconds the person spends on the consent page before answering it (a script answers at once).
     """
 
-    def __init__(self, user: E2eeUser, action: Literal["approve", "deny", "ignore"] = "approve") -> None:
+    def __init__(
+        self, user: E2eeUser, action: Literal["approve", "deny", "ignore"] = "approve", *, think_s: float = 0.0
+    ) -> None:
         self.user = user
         self.action = action
+        self.think_s = think_s
         self.opened: list[str] = []
         self.answers: list[asyncio.Task[httpx.Response]] = []
 
@@ -195,4 +205,6 @@ class VerificationPage:
 
     def _answer(self, uri: str) -> httpx.Response:
         with Browser() as browser:
-            return browser.visit(uri, user_code_of(uri), self.user.localpart, self.user.password, self.action)
+            return browser.visit(
+                uri, user_code_of(uri), self.user.localpart, self.user.password, self.action, think_s=self.think_s
+            )

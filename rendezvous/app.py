@@ -18,8 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-
-import httpx
+from typing import TYPE_CHECKING
 
 from .auth import TokenVerifier
 from .config import Settings, load_settings
@@ -52,6 +51,9 @@ from .routes import OTHER, Mount, mounted
 from .store import Generation, SessionStore, StoreUnavailable
 from .store.factory import open_store
 
+if TYPE_CHECKING:
+    import httpx
+
 logger = logging.getLogger("rendezvous")
 
 #: Environment variable carrying the validated settings (JSON) from the CLI to every worker process.
@@ -70,9 +72,7 @@ class RendezvousApp:
         self._http_client: httpx.AsyncClient | None = None
         verifier = None
         if settings.homeserver_url is not None:
-            self._http_client = httpx.AsyncClient(
-                timeout=settings.homeserver_timeout_seconds, follow_redirects=False, trust_env=False
-            )
+            self._http_client = TokenVerifier.http_client(settings.homeserver_timeout_seconds)
             verifier = TokenVerifier(
                 settings.homeserver_url, self._http_client, cache_seconds=settings.token_cache_seconds
             )

@@ -12,12 +12,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
-
-import httpx
 
 from .http import MatrixError, Request
 from .protocol import M_UNKNOWN_TOKEN, WHOAMI_PATH
+
+if TYPE_CHECKING:
+    import httpx
 
 #: Invalid answers are kept at most this long, whatever the cache setting.
 NEGATIVE_CACHE_SECONDS = 10.0
@@ -81,6 +83,14 @@ def _unknown_token() -> MatrixError:
 class TokenVerifier:
     """Asks the homeserver who a token belongs to, with a small answer cache."""
 
+    @staticmethod
+    def http_client(timeout_s: float) -> httpx.AsyncClient:
+        """The client for the whoami requests. httpx, the largest import a server could make, is loaded here, so a
+        server without a homeserver configured never loads it."""
+        import httpx
+
+        return httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False)
+
     def __init__(
         self,
         homeserver_url: str,
@@ -111,6 +121,8 @@ class TokenVerifier:
         return Requester(user_id)
 
     async def _ask(self, token: str) -> str | None:
+        import httpx  # loaded with the client, only when a homeserver is configured
+
         try:
             response = await self._client.get(self._whoami_url, headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:

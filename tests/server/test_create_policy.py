@@ -7,6 +7,8 @@ client talks to it over TCP. A full Synapse would need an OAuth server behind it
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -231,3 +233,19 @@ def test_off_policy_leaves_gen1_working(gen2_off: str) -> None:
     with httpx.Client(base_url=gen2_off) as client:
         url, _ = gen1_session(client)
         assert client.get(url).status_code == 200
+
+
+def test_httpx_is_loaded_only_for_a_homeserver() -> None:
+    """The HTTP client is the server's largest import: a server without a homeserver never loads it."""
+    script = """
+import sys
+from rendezvous.app import RendezvousApp
+from rendezvous.config import Settings
+RendezvousApp(Settings())
+print("httpx" in sys.modules)
+RendezvousApp(Settings(homeserver_url="http://127.0.0.1:1/"))
+print("httpx" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]

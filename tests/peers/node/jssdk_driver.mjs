@@ -17,7 +17,8 @@
 //   cancel {reason?}                   MSC4108SecureChannel.cancel (ends in DELETE)  -> {}
 //   close                              MSC4108SecureChannel.close (DELETE)           -> {}
 //   state                                                                            -> {url, ready, cancelled, failures}
-//   trace {clear?}                     HTTP exchanges so far (a 200 GET's body in response_body) -> {trace: [...]}
+//   trace {clear?}                     HTTP exchanges so far (a 200 GET's body in response_body; started_ms and
+//                                      answered_ms: epoch ms when sent and when answered) -> {trace: [...]}
 //   set_get_timeout {ms}               give up on a GET after ms without an answer and send it again (a client
 //                                      whose request timeout is shorter than the server holds a poll; null: off)
 //                                                                                    -> {}
@@ -104,11 +105,13 @@ async function tracedFetch(resource, options = {}) {
         url: String(resource),
         request_headers: pick(new Headers(options.headers ?? {}), TRACED_REQUEST_HEADERS),
         request_body: typeof options.body === "string" ? options.body : null,
+        started_ms: Date.now(),
     };
     trace.push(entry);
     try {
         const response = await realFetch(resource, options);
         entry.status = response.status;
+        entry.answered_ms = Date.now();
         entry.final_url = response.url;
         entry.response_headers = pick(response.headers, TRACED_RESPONSE_HEADERS);
         if (entry.method === "GET" && response.status === 200) {
