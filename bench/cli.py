@@ -320,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for scenario in scenarios:
                     if scenario != "saturate" and not target.has_sessions:
                         continue
-                    # memory-holds runs delivery (its 1 s pollers held) and holds; holds runs on nothing else.
+                    # The -holds targets run delivery (their 1 s pollers held) and holds; holds runs on nothing else.
                     if (target.holds and scenario not in ("delivery", "holds")) or (
                         scenario == "holds" and not target.holds
                     ):

@@ -35,8 +35,8 @@ _OUR_SETTINGS = {
     # Holds have their own target (memory-holds) and scenario.
     "RENDEZVOUS_HOLD_ENABLED": "false",
 }
-#: memory-holds: held polls on, held long enough to measure (60 s), and no per-address cap (every simulated
-#: device shares 127.0.0.1); the server-wide cap stays at its default of 10,000.
+#: memory-holds and redis-holds: held polls on, held long enough to measure (60 s), and no per-address cap (every
+#: simulated device shares 127.0.0.1); the server-wide cap stays at its default of 10,000.
 _HOLD_SETTINGS = {
     "RENDEZVOUS_HOLD_ENABLED": "true",
     "RENDEZVOUS_HOLD_MS": "60000",
@@ -82,6 +82,9 @@ TARGETS: dict[str, Target] = {
     for t in (
         Target("memory", "ours, memory store, 1 worker, uvicorn", "ours"),
         Target("memory-holds", "ours, memory store, 1 worker, uvicorn, held Gen-1 polls on", "ours", holds=True),
+        Target(
+            "redis-holds", "ours, Redis store, 1 worker, uvicorn, held Gen-1 polls on", "ours", redis=True, holds=True
+        ),
         Target("redis", "ours, Redis store, 2 workers, uvicorn", "ours", workers=2, redis=True),
         Target("memory-granian", "ours, memory store, 1 worker, granian", "ours", stack="granian"),
         Target(

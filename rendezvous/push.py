@@ -10,9 +10,9 @@ that knows the extension reads its advertisement (the ``X-Qrlink-Push`` header o
   session is gone.
 
 A parked request holds one store waiter (a future, or a share of a Redis subscription) and one small task that
-listens for the client going away, and costs no CPU until one of them fires. A held Gen-1 poll on the memory
-store is leaner still: it waits in its request's own task on the connection, woken by a store callback or by one
-shared deadline heap (:meth:`Push.hold`). A disconnect cancels the wait at
+listens for the client going away, and costs no CPU until one of them fires. A held Gen-1 poll is leaner still:
+it waits in its request's own task on the connection, woken by a store change callback (on Redis, a share of the
+session's subscription) or by one shared deadline heap (:meth:`Push.hold`). A disconnect cancels the wait at
 once, which releases the waiter. Past ``push_max_waiters`` parked requests in a process, long-polls are answered
 at once like ordinary polls and new watches are refused; clients then poll at their normal pace.
 """
@@ -363,18 +363,20 @@ class Push:
         # The poll waits in the request's own task on its connection, until the store's change callback, the
         # shared deadline or close() wakes it. A held poll is thus this one coroutine (no second one: this frame
         # is part of the cost), one store callback entry and one deadline entry: no second task, no future, no
-        # timer of its own. Stores without change callbacks (Redis) wait as long-polls do.
+        # timer of its own. Registering returns at once on the memory store; on Redis it first subscribes (or
+        # shares the subscription of another local hold). A store without change callbacks waits as long-polls do.
         task = asyncio.current_task()
         assert task is not None
         hold = _Hold(task)
         store = self._store
         try:
-            registered = store.on_change(session.id, version, hold)
+            registered = await store.register_change(session.id, version, hold)
             if registered is None:
                 current = await until_disconnected(
                     request.receive, "http.disconnect", self.changed(session.id, version, timeout)
                 )
-            elif not registered:
+            elif not registered or self._closed:
+                # Moved already, or close() came while registering (it wakes only the holds it can see).
                 current = await store.get(session.id)
             else:
                 self._deadlines.add(hold, timeout)
@@ -397,7 +399,8 @@ class Push:
                             if task.uncancel() > 0:
                                 raise
                     raise ClientDisconnected
-                current = await store.get(session.id)  # woken: a write, the deadline or the shutdown
+                # Woken: a write or a delete, a lost Redis subscription, the deadline or the shutdown.
+                current = await store.get(session.id)
         except ClientDisconnected:
             outcomes["disconnect"].inc()
             raise

@@ -6,7 +6,7 @@ import asyncio
 import collections
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
@@ -25,9 +25,14 @@ class SubscriptionLost(Exception):
 
 
 class Watch:
-    """The local waiters of one session, sharing a single shard-channel subscription."""
+    """The local waiters of one session, sharing a single shard-channel subscription.
 
-    __slots__ = ("channel", "futures", "leases", "link", "lost", "ready")
+    Two kinds share it: waiters that hold a lease (:meth:`Subscriber.watch`) and wait on futures they arm, and
+    one-shot callbacks (:meth:`Subscriber.call_on_message`), each held until its first message. The channel stays
+    subscribed while either kind is left.
+    """
+
+    __slots__ = ("callbacks", "channel", "futures", "leases", "link", "lost", "ready", "wakes")
 
     def __init__(self, channel: bytes, link: Link, ready: asyncio.Future[bool]) -> None:
         self.channel = channel
@@ -36,7 +41,14 @@ class Watch:
         self.ready = ready
         self.leases = 0
         self.futures: set[asyncio.Future[None]] = set()
+        self.callbacks: set[Callable[[], object]] = set()
+        #: How many messages (and losses) have woken this watch: tells a reader whether one came meanwhile.
+        self.wakes = 0
         self.lost = False
+
+    @property
+    def in_use(self) -> bool:
+        return self.leases > 0 or bool(self.callbacks)
 
     def arm(self) -> asyncio.Future[None]:
         """A future completed by the next message on the channel (or by the loss of the subscription)."""
@@ -58,26 +70,37 @@ class Watch:
         if self.lost:
             raise SubscriptionLost
 
-    def wake(self) -> None:
+    def wake(self) -> int:
+        """Complete the armed futures and call the callbacks (forgetting them); how many callbacks were called."""
+        self.wakes += 1
         for future in self.futures:
             if not future.done():
                 future.set_result(None)
         self.futures.clear()
+        callbacks = self.callbacks
+        if not callbacks:
+            return 0
+        self.callbacks = set()
+        for callback in callbacks:
+            callback()
+        return len(callbacks)
 
-    def fail(self) -> None:
+    def fail(self) -> int:
+        """The subscription is lost: wake everyone (:meth:`wake`), and arm nothing more."""
         self.lost = True
         if not self.ready.done():
             self.ready.set_result(False)
-        self.wake()
+        return self.wake()
 
 
 class Subscriber:
     """One process's shard-channel subscriptions: one connection per Redis node, shared by every local waiter.
 
     A session's channel is subscribed while at least one local waiter watches it and unsubscribed when the
-    last one leaves, so an idle waiter costs one future and no traffic. Nothing is re-subscribed in the
-    background: when a connection drops, its waiters are woken with :class:`SubscriptionLost`, read the
-    session again and subscribe afresh, on a new connection, only if they still need to.
+    last one leaves, so an idle waiter costs one future (a callback: one set entry) and no traffic. Nothing is
+    re-subscribed in the background: when a connection drops, its waiters are woken with
+    :class:`SubscriptionLost` (callbacks are called), read the session again and subscribe afresh, on a new
+    connection, only if they still need to.
     """
 
     def __init__(self, client: Redis | RedisCluster, *, heartbeat_s: float) -> None:
@@ -86,6 +109,8 @@ class Subscriber:
         self._links: dict[str, Link] = {}
         self._connecting: dict[str, asyncio.Task[Link]] = {}
         self._watches: dict[bytes, Watch] = {}
+        #: Callbacks registered by :meth:`call_on_message` and not yet called or forgotten.
+        self.callbacks = 0
         self._closed = False
 
     async def _node_for(self, channel: bytes) -> tuple[str, type[AbstractConnection], dict[str, Any]]:
@@ -156,7 +181,39 @@ class Subscriber:
             yield watch
         finally:
             watch.leases -= 1
-            if watch.lost or (watch.leases == 0 and self._watches.get(channel) is watch):
+            if watch.lost or not watch.in_use:
+                self._forget(watch)
+
+    async def call_on_message(
+        self, channel: bytes, callback: Callable[[], object], unchanged: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Call ``callback`` once, on the next message on ``channel`` or the loss of its subscription.
+
+        The subscription is confirmed, then ``unchanged`` reads whether the session is still as the caller saw
+        it: a write that the read misses publishes afterwards, to a subscriber already listening. ``False``
+        (nothing registered) when it is not, or when a message came during the read. Raises
+        :class:`SubscriptionLost` when the subscription was lost before the callback was registered. Once
+        registered, the callback holds the channel's subscription until it is called or :meth:`forget_callback`.
+        """
+        async with self.watch(channel) as watch:
+            wakes = watch.wakes
+            still = await unchanged()
+            if watch.lost:
+                raise SubscriptionLost
+            if not still or watch.wakes != wakes:
+                return False
+            if callback not in watch.callbacks:
+                watch.callbacks.add(callback)
+                self.callbacks += 1
+            return True
+
+    def forget_callback(self, channel: bytes, callback: Callable[[], object]) -> None:
+        """Unregister a :meth:`call_on_message` callback; unsubscribe if it was the channel's last waiter."""
+        watch = self._watches.get(channel)
+        if watch is not None and callback in watch.callbacks:
+            watch.callbacks.remove(callback)
+            self.callbacks -= 1
+            if not watch.in_use:
                 self._forget(watch)
 
     def _forget(self, watch: Watch) -> None:
@@ -170,19 +227,23 @@ class Subscriber:
     def on_message(self, channel: bytes) -> None:
         watch = self._watches.get(channel)
         if watch is not None:
-            watch.wake()
+            called = watch.wake()
+            if called:
+                self.callbacks -= called
+                if not watch.in_use:
+                    self._forget(watch)
 
     def on_dropped(self, channel: bytes) -> None:
         """Redis ended a subscription by itself (its slot moved to another node)."""
         watch = self._watches.pop(channel, None)
         if watch is not None:
-            watch.fail()
+            self.callbacks -= watch.fail()
 
     def on_subscribe_refused(self, channel: bytes) -> None:
         watch = self._watches.get(channel)
         if watch is not None:
             del self._watches[channel]
-            watch.fail()
+            self.callbacks -= watch.fail()
 
     def on_link_closed(self, link: Link) -> None:
         for name, known in list(self._links.items()):
@@ -191,7 +252,7 @@ class Subscriber:
         for channel, watch in list(self._watches.items()):
             if watch.link is link:
                 del self._watches[channel]
-                watch.fail()
+                self.callbacks -= watch.fail()
 
     async def close(self) -> None:
         self._closed = True

@@ -165,7 +165,7 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     def waiter_count(self) -> int:
-        """How many :meth:`wait_for_change` calls (and :meth:`on_change` callbacks) are parked in this process."""
+        """How many :meth:`wait_for_change` calls and registered change callbacks are parked in this process."""
 
     def on_change(self, session_id: str, after_version: int, callback: Callable[[], object]) -> bool | None:
         """Call ``callback`` once, from the event loop, when the session moves past ``after_version`` or is gone.
@@ -173,13 +173,27 @@ class SessionStore(abc.ABC):
         The cheap form of :meth:`wait_for_change` for a caller that waits on something else meanwhile (a held
         poll waits on its connection): no future, no timer, no coroutine. Returns ``True`` once registered,
         ``False`` when the session has already moved past ``after_version`` or is gone (``callback`` is not
-        called), and ``None`` when this backend has no such callbacks (use :meth:`wait_for_change`). Expiry
-        calls nobody: the caller looks again after the session's deadline. :meth:`forget_change` unregisters.
+        called), and ``None`` when this backend cannot register a callback without awaiting (use
+        :meth:`register_change`). Expiry calls nobody: the caller looks again after the session's deadline.
+        :meth:`forget_change` unregisters.
         """
         return None
 
+    async def register_change(self, session_id: str, after_version: int, callback: Callable[[], object]) -> bool | None:
+        """:meth:`on_change` for every backend: registering may await here (a shared store subscribes first).
+
+        Returns as :meth:`on_change` does; ``None`` when this backend has no change callbacks at all (use
+        :meth:`wait_for_change`). Once registered, ``callback`` is called once: when the session moves past
+        ``after_version`` or is gone, or when the backend may have missed that (a lost subscription), after which
+        the caller reads the session again to know which. Raises :class:`StoreUnavailable`; a registration that
+        raises or is cancelled leaves nothing behind. The default calls :meth:`on_change`, without suspending.
+        """
+        return self.on_change(session_id, after_version, callback)
+
     def forget_change(self, session_id: str, callback: Callable[[], object]) -> None:
-        """Unregister an :meth:`on_change` callback; nothing happens if it has been called or is unknown."""
+        """Unregister an :meth:`on_change` / :meth:`register_change` callback; nothing happens if it has been
+        called or is unknown. The callback's share of any backend resource (a subscription) is released here.
+        """
         return None
 
     async def limited_get(self, session_id: str, limit: RateLimit) -> tuple[int, Session | None]:

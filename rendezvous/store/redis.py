@@ -7,7 +7,8 @@ Key layout, for the default prefix ``rz`` (see ``docs/redis.md``)::
     rz:{<id>}:t      hash: txnId -> recorded outcome; expires at the same instant as the session
     rz:{<id>}:o      list: the recorded txnIds, oldest first (at most TXN_RECORDS_KEPT); expires with them
     rz:{<id>}:d      string: the write id of the call that deleted the session; for a minute after the delete
-    rz:{<id>}:c      shard channel: a message on every write and delete (wakes ``wait_for_change``)
+    rz:{<id>}:c      shard channel: a message on every write and delete (wakes ``wait_for_change`` and the
+                     change callbacks of held polls)
     rz:live          sorted set: session id -> deadline ms; the shared session count
     rz:rl:<key>      hash: one rate-limit token bucket; expires once it would be full again
 
@@ -22,7 +23,8 @@ Every Redis failure surfaces as :class:`~rendezvous.store.base.StoreUnavailable`
 the next call once Redis answers again.
 
 The scripts are in :mod:`._redis_scripts`, the pipelined connection of a single server in
-:mod:`._redis_pipeline`, and the shard-channel subscriber that wakes long polls in :mod:`._redis_subscriber`.
+:mod:`._redis_pipeline`, and the shard-channel subscriber that wakes long polls and held polls in
+:mod:`._redis_subscriber`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Callable
 from typing import Any, Final
 
 from redis.asyncio import Redis
@@ -64,7 +67,8 @@ __all__ = ["RedisStore"]
 _CLUSTER_SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _PLAIN_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
 
-#: How many times one ``wait_for_change`` re-subscribes after its subscription was lost before giving up.
+#: How many times one ``wait_for_change`` (or ``register_change``) re-subscribes after its subscription was lost
+#: before giving up.
 _RESUBSCRIBE_ATTEMPTS: Final = 3
 
 
@@ -494,6 +498,24 @@ class RedisStore(SessionStore):
         finally:
             self._waiters -= 1
 
+    async def register_change(self, session_id: str, after_version: int, callback: Callable[[], object]) -> bool:
+        if not is_opaque_id(session_id):
+            return False
+
+        async def unchanged() -> bool:
+            snapshot = await self.get(session_id)
+            _raise_if_cancelled()
+            return snapshot is not None and snapshot.version == after_version
+
+        channel = self._channel(session_id)
+        for _ in range(_RESUBSCRIBE_ATTEMPTS):
+            with contextlib.suppress(SubscriptionLost):
+                return await self._subscriber.call_on_message(channel, callback, unchanged)
+        raise StoreUnavailable(UNAVAILABLE_MESSAGE)
+
+    def forget_change(self, session_id: str, callback: Callable[[], object]) -> None:
+        self._subscriber.forget_callback(self._channel(session_id), callback)
+
     @property
     def pipelined(self) -> bool:
         """Whether script calls go over the pipelined connection (see ``docs/redis.md``).
@@ -505,7 +527,7 @@ class RedisStore(SessionStore):
         return self._multiplexer is not None
 
     def waiter_count(self) -> int:
-        return self._waiters
+        return self._waiters + self._subscriber.callbacks
 
     async def ping(self) -> None:
         with unavailable_on_redis_errors():

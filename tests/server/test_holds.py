@@ -1,25 +1,58 @@
 """Held Gen-1 polls: a plain ``If-None-Match`` GET naming the current ETag waits for the next write.
 
 No client opts in: Element's clients poll once a second with ``If-None-Match`` and cannot tell a held answer
-from a late one. The servers here run in-process (real uvicorn, real sockets) with short holds.
+from a late one. The servers here run in-process (real uvicorn, real sockets) with short holds. The tests that
+take the ``store`` fixture run on the memory store and on the machine's Redis (a fresh key prefix each, whose
+keys are deleted afterwards): a held poll is woken by a store change callback on both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
-from rendezvous.store import MemoryStore
+from rendezvous.config import load_settings
+from rendezvous.http import Request
+from rendezvous.metrics import InstrumentedStore, Metrics
+from rendezvous.push import Push
+from rendezvous.store import Generation, MemoryStore, SessionStore
+from rendezvous.store.redis import RedisStore
 from tests.server.helpers import GEN1, TEXT
 from tests.server.test_push_support import ParkedRequest, sample, scrape
+from tests.store.conftest import BACKENDS, delete_keys
 from tests.support.server import serve_settings
 
 NO_LIMITS: dict[str, Any] = {"create_rate_per_second": 0, "session_rate_per_second": 0}
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    """A store for one server (the server's own loop uses it; the app leaves it open, its loop's end closes it)."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    prefix = f"rztest-{secrets.token_hex(6)}"
+    try:
+        yield RedisStore.from_url(REDIS_URL, key_prefix=prefix)
+    finally:
+        await delete_keys(REDIS_URL, prefix)
+
+
+def _subscriptions(store: SessionStore) -> int:
+    """The shard channels subscribed under ``store``'s key prefix on the Redis server (0 on the memory store)."""
+    if not isinstance(store, RedisStore):
+        return 0
+    with Redis.from_url(REDIS_URL) as raw:
+        return len(raw.pubsub_shardchannels(f"{store._prefix}:*"))
 
 
 async def _create(client: httpx.AsyncClient, body: bytes = b"") -> tuple[str, str]:
@@ -40,18 +73,20 @@ def _outcome(base_url: str, outcome: str) -> float:
     return sample(scrape(base_url), "rendezvous_holds_ended_total", outcome=outcome)
 
 
-async def test_a_held_poll_gets_the_write_at_once_and_counts_its_wake() -> None:
-    with serve_settings(hold_ms=10_000, **NO_LIMITS) as base_url:
+async def test_a_held_poll_gets_the_write_at_once_and_counts_its_wake(store: SessionStore) -> None:
+    with serve_settings(store=store, hold_ms=10_000, **NO_LIMITS) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
             url, etag = await _create(client)
             held = asyncio.create_task(client.get(url, headers={"If-None-Match": etag}))
-            await _eventually(lambda: sample(scrape(base_url), "rendezvous_holds") == 1)
+            await _eventually(lambda: store.waiter_count() == 1)
+            assert sample(scrape(base_url), "rendezvous_holds") == 1
             assert not held.done()
             put = await client.put(url, content=b"hello", headers={**TEXT, "If-Match": etag})
             written = time.monotonic()
             response = await asyncio.wait_for(held, 5)
             delay = time.monotonic() - written
         samples = scrape(base_url)
+        assert store.waiter_count() == 0
     assert delay < 0.1, delay
     assert (response.status_code, response.content) == (200, b"hello")
     assert response.headers["etag"] == put.headers["etag"]
@@ -64,8 +99,8 @@ async def test_a_held_poll_gets_the_write_at_once_and_counts_its_wake() -> None:
     assert sample(samples, "rendezvous_http_responses_total", route="gen1.hold", status="200") == 1
 
 
-async def test_a_held_poll_nobody_writes_to_is_the_usual_304_at_hold_ms() -> None:
-    with serve_settings(hold_ms=600, **NO_LIMITS) as base_url:
+async def test_a_held_poll_nobody_writes_to_is_the_usual_304_at_hold_ms(store: SessionStore) -> None:
+    with serve_settings(store=store, hold_ms=600, **NO_LIMITS) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
             url, etag = await _create(client, b"x")
             plain = await client.get(url, headers={"If-None-Match": etag, "Prefer": "wait=0"})
@@ -73,6 +108,8 @@ async def test_a_held_poll_nobody_writes_to_is_the_usual_304_at_hold_ms() -> Non
             response = await client.get(url, headers={"If-None-Match": etag})
             elapsed = time.monotonic() - started
         assert _outcome(base_url, "timeout") == 1
+        assert store.waiter_count() == 0
+        await _eventually(lambda: _subscriptions(store) == 0, within=1.0)
     assert 0.55 < elapsed < 2.0, elapsed
     assert response.status_code == 304
     assert response.content == b""
@@ -82,15 +119,16 @@ async def test_a_held_poll_nobody_writes_to_is_the_usual_304_at_hold_ms() -> Non
         assert response.headers[name] == plain.headers[name], name
 
 
-async def test_a_held_poll_of_a_deleted_session_is_404_at_once() -> None:
-    with serve_settings(hold_ms=10_000, **NO_LIMITS) as base_url:
+async def test_a_held_poll_of_a_deleted_session_is_404_at_once(store: SessionStore) -> None:
+    with serve_settings(store=store, hold_ms=10_000, **NO_LIMITS) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
             url, etag = await _create(client)
             held = asyncio.create_task(client.get(url, headers={"If-None-Match": etag}))
-            await _eventually(lambda: sample(scrape(base_url), "rendezvous_holds") == 1)
+            await _eventually(lambda: store.waiter_count() == 1)
             assert (await client.delete(url)).status_code == 204
             response = await asyncio.wait_for(held, 1)
         assert _outcome(base_url, "deleted") == 1
+        assert store.waiter_count() == 0
     assert response.status_code == 404
     assert response.json()["errcode"] == "M_NOT_FOUND"
 
@@ -193,27 +231,28 @@ async def test_server_wide_cap() -> None:
                 request.abort()
 
 
-async def test_a_client_that_disconnects_frees_its_hold_at_once() -> None:
-    store = MemoryStore()
+async def test_a_client_that_disconnects_frees_its_hold_at_once(store: SessionStore) -> None:
     with serve_settings(store=store, hold_ms=30_000, **NO_LIMITS) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
             url, etag = await _create(client)
         path = url.removeprefix(base_url)
         parked = [await ParkedRequest.open(base_url, path, {"If-None-Match": etag}) for _ in range(5)]
         await _eventually(lambda: store.waiter_count() == 5)
+        assert _subscriptions(store) == (1 if isinstance(store, RedisStore) else 0)
         for request in parked:
             request.abort()
         await _eventually(lambda: store.waiter_count() == 0, within=1.0)
+        # The last hold of the session to leave unsubscribes its channel.
+        await _eventually(lambda: _subscriptions(store) == 0, within=1.0)
         samples = scrape(base_url)
     assert sample(samples, "rendezvous_holds") == 0
     assert sample(samples, "rendezvous_holds_ended_total", outcome="disconnect") == 5
     assert sample(samples, "rendezvous_http_responses_total", route="gen1.hold", status="499") == 5
 
 
-async def test_a_client_whose_timeout_is_shorter_than_hold_ms_retries_and_loses_nothing() -> None:
+async def test_a_client_whose_timeout_is_shorter_than_hold_ms_retries_and_loses_nothing(store: SessionStore) -> None:
     """A client giving up after 0.4 s on a 5 s hold: each try is freed, the retry is held afresh, and the
     payload written meanwhile reaches the retry."""
-    store = MemoryStore()
     with serve_settings(store=store, hold_ms=5_000, **NO_LIMITS) as base_url:
         async with (
             httpx.AsyncClient(base_url=base_url, timeout=15) as writer,
@@ -256,3 +295,67 @@ async def test_a_held_poll_takes_one_rate_limit_token() -> None:
             third = await client.get(url, headers={"If-None-Match": etag})
         assert _outcome(base_url, "timeout") == 2
     assert [first.status_code, second.status_code, third.status_code] == [304, 304, 429]
+
+
+async def test_a_hold_on_one_server_is_answered_by_a_write_and_a_delete_through_another() -> None:
+    """Two servers (two workers, as it were) share one Redis: each held poll of server A is a change callback
+    on A's subscription, woken by what server B does."""
+    prefix = f"rztest-{secrets.token_hex(6)}"
+    a_store = RedisStore.from_url(REDIS_URL, key_prefix=prefix)
+    b_store = RedisStore.from_url(REDIS_URL, key_prefix=prefix)
+    try:
+        with (
+            serve_settings(store=a_store, hold_ms=10_000, **NO_LIMITS) as a,
+            serve_settings(store=b_store, hold_ms=10_000, **NO_LIMITS) as b,
+        ):
+            async with httpx.AsyncClient(base_url=a, timeout=15) as client:
+                url, etag = await _create(client)
+                on_b = url.replace(a, b)
+                held = [asyncio.create_task(client.get(url, headers={"If-None-Match": etag})) for _ in range(3)]
+                await _eventually(lambda: a_store.waiter_count() == 3)
+                put = await client.put(on_b, content=b"from b", headers={**TEXT, "If-Match": etag})
+                written = time.monotonic()
+                answers = await asyncio.wait_for(asyncio.gather(*held), 5)
+                delay = time.monotonic() - written
+                assert delay < 0.5, delay
+                assert [(r.status_code, r.content) for r in answers] == [(200, b"from b")] * 3
+                assert {r.headers["etag"] for r in answers} == {put.headers["etag"]}
+                again = asyncio.create_task(client.get(url, headers={"If-None-Match": put.headers["etag"]}))
+                await _eventually(lambda: a_store.waiter_count() == 1)
+                assert (await client.delete(on_b)).status_code == 204
+                gone = await asyncio.wait_for(again, 2)
+                assert gone.status_code == 404
+            assert a_store.waiter_count() == b_store.waiter_count() == 0
+            await _eventually(lambda: _subscriptions(a_store) == 0, within=1.0)
+    finally:
+        await delete_keys(REDIS_URL, prefix)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+async def test_a_held_poll_runs_in_its_request_task_alone_on_every_store(backend: str) -> None:
+    """No listener task, no long-poll wait: the hold is its request's task, a change callback and a deadline
+    entry, on the memory store and on Redis (behind the app's instrumented store) alike."""
+    disconnected = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    request = Request({"type": "http", "method": "GET", "headers": []}, receive)
+    async with BACKENDS[backend]() as inner:
+        metrics = Metrics()
+        store = InstrumentedStore(inner, metrics)
+        push = Push(load_settings(environ={}, hold_ms=10_000), store, metrics)
+        session = await store.create(Generation.GEN1, b"", ttl_ms=60_000)
+        # A first hold opens what the store shares between holds (Redis: the subscriber's connection).
+        first = asyncio.create_task(push.hold(request, "192.0.2.1", session))
+        await _eventually(lambda: store.waiter_count() == 1)
+        before = asyncio.all_tasks()
+        second = asyncio.create_task(push.hold(request, "192.0.2.1", session))
+        await _eventually(lambda: store.waiter_count() == 2)
+        assert asyncio.all_tasks() - before == {second}
+        await store.write(session.id, b"x", expected_version=1)
+        answers = await asyncio.wait_for(asyncio.gather(first, second), 2)
+        assert [a.version if a is not None else None for a in answers] == [2, 2]
+        assert store.waiter_count() == 0
+        assert push.holds == 0

@@ -67,7 +67,7 @@ async def test_gen1_watch_is_woken_by_a_write_and_a_delete_in_another_process(
 
 
 async def test_a_held_gen1_poll_is_woken_by_a_write_to_another_process(two_servers: tuple[str, str]) -> None:
-    """The Redis store has no change callbacks: a held poll waits there as a long-poll does."""
+    """A held poll is a change callback on its process's subscription to the session's channel."""
     first, second = two_servers
     async with httpx.AsyncClient(timeout=10) as http:
         created = await http.post(f"{first}{GEN1}", content=b"", headers=TEXT)
@@ -82,3 +82,19 @@ async def test_a_held_gen1_poll_is_woken_by_a_write_to_another_process(two_serve
         assert time.monotonic() - put_at < 0.5
         assert response.status_code == 200
         assert response.content == b"held"
+
+
+async def test_a_held_gen1_poll_is_answered_404_by_a_delete_in_another_process(two_servers: tuple[str, str]) -> None:
+    first, second = two_servers
+    async with httpx.AsyncClient(timeout=10) as http:
+        created = await http.post(f"{first}{GEN1}", content=b"", headers=TEXT)
+        url, etag = created.json()["url"], created.headers["etag"]
+        poll = asyncio.create_task(http.get(url, headers={"If-None-Match": etag}))
+        await asyncio.sleep(0.3)
+        assert not poll.done()
+        deleted_at = time.monotonic()
+        assert (await http.delete(url.replace(first, second))).status_code == 204
+        response = await poll
+        assert time.monotonic() - deleted_at < 0.5
+        assert response.status_code == 404
+        assert response.json()["errcode"] == "M_NOT_FOUND"

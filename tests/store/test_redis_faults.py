@@ -61,6 +61,7 @@ def operations(session: Session) -> dict[str, Callable[[RedisStore], Awaitable[A
         "count": lambda s: s.count(),
         "rate_limit": lambda s: s.rate_limit("ip:a", rate_per_s=1.0, burst=5),
         "wait_for_change": lambda s: s.wait_for_change(session.id, 1, timeout_s=30),
+        "register_change": lambda s: s.register_change(session.id, 1, lambda: None),
         "ping": lambda s: s.ping(),
     }
 
@@ -127,6 +128,34 @@ async def test_a_parked_waiter_fails_promptly_when_redis_goes_down(server: Redis
     with pytest.raises(StoreUnavailable):
         await asyncio.wait_for(waiter, 3)
     assert store.waiter_count() == 0
+
+
+async def test_a_lost_subscription_calls_the_change_callbacks_and_a_new_one_works(
+    server: RedisServer, store: RedisStore
+) -> None:
+    """A held poll's callback is its only wake-up: when the subscription drops, every callback is called (the
+    poll then reads the session again) and nothing is left registered."""
+    sessions = [await store.create(Generation.GEN1, b"", ttl_ms=TTL_MS) for _ in range(2)]
+    calls: list[str] = []
+    for s in sessions:
+        for _ in range(3):
+            assert await store.register_change(s.id, 1, lambda s=s: calls.append(s.id)) is True
+    assert store.waiter_count() == 6
+    server.stop()
+    deadline = time.monotonic() + 3
+    while len(calls) < 6:
+        assert time.monotonic() < deadline, calls
+        await asyncio.sleep(0.02)
+    assert sorted(calls) == sorted(s.id for s in sessions for _ in range(3))
+    assert store.waiter_count() == 0
+    server.start()
+    session = await store.create(Generation.GEN1, b"", ttl_ms=TTL_MS)
+    woken = asyncio.Event()
+    assert await store.register_change(session.id, 1, woken.set) is True
+    await store.write(session.id, b"news", expected_version=1)
+    await asyncio.wait_for(woken.wait(), 2)
+    assert store.waiter_count() == 0
+    assert len(calls) == 6
 
 
 async def test_a_write_cut_off_by_an_outage_is_applied_whole_or_not_at_all(

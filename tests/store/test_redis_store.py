@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -150,6 +151,70 @@ async def test_a_write_by_one_worker_wakes_waiters_of_another(backend: str) -> N
             await second.write(s.id, b"news", expected_version=1)
         results = await asyncio.wait_for(asyncio.gather(*waiters), 2)
         assert all(r is not None and r.version == 2 for r in results)
+
+
+@pytest.mark.parametrize("backend", ["redis", "redis-fallback", "redis-cluster"])
+async def test_a_write_by_one_worker_calls_the_change_callbacks_of_another(backend: str) -> None:
+    """Held polls register callbacks: a write through another worker calls each of them once, on a single
+    server (pipelined or through redis-py's client) and on a cluster."""
+    async with two_workers(url_of("redis-cluster" if backend == "redis-cluster" else "redis")) as workers:
+        first, second = workers
+        if backend == "redis-fallback":
+            first._multiplexer = second._multiplexer = None
+        # Several sessions, so that on a cluster the channels land on different nodes.
+        sessions = [await first.create(Generation.GEN1, b"", ttl_ms=TTL_MS) for _ in range(6)]
+        calls = {s.id: 0 for s in sessions}
+
+        def counter(session_id: str) -> Callable[[], None]:
+            def called() -> None:
+                calls[session_id] += 1
+
+            return called
+
+        for s in sessions:
+            for _ in range(3):
+                assert await first.register_change(s.id, 1, counter(s.id)) is True
+        assert first.waiter_count() == 18
+        for s in sessions:
+            await second.write(s.id, b"news", expected_version=1)
+        await _eventually(lambda: all(n == 3 for n in calls.values()))
+        assert first.waiter_count() == 0
+
+
+async def test_change_callbacks_share_one_subscription_per_session_and_release_it(
+    store: RedisStore, raw: Redis
+) -> None:
+    sessions = [await store.create(Generation.GEN1, b"", ttl_ms=TTL_MS) for _ in range(3)]
+    callbacks = {s.id: [lambda: None for _ in range(5)] for s in sessions}
+    for s in sessions:
+        for callback in callbacks[s.id]:
+            assert await store.register_change(s.id, 1, callback) is True
+    assert len(await _subscriptions(raw, store, 3)) == 3
+    written, deleted, forgotten = sessions
+    await store.write(written.id, b"x", expected_version=1)
+    await store.delete(deleted.id)
+    for callback in callbacks[forgotten.id]:
+        store.forget_change(forgotten.id, callback)
+    # Unsubscribing is sent in the background: give it a moment to reach the server.
+    assert await _subscriptions(raw, store, 0) == []
+    assert store.waiter_count() == 0
+
+
+async def _subscriptions(raw: Redis, store: RedisStore, expected: int) -> list[bytes | str]:
+    """The store's shard subscriptions on the server once there are ``expected`` of them (or after 3 s)."""
+    deadline = time.monotonic() + 3.0
+    while True:  # the server offers nothing to wait on: poll it
+        channels: list[bytes | str] = await raw.pubsub_shardchannels(f"{store._prefix}:*")
+        if len(channels) == expected or time.monotonic() > deadline:
+            return channels
+        await asyncio.sleep(0.02)
+
+
+async def _eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
 
 
 async def test_with_the_installed_redis_py_script_calls_are_pipelined(
