@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_selftest_parser(commands: Any) -> None:
-    from .selftest import DEFAULT_HOLD_WAIT_S, DEFAULT_ORIGIN, DEFAULT_REPEAT, DEFAULT_TIMEOUT_S
+    from .selftest.options import DEFAULT_HOLD_WAIT_S, DEFAULT_ORIGIN, DEFAULT_REPEAT, DEFAULT_TIMEOUT_S
 
     selftest = commands.add_parser(
         "selftest",

@@ -28,18 +28,44 @@ The package is an HTTP client and loads nothing of the server: it takes the prot
 
 from __future__ import annotations
 
-from .client import normalise_base_url
-from .options import DEFAULT_HOLD_WAIT_S, DEFAULT_ORIGIN, DEFAULT_REPEAT, DEFAULT_TIMEOUT_S, SelfTestOptions
-from .output import format_result, format_summary, report_json
-from .report import CheckResult, SelfTestReport, Status
-from .runner import run_selftest
-from .verdicts import (
-    describe_cors_problems,
-    describe_etag_problem,
-    describe_preflight_problems,
-    header_tokens,
-    http_date_seconds,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import normalise_base_url
+    from .options import DEFAULT_HOLD_WAIT_S, DEFAULT_ORIGIN, DEFAULT_REPEAT, DEFAULT_TIMEOUT_S, SelfTestOptions
+    from .output import format_result, format_summary, report_json
+    from .report import CheckResult, SelfTestReport, Status
+    from .runner import run_selftest
+    from .verdicts import (
+        describe_cors_problems,
+        describe_etag_problem,
+        describe_preflight_problems,
+        header_tokens,
+        http_date_seconds,
+    )
+
+#: Where each name of :data:`__all__` is defined. They are loaded on first use, so that ``rendezvous serve``,
+#: which reads only the option defaults for its ``--help``, never loads the HTTP client.
+_LAZY: dict[str, str] = {
+    "normalise_base_url": "client",
+    **dict.fromkeys(
+        ("DEFAULT_HOLD_WAIT_S", "DEFAULT_ORIGIN", "DEFAULT_REPEAT", "DEFAULT_TIMEOUT_S", "SelfTestOptions"), "options"
+    ),
+    **dict.fromkeys(("format_result", "format_summary", "report_json"), "output"),
+    **dict.fromkeys(("CheckResult", "SelfTestReport", "Status"), "report"),
+    "run_selftest": "runner",
+    **dict.fromkeys(
+        (
+            "describe_cors_problems",
+            "describe_etag_problem",
+            "describe_preflight_problems",
+            "header_tokens",
+            "http_date_seconds",
+        ),
+        "verdicts",
+    ),
+}
 
 __all__ = [
     "DEFAULT_HOLD_WAIT_S",
@@ -61,3 +87,12 @@ __all__ = [
     "report_json",
     "run_selftest",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value

@@ -236,9 +236,11 @@ def test_off_policy_leaves_gen1_working(gen2_off: str) -> None:
 
 
 def test_httpx_is_loaded_only_for_a_homeserver() -> None:
-    """The HTTP client is the server's largest import: a server without a homeserver never loads it."""
+    """The HTTP client is the server's largest import: a server without a homeserver never loads it (nor does the
+    command line that starts it)."""
     script = """
 import sys
+import rendezvous.cli
 from rendezvous.app import RendezvousApp
 from rendezvous.config import Settings
 RendezvousApp(Settings())
