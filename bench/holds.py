@@ -2,7 +2,8 @@
 per session wakes them.
 
 The polls spread over sessions of 100 held polls each, every poll on its own connection (as N devices would
-be). The baseline RSS is taken after a warm-up of 200 held polls that were then dropped. Once the server's
+be). Each session carries a 1,024-byte payload, about the size of a login's messages, which its polls have read
+already (a reader's poll is held after it got the current payload). The baseline RSS is taken after a warm-up of 200 held polls that were then dropped. Once the server's
 ``rendezvous_holds`` gauge shows all N held, its RSS and its CPU over 5 idle seconds are read; then every
 session gets one PUT and each held poll's answer is timed from its session's PUT being sent.
 """
@@ -24,6 +25,7 @@ from rendezvous.protocol import GEN1_PATH, METRICS_PATH
 
 PER_SESSION = 100
 WARMUP = 200
+PAYLOAD = b"x" * 1024
 IDLE_S = 5.0
 #: Opening stops here even if fewer polls are held; the result states how many were.
 DEADLINE_S = 120.0
@@ -92,7 +94,7 @@ async def _held_now(port: int) -> int:
 
 
 async def _create(conn: Connection) -> tuple[str, str]:
-    reply = await conn.request("POST", GEN1_PATH, [("Content-Type", "text/plain")], b"")
+    reply = await conn.request("POST", GEN1_PATH, [("Content-Type", "text/plain")], PAYLOAD)
     etag = reply.header(b"etag")
     if reply.status != 201 or etag is None:
         raise RuntimeError(f"create answered {reply.status}")

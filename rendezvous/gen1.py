@@ -210,8 +210,10 @@ class Gen1Api:
             if wait is None:
                 if self._hold and if_none_match.strip() == headers[1][1] and request.method == "GET":
                     # Held here, not in a helper coroutine: every frame a held poll keeps counts, and so do
-                    # the headers (rebuilt when it ends) and the request's parsed header dict.
+                    # the headers (rebuilt when it ends), the request's parsed header dict and the payload the
+                    # client has already (a 304 carries none).
                     del headers, if_none_match, prefer
+                    session = session.without_data()
                     request.route = self._hold_route
                     address = self._context.proxies.client_ip(request)
                     request.forget_headers()

@@ -13,7 +13,7 @@ import abc
 import enum
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # The identifier grammar is protocol, not storage: it lives in rendezvous.protocol and is re-exported here.
 from ..protocol import OPAQUE_ID_ALPHABET as OPAQUE_ID_ALPHABET
@@ -52,6 +52,11 @@ class Session:
     expires_at_ms: int
     #: Lifetime left when the snapshot was taken, by the store's own clock (clients get this, not a date).
     expires_in_ms: int
+
+    def without_data(self) -> Session:
+        """This snapshot without its payload: all a request needs that can only answer with its headers (a held
+        poll keeps it meanwhile, and on Redis the payload is its own copy)."""
+        return replace(self, data=b"")
 
     def __repr__(self) -> str:
         # Payloads are end-to-end encrypted but still never belong in logs; ids are capabilities.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -49,6 +50,13 @@ async def test_get_returns_the_stored_session(store: SessionStore) -> None:
     got = await store.get(s.id)
     assert got is not None
     assert (got.id, got.data, got.version, got.generation) == (s.id, b"payload", 1, Generation.GEN1)
+
+
+async def test_a_snapshot_without_data_keeps_everything_else(store: SessionStore) -> None:
+    s = await store.create(Generation.GEN1, b"payload", ttl_ms=TTL_MS)
+    stripped = s.without_data()
+    assert stripped.data == b""
+    assert dataclasses.replace(stripped, data=s.data) == s
 
 
 async def test_get_of_an_unknown_id_is_none(store: SessionStore) -> None:
