@@ -3,9 +3,10 @@ per session wakes them.
 
 The polls spread over sessions of 100 held polls each, every poll on its own connection (as N devices would
 be). Each session carries a 1,024-byte payload, about the size of a login's messages, which its polls have read
-already (a reader's poll is held after it got the current payload). The baseline RSS is taken after a warm-up of 200 held polls that were then dropped. Once the server's
-``rendezvous_holds`` gauge shows all N held, its RSS and its CPU over 5 idle seconds are read; then every
-session gets one PUT and each held poll's answer is timed from its session's PUT being sent.
+already (a reader's poll is held after it got the current payload). The baseline RSS is taken after a warm-up of
+200 held polls that were then dropped. Once the server's ``rendezvous_holds`` gauge shows all N held, its RSS and
+its CPU over 5 idle seconds are read; then every session gets one PUT and each held poll's answer is timed from
+its session's PUT being sent.
 """
 
 from __future__ import annotations
