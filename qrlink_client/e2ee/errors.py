@@ -15,6 +15,7 @@ __all__ = [
     "CanonicalJsonError",
     "E2eeError",
     "HomeserverError",
+    "HomeserverUnreachable",
     "InvalidKeyMaterial",
     "InvalidRecoveryKey",
     "InvalidSecretsBundle",
@@ -142,6 +143,18 @@ class HomeserverError(E2eeError):
         if isinstance(error, str):
             detail += f": {error}"
         super().__init__(f"{method} {path} -> HTTP {status}{detail}")
+
+
+class HomeserverUnreachable(E2eeError):
+    """A request to the homeserver got no answer: the connection failed or timed out, or the answer could not be
+    read. :attr:`reason` is the kind of failure (``ConnectTimeout``, ``ConnectError``…); the request itself, which
+    carries the access token, is kept out of the message."""
+
+    def __init__(self, method: str, path: str, reason: str) -> None:
+        self.method = method
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{method} {path} failed: {reason}")
 
 
 class UserInteractiveAuthRequired(HomeserverError):

@@ -2,7 +2,8 @@
 
 Each method is one request; nothing here decides anything. Bodies are built by the pure modules
 (:mod:`.device`, :mod:`.cross_signing`, :mod:`.backup`, :mod:`.secret_storage`) and errors come back as
-:class:`~.errors.HomeserverError` (or :class:`~.errors.UserInteractiveAuthRequired` for a UIA 401).
+:class:`~.errors.HomeserverError` (or :class:`~.errors.UserInteractiveAuthRequired` for a UIA 401), and a
+request that gets no answer as :class:`~.errors.HomeserverUnreachable`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from .._json import loads
-from .errors import HomeserverError, SignatureUploadFailed, UserInteractiveAuthRequired
+from .errors import HomeserverError, HomeserverUnreachable, SignatureUploadFailed, UserInteractiveAuthRequired
 
 __all__ = ["E2eeHomeserver"]
 
@@ -207,13 +208,17 @@ class E2eeHomeserver:
         *,
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        response = await self._client.request(
-            method,
-            self.base_url + path,
-            json=dict(body) if body is not None else None,
-            params=dict(params) if params is not None else None,
-            headers={"Authorization": f"Bearer {self._access_token}"},
-        )
+        try:
+            response = await self._client.request(
+                method,
+                self.base_url + path,
+                json=dict(body) if body is not None else None,
+                params=dict(params) if params is not None else None,
+                headers={"Authorization": f"Bearer {self._access_token}"},
+            )
+        except httpx.HTTPError as error:
+            # The request (and so the exception's own text) holds the access token and maybe secrets: keep the kind.
+            raise HomeserverUnreachable(method, path, type(error).__name__) from None
         try:
             parsed = loads(response.content)
         except ValueError:  # not JSON, or not I-JSON (too deep, a lone surrogate, NaN)
