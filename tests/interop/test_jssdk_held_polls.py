@@ -5,8 +5,10 @@ every 304; it sets no timeout and no abort signal on that fetch (js-sdk 43.0.0, 
 MSC4108RendezvousSession.js``). Our server holds such a GET until the other device writes, so every hand-over
 takes milliseconds instead of up to a second, and js-sdk cannot tell (``docs/push.md``, "Held Gen-1 polls").
 
-Each login runs the new device in js-sdk and ``grant_login`` as the existing device, both QR roles, on three
-rendezvous servers: Synapse's own (the baseline), ours with holds off, ours with holds on. ``grant_login`` polls
+Each login runs the new device in js-sdk and ``grant_login`` as the existing device, both QR roles, on four
+rendezvous servers: Synapse's own (the baseline), ours with holds off, ours with holds on, and ours with holds
+on in two worker processes sharing the machine's Redis (each request may reach either worker, so a poll held by
+one is woken by a write through the other). ``grant_login`` polls
 like a standard client (``TransportOptions(push=False)``), so both devices send plain conditional GETs. Each
 side's payloads are recorded in order: what one side received must be exactly what the other sent, no
 payload missed, none twice.
@@ -14,6 +16,7 @@ payload missed, none twice.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +32,9 @@ from rendezvous.protocol import GEN1_PATH
 from tests.interop.test_jssdk_signin import ExistingDevice, Login, js, run_login
 from tests.peers.node import NodeDriver, NodeDriverFactory
 from tests.support.urls import under
+
+#: Redis for the two-worker server; its own database, as the bench empties the one it runs on.
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/13"
 
 pytestmark = [pytest.mark.node, pytest.mark.synapse, pytest.mark.timeout(180)]
 
@@ -96,8 +102,12 @@ class Server:
     stack: DevStack
     gen1_create_url: str
 
+    @property
+    def holds(self) -> bool:
+        return self.name.startswith("ours-holds-on")
 
-@pytest.fixture(scope="module", params=["synapse", "ours-holds-off", "ours-holds-on"])
+
+@pytest.fixture(scope="module", params=["synapse", "ours-holds-off", "ours-holds-on", "ours-holds-on-redis-2-workers"])
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """Synapse's MSC4108 endpoint, or ours behind the stack's front proxy (the homeserver URL): js-sdk creates
     its session wherever the homeserver's ``/versions`` sends it, which is the front, hence our server."""
@@ -106,7 +116,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         with DevStack.start(poll_interval=1, rendezvous=False) as stack:
             yield Server(name, stack, under(stack.homeserver_url, GEN1_PATH))
         return
-    env = {"RENDEZVOUS_HOLD_ENABLED": "true" if name == "ours-holds-on" else "false"}
+    env = {"RENDEZVOUS_HOLD_ENABLED": "false" if name == "ours-holds-off" else "true"}
+    if name == "ours-holds-on-redis-2-workers":
+        env |= {"RENDEZVOUS_STORE_URL": REDIS_URL, "RENDEZVOUS_WORKERS": "2"}
     with DevStack.start(poll_interval=1, gen2_rendezvous="qrlink", rendezvous_env=env) as stack:
         yield Server(name, stack, under(stack.homeserver_url, GEN1_PATH))
 
@@ -163,7 +175,7 @@ async def test_whole_login_delivers_every_payload_once_in_order(
     else:
         assert all(url.startswith(server.gen1_create_url + "/") for url in sessions)
     polls = traced.js.not_modified + traced.existing.not_modified
-    if server.name == "ours-holds-on":
+    if server.holds:
         # Every wait of this login is far below hold_ms: each poll is answered by the other side's write.
         assert polls == 0, (traced.js, traced.existing)
     else:
@@ -176,7 +188,7 @@ async def test_client_whose_request_timeout_is_shorter_than_hold_ms_retries_and_
 ) -> None:
     """js-sdk with every GET abandoned and sent again after 250 ms (the server holds for 20 s): the user takes
     1.5 s on the verification page, so js-sdk's wait for ``m.login.protocol_accepted`` outlasts several tries."""
-    if server.name != "ours-holds-on":
+    if not server.holds:
         pytest.skip("about held polls")
     driver = node_driver("jssdk")
     await js(driver, "set_get_timeout", ms=250)
