@@ -18,13 +18,13 @@ from qrlink_client.transport import (
     TransportOptions,
 )
 from tests.support import transport as support
+from tests.support.deadlines import eventually
 from tests.support.transport import (
     Generation,
     OurServer,
     RecordingTransport,
     Transport,
     both_generations,
-    eventually,
     is_put,
 )
 

@@ -39,6 +39,7 @@ from qrlink_client.transport import (
 from qrlink_client.transport.push import parse_push_discovery, parse_push_header
 from rendezvous.protocol import GEN1_PATH, GEN2_UNSTABLE_PATH
 from tests.support import transport as support
+from tests.support.deadlines import eventually
 from tests.support.server import serve_cli
 from tests.support.transport import (
     Generation,
@@ -627,7 +628,7 @@ async def test_cancelled_long_poll_leaves_no_request_behind(
 ) -> None:
     generator, _ = await gen2_pair(http, push_server[1], opened)
     task = asyncio.create_task(generator.receive())
-    await support.eventually(lambda: recorder.in_flight == 1)  # the long-poll is held open by the server
+    await eventually(lambda: recorder.in_flight == 1)  # the long-poll is held open by the server
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

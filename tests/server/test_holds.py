@@ -12,7 +12,7 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from rendezvous.store.redis import RedisStore
 from tests.server.helpers import GEN1, TEXT
 from tests.server.test_push_support import ParkedRequest, sample, scrape
 from tests.store.conftest import BACKENDS, delete_keys
+from tests.support.deadlines import eventually
 from tests.support.server import serve_settings
 
 NO_LIMITS: dict[str, Any] = {"create_rate_per_second": 0, "session_rate_per_second": 0}
@@ -61,14 +62,6 @@ async def _create(client: httpx.AsyncClient, body: bytes = b"") -> tuple[str, st
     return created.json()["url"], created.headers["etag"]
 
 
-async def _eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 def _outcome(base_url: str, outcome: str) -> float:
     return sample(scrape(base_url), "rendezvous_holds_ended_total", outcome=outcome)
 
@@ -78,7 +71,7 @@ async def test_a_held_poll_gets_the_write_at_once_and_counts_its_wake(store: Ses
         async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
             url, etag = await _create(client)
             held = asyncio.create_task(client.get(url, headers={"If-None-Match": etag}))
-            await _eventually(lambda: store.waiter_count() == 1)
+            await eventually(lambda: store.waiter_count() == 1)
             assert sample(scrape(base_url), "rendezvous_holds") == 1
             assert not held.done()
             put = await client.put(url, content=b"hello", headers={**TEXT, "If-Match": etag})
@@ -109,7 +102,7 @@ async def test_a_held_poll_nobody_writes_to_is_the_usual_304_at_hold_ms(store: S
             elapsed = time.monotonic() - started
         assert _outcome(base_url, "timeout") == 1
         assert store.waiter_count() == 0
-        await _eventually(lambda: _subscriptions(store) == 0, within=1.0)
+        await eventually(lambda: _subscriptions(store) == 0, within=1.0)
     assert 0.55 < elapsed < 2.0, elapsed
     assert response.status_code == 304
     assert response.content == b""
@@ -124,7 +117,7 @@ async def test_a_held_poll_of_a_deleted_session_is_404_at_once(store: SessionSto
         async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
             url, etag = await _create(client)
             held = asyncio.create_task(client.get(url, headers={"If-None-Match": etag}))
-            await _eventually(lambda: store.waiter_count() == 1)
+            await eventually(lambda: store.waiter_count() == 1)
             assert (await client.delete(url)).status_code == 204
             response = await asyncio.wait_for(held, 1)
         assert _outcome(base_url, "deleted") == 1
@@ -201,7 +194,7 @@ async def test_polls_past_the_caps_get_304_at_once() -> None:
             url, etag = await _create(client)
             path = url.removeprefix(base_url)
             parked = [await ParkedRequest.open(base_url, path, {"If-None-Match": etag}) for _ in range(2)]
-            await _eventually(lambda: sample(scrape(base_url), "rendezvous_holds") == 2)
+            await eventually(lambda: sample(scrape(base_url), "rendezvous_holds") == 2)
             # Per address: 127.0.0.1 holds 2 already.
             started = time.monotonic()
             response = await client.get(url, headers={"If-None-Match": etag})
@@ -210,7 +203,7 @@ async def test_polls_past_the_caps_get_304_at_once() -> None:
             assert _outcome(base_url, "capped") == 1
             for request in parked:
                 request.abort()
-            await _eventually(lambda: sample(scrape(base_url), "rendezvous_holds") == 0)
+            await eventually(lambda: sample(scrape(base_url), "rendezvous_holds") == 0)
         assert _outcome(base_url, "disconnect") == 2
 
 
@@ -220,7 +213,7 @@ async def test_server_wide_cap() -> None:
             url, etag = await _create(client)
             path = url.removeprefix(base_url)
             parked = [await ParkedRequest.open(base_url, path, {"If-None-Match": etag}) for _ in range(2)]
-            await _eventually(lambda: sample(scrape(base_url), "rendezvous_holds") == 2)
+            await eventually(lambda: sample(scrape(base_url), "rendezvous_holds") == 2)
             response = await client.get(url, headers={"If-None-Match": etag})
             assert response.status_code == 304
             assert _outcome(base_url, "capped") == 1
@@ -237,13 +230,13 @@ async def test_a_client_that_disconnects_frees_its_hold_at_once(store: SessionSt
             url, etag = await _create(client)
         path = url.removeprefix(base_url)
         parked = [await ParkedRequest.open(base_url, path, {"If-None-Match": etag}) for _ in range(5)]
-        await _eventually(lambda: store.waiter_count() == 5)
+        await eventually(lambda: store.waiter_count() == 5)
         assert _subscriptions(store) == (1 if isinstance(store, RedisStore) else 0)
         for request in parked:
             request.abort()
-        await _eventually(lambda: store.waiter_count() == 0, within=1.0)
+        await eventually(lambda: store.waiter_count() == 0, within=1.0)
         # The last hold of the session to leave unsubscribes its channel.
-        await _eventually(lambda: _subscriptions(store) == 0, within=1.0)
+        await eventually(lambda: _subscriptions(store) == 0, within=1.0)
         samples = scrape(base_url)
     assert sample(samples, "rendezvous_holds") == 0
     assert sample(samples, "rendezvous_holds_ended_total", outcome="disconnect") == 5
@@ -275,7 +268,7 @@ async def test_a_client_whose_timeout_is_shorter_than_hold_ms_retries_and_loses_
             await asyncio.sleep(1.0)
             put = await writer.put(url, content=b"late", headers={**TEXT, "If-Match": etag})
             tries, response = await asyncio.wait_for(reader, 5)
-            await _eventually(lambda: store.waiter_count() == 0, within=1.0)
+            await eventually(lambda: store.waiter_count() == 0, within=1.0)
         samples = scrape(base_url)
     assert tries >= 3
     assert (response.status_code, response.content, response.headers["etag"]) == (200, b"late", put.headers["etag"])
@@ -312,7 +305,7 @@ async def test_a_hold_on_one_server_is_answered_by_a_write_and_a_delete_through_
                 url, etag = await _create(client)
                 on_b = url.replace(a, b)
                 held = [asyncio.create_task(client.get(url, headers={"If-None-Match": etag})) for _ in range(3)]
-                await _eventually(lambda: a_store.waiter_count() == 3)
+                await eventually(lambda: a_store.waiter_count() == 3)
                 put = await client.put(on_b, content=b"from b", headers={**TEXT, "If-Match": etag})
                 written = time.monotonic()
                 answers = await asyncio.wait_for(asyncio.gather(*held), 5)
@@ -321,12 +314,12 @@ async def test_a_hold_on_one_server_is_answered_by_a_write_and_a_delete_through_
                 assert [(r.status_code, r.content) for r in answers] == [(200, b"from b")] * 3
                 assert {r.headers["etag"] for r in answers} == {put.headers["etag"]}
                 again = asyncio.create_task(client.get(url, headers={"If-None-Match": put.headers["etag"]}))
-                await _eventually(lambda: a_store.waiter_count() == 1)
+                await eventually(lambda: a_store.waiter_count() == 1)
                 assert (await client.delete(on_b)).status_code == 204
                 gone = await asyncio.wait_for(again, 2)
                 assert gone.status_code == 404
             assert a_store.waiter_count() == b_store.waiter_count() == 0
-            await _eventually(lambda: _subscriptions(a_store) == 0, within=1.0)
+            await eventually(lambda: _subscriptions(a_store) == 0, within=1.0)
     finally:
         await delete_keys(REDIS_URL, prefix)
 
@@ -349,10 +342,10 @@ async def test_a_held_poll_runs_in_its_request_task_alone_on_every_store(backend
         session = await store.create(Generation.GEN1, b"", ttl_ms=60_000)
         # A first hold opens what the store shares between holds (Redis: the subscriber's connection).
         first = asyncio.create_task(push.hold(request, "192.0.2.1", session))
-        await _eventually(lambda: store.waiter_count() == 1)
+        await eventually(lambda: store.waiter_count() == 1)
         before = asyncio.all_tasks()
         second = asyncio.create_task(push.hold(request, "192.0.2.1", session))
-        await _eventually(lambda: store.waiter_count() == 2)
+        await eventually(lambda: store.waiter_count() == 2)
         assert asyncio.all_tasks() - before == {second}
         await store.write(session.id, b"x", expected_version=1)
         answers = await asyncio.wait_for(asyncio.gather(first, second), 2)

@@ -11,7 +11,7 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from rendezvous.store import MemoryStore
 from tests.server.helpers import GEN1, GEN2, TEXT, gen1_put, gen2_session
 from tests.server.test_push_support import NO_LIMITS, ParkedRequest, cli_server, scrape
+from tests.support.deadlines import eventually
 from tests.support.server import serve_cli, serve_settings
 
 MAX_WAIT_S = 2
@@ -379,14 +380,6 @@ async def test_watch_is_rate_limited_like_reads() -> None:
 # -- waiters: disconnects, the cap ---------------------------------------------------------------------------
 
 
-async def _eventually(condition: Callable[[], bool], within: float = 2.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 async def test_disconnected_long_polls_free_their_waiters_at_once() -> None:
     store = MemoryStore()
     with serve_settings(store=store, create_rate_per_second=0, session_rate_per_second=0) as base_url:
@@ -400,11 +393,11 @@ async def test_disconnected_long_polls_free_their_waiters_at_once() -> None:
             await ParkedRequest.open(base_url, path1, {"If-None-Match": created.headers["etag"], "Prefer": "wait=30"})
             for _ in range(10)
         ]
-        await _eventually(lambda: store.waiter_count() == 20)
+        await eventually(lambda: store.waiter_count() == 20)
         assert scrape(base_url)[("rendezvous_push_parked", (("kind", "long_poll"),))] == 20
         for request in parked:
             request.abort()
-        await _eventually(lambda: store.waiter_count() == 0, within=1.0)
+        await eventually(lambda: store.waiter_count() == 0, within=1.0)
         assert scrape(base_url)[("rendezvous_push_parked", (("kind", "long_poll"),))] == 0
 
 
@@ -416,11 +409,11 @@ async def test_closed_watches_free_their_waiters_at_once() -> None:
         sockets = [await connect(_ws(base_url, f"{GEN2}/{session['id']}/watch")) for _ in range(5)]
         for ws in sockets:
             await asyncio.wait_for(ws.recv(), 2)
-        await _eventually(lambda: store.waiter_count() == 5)
+        await eventually(lambda: store.waiter_count() == 5)
         assert scrape(base_url)[("rendezvous_push_parked", (("kind", "websocket"),))] == 5
         for ws in sockets:
             ws.transport.abort()  # no closing handshake: the peer just vanishes
-        await _eventually(lambda: store.waiter_count() == 0, within=1.0)
+        await eventually(lambda: store.waiter_count() == 0, within=1.0)
         assert scrape(base_url)[("rendezvous_push_parked", (("kind", "websocket"),))] == 0
 
 
@@ -430,7 +423,7 @@ async def test_long_polls_beyond_the_cap_are_answered_at_once() -> None:
             session = (await client.post(GEN2, json={"data": ""})).json()
             path = f"{GEN2}/{session['id']}?since=1&timeout_ms=30000"
             parked = [await ParkedRequest.open(base_url, path) for _ in range(2)]
-            await _eventually(lambda: scrape(base_url)[("rendezvous_push_parked", (("kind", "long_poll"),))] == 2)
+            await eventually(lambda: scrape(base_url)[("rendezvous_push_parked", (("kind", "long_poll"),))] == 2)
             started = time.monotonic()
             response = await client.get(path)
             assert time.monotonic() - started < 0.5
@@ -455,7 +448,7 @@ async def test_a_thousand_parked_long_polls_cost_little_memory_and_no_cpu(tmp_pa
             await asyncio.sleep(0.5)
             rss_before = server.rss_bytes()
             parked = [await ParkedRequest.open(server.base_url, path) for _ in range(1000)]
-            await _eventually(
+            await eventually(
                 lambda: scrape(server.base_url)[("rendezvous_push_parked", (("kind", "long_poll"),))] == 1000,
                 within=20,
             )

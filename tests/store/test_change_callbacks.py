@@ -8,10 +8,10 @@ the tests wait for them, and give a wrong call the same time to show up.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 from rendezvous.store import Generation, Session, SessionStore
+from tests.support.deadlines import eventually
 
 TTL_MS = 60_000
 #: Long enough for a message published by a write to reach the subscriber of the same process.
@@ -26,13 +26,6 @@ class Calls:
 
     def __call__(self) -> None:
         self.count += 1
-
-
-async def eventually(condition: Callable[[], bool], within: float = 2.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def registered(store: SessionStore, session: Session, callback: Callable[[], object]) -> None:

@@ -19,6 +19,7 @@ from rendezvous.store._redis_pipeline import Multiplexer
 from rendezvous.store.base import RateLimit
 from rendezvous.store.redis import RedisStore
 from tests.store.conftest import REDIS_URL, redis_store_at, shared_cluster
+from tests.support.deadlines import eventually
 
 TTL_MS = 60_000
 
@@ -177,7 +178,7 @@ async def test_a_write_by_one_worker_calls_the_change_callbacks_of_another(backe
         assert first.waiter_count() == 18
         for s in sessions:
             await second.write(s.id, b"news", expected_version=1)
-        await _eventually(lambda: all(n == 3 for n in calls.values()))
+        await eventually(lambda: all(n == 3 for n in calls.values()))
         assert first.waiter_count() == 0
 
 
@@ -208,13 +209,6 @@ async def _subscriptions(raw: Redis, store: RedisStore, expected: int) -> list[b
         if len(channels) == expected or time.monotonic() > deadline:
             return channels
         await asyncio.sleep(0.02)
-
-
-async def _eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_with_the_installed_redis_py_script_calls_are_pipelined(

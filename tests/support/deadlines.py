@@ -10,6 +10,7 @@ backstop, set well above every deadline; a test that still reaches it is a bug i
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar
 
@@ -71,3 +72,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "(tests/support/deadlines.py, docs/testing.md). pytest-timeout's report:\n\n"
         f"{report.longrepr}"
     )
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until ``predicate`` holds (polling every 10 ms), failing the test after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)

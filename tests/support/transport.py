@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,15 +162,6 @@ def our_server() -> Iterator[OurServer]:
     }
     with serve_cli(env) as base_url:
         yield OurServer(base_url)
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until *predicate* holds (polling every 10 ms), failing the test after *within* seconds."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 Transport = Gen1Transport | Gen2Transport
