@@ -386,8 +386,13 @@ class _Transport:
             raise TransportClosed(self._closed)
 
     def _gone(self, status: int | None, errcode: str | None) -> RendezvousError:
-        """The error for a session the server no longer has: expired if its time is (about) up, else gone."""
-        if self._deadline is not None and self._clock() >= self._deadline - _EXPIRY_SLACK:
+        """The error for a session the server no longer has: expired if its time is (about) up, else gone.
+
+        Expired, the session's end moves to now: every later operation is then refused here, with nothing sent.
+        """
+        now = self._clock()
+        if self._deadline is not None and now >= self._deadline - _EXPIRY_SLACK:
+            self._deadline = min(self._deadline, now)
             return SessionExpired(f"{self._generation} session expired", status=status, errcode=errcode)
         return SessionNotFound(
             f"{self._generation} session not found (deleted by the peer, or unknown)",

@@ -584,6 +584,31 @@ async def test_receive_stops_at_session_expiry_without_further_requests(
     assert generator.expires_in == 0.0
 
 
+@both_generations
+@pytest.mark.parametrize("push_server", [SHORT_LIVED_PLAIN], indirect=True)
+async def test_a_session_the_server_expired_early_is_refused_locally_from_then_on(
+    gen: Generation,
+    http: httpx.AsyncClient,
+    opened: list[Any],
+    recorder: RecordingTransport,
+    push_server: tuple[PushServer, str],
+) -> None:
+    """The server's clock ends the session before ours does (HTTP dates have one-second resolution): its 404 this
+    close to the deadline is the expiry, and the transport holds to that without asking again."""
+    server, base = push_server
+    generator, _ = await open_pair(gen, http, base, opened, poll_interval=0.1)
+    server.sessions.clear()  # expired there, with our deadline still about a second away
+
+    with pytest.raises(SessionExpired):
+        await generator.receive()
+    sent = len(recorder.exchanges)
+    with pytest.raises(SessionExpired):
+        await generator.send("too late")
+
+    assert len(recorder.exchanges) == sent  # decided locally, nothing sent
+    assert generator.expires_in == 0.0
+
+
 @pytest.mark.parametrize("push_server", [{"ttl": 1.5}], indirect=True)
 async def test_long_poll_and_watch_also_stop_at_session_expiry(
     http: httpx.AsyncClient, opened: list[Any], push_server: tuple[PushServer, str]
